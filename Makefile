@@ -1,0 +1,46 @@
+# `make demo` and `make test` work on a fresh clone: they build .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SANDBOX_LISTEN ?= 127.0.0.1:8765
+
+.PHONY: demo test lint format bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "intmon needs Python >= 3.11 ($(PYTHON) is older)"; exit 1; }
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check monitor checks tests benchmarks
+	$(BIN)/ruff format --check monitor checks tests benchmarks
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format monitor checks tests benchmarks
+	$(BIN)/ruff check --fix monitor checks tests benchmarks
+
+# The sandbox API plus the daemon watching it; Ctrl-C stops both.
+demo: $(STAMP)
+	@mkdir -p .demo
+	@$(BIN)/intmon validate --config config/demo.yaml
+	@$(BIN)/intmon sandbox --listen $(SANDBOX_LISTEN) > .demo/sandbox.log 2>&1 & \
+	 sandbox=$$!; trap 'kill $$sandbox 2>/dev/null' EXIT INT TERM; \
+	 echo ""; \
+	 echo "intmon demo: the sandbox API is on http://$(SANDBOX_LISTEN)/ and the daemon is starting."; \
+	 echo "  metrics:  http://127.0.0.1:9464/metrics"; \
+	 echo "  status:   http://127.0.0.1:9464/api/status"; \
+	 echo "  history:  $(BIN)/intmon status --config config/demo.yaml   (in another terminal)"; \
+	 echo "  stop:     Ctrl-C"; \
+	 echo ""; \
+	 $(BIN)/intmon run --config config/demo.yaml
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache *.egg-info

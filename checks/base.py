@@ -1,0 +1,106 @@
+"""What every check type shares: its config base class, its result, and its run context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from monitor.units import Duration
+
+if TYPE_CHECKING:
+    import aiohttp
+    from multidict import CIMultiDictProxy
+
+    from monitor.clock import Clock
+    from monitor.redact import Redactor
+
+# Why a run failed. The reason is the product: it is never collapsed to a bool.
+ERROR_CLASSES = (
+    "timeout",  # no complete answer within the check's timeout
+    "connect",  # DNS, refused, reset before a response
+    "tls",  # certificate or handshake failure
+    "http_4xx",  # an unexpected 4xx other than 429
+    "http_5xx",  # an unexpected 5xx
+    "rate_limited",  # HTTP 429
+    "assertion",  # a response arrived but an `expect` rule did not hold
+    "body_error",  # a 2xx whose body reports an error (GraphQL errors, "ok": false, ...)
+    "invalid_response",  # malformed HTTP, undecodable or oversized body, redirect loop
+    "auth",  # the token endpoint failed
+    "internal",  # a bug in intmon itself; logged with its traceback
+)
+
+
+@dataclass
+class Result:
+    """The outcome of one run of one check."""
+
+    ok: bool
+    error_class: str | None = None
+    reason: str = ""
+    status: int | None = None
+    latency: float | None = None  # seconds
+    started_at: float = 0.0  # unix seconds
+    # Response headers, kept in memory for the signal parsers; never stored whole.
+    headers: CIMultiDictProxy[str] | None = None
+    tls_not_after: float | None = None
+    # Small JSON-able facts for storage and status (quota, deprecation, step timings, ...).
+    signals: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def failure(cls, error_class: str, reason: str, **kwargs: Any) -> Result:
+        return cls(ok=False, error_class=error_class, reason=reason, **kwargs)
+
+
+@dataclass
+class RunContext:
+    """What a check may use while it runs. Built once by the daemon, shared by all runs."""
+
+    session: aiohttp.ClientSession
+    clock: Clock
+    redactor: Redactor
+    user_agent: str = "intmon"
+
+
+NAME_PATTERN = r"^[a-z0-9_.-]+$"
+
+
+class Model(BaseModel):
+    """Base for every config model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class CheckConfig(Model):
+    """Fields every check type has. A check type subclasses this and implements `run`."""
+
+    type_name: ClassVar[str]
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=128)
+    type: str
+    description: str = ""
+    interval: Duration = 60.0
+    timeout: Duration = 10.0
+    # Checks that name the same provider share rate-limit pauses and alert grouping.
+    provider: str | None = Field(default=None, pattern=NAME_PATTERN)
+    notify: list[str] = Field(default_factory=list)
+    alerts: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("interval", "timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than zero")
+        return value
+
+    def host_key(self) -> str | None:
+        """The provider host this check talks to, for the per-host concurrency cap."""
+        return None
+
+    def describe_target(self) -> str:
+        """A short, secret-free description of what is checked, for status output."""
+        return self.type
+
+    async def run(self, ctx: RunContext) -> Result:
+        raise NotImplementedError

@@ -1,0 +1,69 @@
+"""Runs one check: under the concurrency caps, inside its timeout, never raising."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+
+import aiohttp
+
+from checks.base import CheckConfig, Result, RunContext
+from monitor.units import format_duration
+
+log = logging.getLogger(__name__)
+
+
+def make_session(concurrency: int) -> aiohttp.ClientSession:
+    """One pooled session for every check: keep-alive is cheaper for us and for providers."""
+    connector = aiohttp.TCPConnector(limit=concurrency, ttl_dns_cache=300)
+    return aiohttp.ClientSession(
+        connector=connector,
+        # The runner owns each check's deadline; a session-wide default would fight it.
+        timeout=aiohttp.ClientTimeout(total=None),
+        # Checks must not leak cookies into one another.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=True,
+    )
+
+
+class Runner:
+    def __init__(self, ctx: RunContext, concurrency: int, per_host: int) -> None:
+        self.ctx = ctx
+        self._global = asyncio.Semaphore(concurrency)
+        self._per_host = per_host
+        self._hosts: defaultdict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(self._per_host)
+        )
+
+    async def execute(self, check: CheckConfig) -> Result:
+        host = check.host_key()
+        async with self._global:
+            if host is None:
+                return await self._timed(check)
+            # Waiting for a slot on a busy host is not the provider's latency: the timeout
+            # and the clock start once the slot is ours.
+            async with self._hosts[host]:
+                return await self._timed(check)
+
+    async def _timed(self, check: CheckConfig) -> Result:
+        started_at = self.ctx.clock.time()
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(check.timeout):
+                result = await check.run(self.ctx)
+        except TimeoutError:
+            result = Result.failure(
+                "timeout", f"no complete answer within {format_duration(check.timeout)}"
+            )
+        except Exception as exc:
+            # A bug in a check type must not take the daemon or other checks down.
+            log.exception("check %s raised; recorded as an internal error", check.name)
+            result = Result.failure("internal", f"intmon error: {type(exc).__name__}: {exc}")
+        if result.latency is None:
+            result.latency = time.perf_counter() - start
+        if not result.started_at:
+            result.started_at = started_at
+        result.reason = self.ctx.redactor(result.reason)
+        return result

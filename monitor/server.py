@@ -1,0 +1,50 @@
+"""The HTTP surface: /metrics, /healthz, /readyz, /api/status."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from monitor.daemon import Daemon
+
+DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+
+
+def build_app(daemon: Daemon) -> web.Application:
+    app = web.Application()
+    app[DAEMON] = daemon
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/status", api_status)
+    return app
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[DAEMON].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready = request.app[DAEMON].ready
+    return web.json_response({"ready": ready}, status=200 if ready else 503)
+
+
+async def api_status(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    return web.json_response({"generated_at": daemon.clock.time(), "checks": daemon.status()})
+
+
+async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner

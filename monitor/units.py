@@ -1,0 +1,85 @@
+"""Parsing of the human units used in config files: durations, ratios, byte sizes."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?", re.IGNORECASE)
+_SIZE_FACTOR = {
+    "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3,
+}  # fmt: skip
+
+
+def parse_duration(value: Any) -> float:
+    """`250ms`, `30s`, `5m`, `1h`, `7d`, `1h30m`, or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"{value!r} is not a duration: it is negative")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        pos, total = 0, 0.0
+        for match in _DURATION_PART.finditer(text):
+            if match.start() != pos:
+                break
+            total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if text and pos == len(text):
+            return total
+    raise ValueError(f"{value!r} is not a duration (use e.g. 250ms, 30s, 5m, 1h, 7d)")
+
+
+def parse_ratio(value: Any) -> float:
+    """`5%` or `0.05` -> 0.05."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a ratio")
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            value = float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"{value!r} is not a percentage") from None
+    elif isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a ratio (use e.g. 5% or 0.05)") from None
+    if isinstance(value, int | float) and 0 <= value <= 1:
+        return float(value)
+    raise ValueError(f"{value!r} is not a ratio between 0 and 1 (write 5% for five percent)")
+
+
+def parse_size(value: Any) -> int:
+    """`1MiB`, `512kb`, or a number of bytes -> bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value.strip())
+        if match:
+            return int(float(match.group(1)) * _SIZE_FACTOR[(match.group(2) or "b").lower()])
+    raise ValueError(f"{value!r} is not a size (use e.g. 1MiB, 512kB or a number of bytes)")
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of parse_duration, for messages: 0.25 -> `250ms`, 5400 -> `1h30m`."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    parts = []
+    remaining = round(seconds)
+    for unit in ("d", "h", "m", "s"):
+        size = int(_UNIT_SECONDS[unit])
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Ratio = Annotated[float, BeforeValidator(parse_ratio)]
+Size = Annotated[int, BeforeValidator(parse_size)]
