@@ -1,0 +1,194 @@
+"""Exact window statistics per check: error rate, latency quantiles, 429s, and a baseline p95.
+
+Pure: every figure is computed from samples the caller adds, at the `now` the caller passes.
+
+Windows are left-open, `(now - window, now]`, like Prometheus range selectors (3.x): a run exactly
+one window old has left it, so the figures line up with `rate()` over the same range.
+
+Quantiles use linear interpolation between closest ranks (rank = q * (n - 1)), the definition
+Prometheus' `quantile_over_time` and numpy's default use: p95 of 1..100 is 95.05.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Iterable
+from statistics import median
+from typing import NamedTuple
+
+HOUR = 3600.0
+WEEK = 7 * 86400.0
+
+
+class Run(NamedTuple):
+    ts: float  # unix seconds the run started
+    ok: bool
+    latency: float | None  # seconds; None when no answer was timed (e.g. a connect error)
+    rate_limited: bool
+
+
+def quantile(values: list[float], q: float) -> float | None:
+    """The q-quantile of `values` (sorted in place), by linear interpolation; None if empty."""
+    if not values:
+        return None
+    values.sort()
+    rank = q * (len(values) - 1)
+    low = math.floor(rank)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (rank - low)
+
+
+class CheckWindows:
+    """The recent runs of one check, in time order, with memory bounded two ways.
+
+    Runs older than the longest window any rule asks for are pruned as new ones arrive; the
+    hard cap is a safety net for a misconfigured tiny interval, past which the oldest runs go
+    first (the long windows then under-count, which beats exhausting memory).
+    """
+
+    def __init__(self, max_window: float, max_samples: int = 20_000) -> None:
+        if max_window <= 0 or max_samples <= 0:
+            raise ValueError("max_window and max_samples must be positive")
+        self.max_window = max_window
+        self.max_samples = max_samples
+        # A sorted list plus a start offset instead of a deque: bisect needs O(1) indexing.
+        self._ts: list[float] = []
+        self._runs: list[Run] = []
+        self._start = 0
+
+    def __len__(self) -> int:
+        return len(self._ts) - self._start
+
+    def add(self, ts: float, ok: bool, latency: float | None, rate_limited: bool = False) -> None:
+        run = Run(ts, ok, latency, rate_limited)
+        if not self._ts or ts >= self._ts[-1]:
+            self._ts.append(ts)
+            self._runs.append(run)
+        else:
+            # Concurrent runs may finish out of order; rare, so an O(n) insert is fine.
+            index = bisect_right(self._ts, ts, self._start)
+            self._ts.insert(index, ts)
+            self._runs.insert(index, run)
+        self.prune(self._ts[-1])
+
+    def prune(self, now: float) -> None:
+        """Forget runs that no window ending at `now` or later can contain."""
+        start = bisect_right(self._ts, now - self.max_window, self._start)
+        start = max(start, len(self._ts) - self.max_samples)
+        self._start = start
+        # Compact only once the dead prefix is large, so pruning stays amortised O(1).
+        if start > 1024 and start * 2 > len(self._ts):
+            del self._ts[:start]
+            del self._runs[:start]
+            self._start = 0
+
+    def runs(self, now: float, window: float) -> list[Run]:
+        """The runs in `(now - window, now]`, oldest first."""
+        low = bisect_right(self._ts, now - window, self._start)
+        high = bisect_right(self._ts, now, low)
+        return self._runs[low:high]
+
+    def error_rate(self, now: float, window: float) -> tuple[float | None, int]:
+        """(failure ratio, runs in window); the ratio is None when there were no runs."""
+        runs = self.runs(now, window)
+        if not runs:
+            return None, 0
+        failures = sum(1 for run in runs if not run.ok)
+        return failures / len(runs), len(runs)
+
+    def latency_quantile(self, now: float, window: float, q: float) -> tuple[float | None, int]:
+        """(q-quantile of latency, timed runs in window); None when no run was timed."""
+        latencies = [run.latency for run in self.runs(now, window) if run.latency is not None]
+        return quantile(latencies, q), len(latencies)
+
+    def latency_p95(self, now: float, window: float) -> tuple[float | None, int]:
+        return self.latency_quantile(now, window, 0.95)
+
+    def rate_limited(self, now: float, window: float) -> int:
+        return sum(1 for run in self.runs(now, window) if run.rate_limited)
+
+
+def baseline_p95(hourly_p95s: Iterable[float]) -> float | None:
+    """The median of hourly p95s: one bad hour (or three) does not move it."""
+    values = list(hourly_p95s)
+    return median(values) if values else None
+
+
+class HourlyBaseline:
+    """Hourly p95 buckets over the last week, fed live and seeded from the database.
+
+    While fewer than `min_hours` full hours exist, the p95 of every sample seen so far stands
+    in, provided there are at least `min_samples` of them: a fresh check gets a baseline within
+    minutes, but not from a handful of runs whose p95 is just their maximum. Those early samples
+    are dropped once enough full hours exist, so memory stays at about one hour of samples.
+    """
+
+    def __init__(
+        self,
+        history: float = WEEK,
+        min_hours: int = 3,
+        min_samples: int = 20,
+        max_early_samples: int = 10_000,
+    ) -> None:
+        self.history = history
+        self.min_hours = min_hours
+        self.min_samples = min_samples
+        self._hours: deque[tuple[float, float]] = deque()  # (hour start, p95), oldest first
+        self._closed_until = -math.inf  # samples before this belong to a summarised hour
+        self._current_hour: float | None = None
+        self._current: list[float] = []
+        # None once full hours suffice; bounded in case a sparse check never gets there.
+        self._early: deque[float] | None = deque(maxlen=max_early_samples)
+
+    def seed_hour(self, hour_start: float, p95: float) -> None:
+        """A full hour's p95 from storage; seed in time order, before live samples."""
+        hour = _hour_of(hour_start)
+        self._hours.append((hour, p95))
+        self._closed_until = max(self._closed_until, hour + HOUR)
+        if len(self._hours) >= self.min_hours:
+            self._early = None
+
+    def add(self, ts: float, latency: float) -> None:
+        hour = _hour_of(ts)
+        if hour < self._closed_until or (
+            self._current_hour is not None and hour < self._current_hour
+        ):
+            return  # a straggler from an hour already summarised: its p95 is final
+        self._roll(hour)
+        self._current_hour = hour
+        self._current.append(latency)
+        if self._early is not None:
+            self._early.append(latency)
+
+    def hourly_p95s(self, now: float) -> list[float]:
+        """The p95 of every full hour in the history window before `now`."""
+        self._roll(_hour_of(now))
+        cutoff = now - self.history
+        while self._hours and self._hours[0][0] < cutoff:
+            self._hours.popleft()
+        return [p95 for _, p95 in self._hours]
+
+    def baseline(self, now: float) -> float | None:
+        hourly = self.hourly_p95s(now)
+        if len(hourly) >= self.min_hours:
+            return baseline_p95(hourly)
+        early = list(self._early or ())
+        return quantile(early, 0.95) if len(early) >= self.min_samples else None
+
+    def _roll(self, hour: float) -> None:
+        """Close the current bucket once `hour` is past it."""
+        if self._current_hour is None or hour <= self._current_hour:
+            return
+        p95 = quantile(self._current, 0.95)
+        if p95 is not None:
+            self._hours.append((self._current_hour, p95))
+        self._closed_until = self._current_hour + HOUR
+        self._current_hour, self._current = None, []
+        if len(self._hours) >= self.min_hours:
+            self._early = None
+
+
+def _hour_of(ts: float) -> float:
+    return ts - ts % HOUR
