@@ -1,0 +1,234 @@
+"""Message text, routing, grouping and Apprise delivery to a real local json:// receiver."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from monitor.alerting import Intent, Kind
+from monitor.errors import DeliveryError
+from monitor.notify import AlertingSettings, Notify, Queued, group, render, render_group
+from monitor.redact import Redactor
+from tests.receiver import Receiver
+
+NOW = 1_700_000_000.0
+
+
+@dataclass(frozen=True)
+class Notifier:
+    name: str
+    urls: list[str]
+    min_severity: str = "warning"
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    server = await Receiver().start()
+    yield server
+    await server.stop()
+
+
+def intent(kind: Kind = Kind.FIRING, severity: str = "critical", **extra: object) -> Intent:
+    values: dict[str, object] = {
+        "kind": kind,
+        "check": "orders-api",
+        "rule": "error_rate",
+        "severity": severity,
+        "value": 0.5,
+        "threshold": 0.05,
+        "summary": "error rate 50% over 5m (10 runs) >= critical 5%",
+        "since": NOW - 300,
+        "at": NOW,
+        "last_error": "http_5xx: HTTP 503 from https://api.example.com",
+    }
+    values.update(extra)
+    return Intent(**values)  # type: ignore[arg-type]
+
+
+def test_a_firing_message_names_check_rule_state_value_threshold_since_and_error() -> None:
+    title, body, kind = render(intent(migration_link="https://example.com/migrate"))
+    assert title == "FIRING: orders-api error_rate (critical)"
+    assert body.splitlines() == [
+        "error rate 50% over 5m (10 runs) >= critical 5%",
+        "Since: 2023-11-14 22:08:20 UTC (5m ago)",
+        "Last error: http_5xx: HTTP 503 from https://api.example.com",
+        "Migration: https://example.com/migrate",
+    ]
+    assert kind == "failure"
+
+
+@pytest.mark.parametrize(
+    ("kind", "severity", "title", "notify_type"),
+    [
+        (Kind.FIRING, "warning", "FIRING: orders-api error_rate (warning)", "warning"),
+        (
+            Kind.ESCALATED,
+            "critical",
+            "FIRING: orders-api error_rate (critical, escalated)",
+            "failure",
+        ),
+        (Kind.REMINDER, "warning", "FIRING: orders-api error_rate (warning, still)", "warning"),
+        (Kind.RESOLVED, "critical", "RESOLVED: orders-api error_rate", "success"),
+    ],
+    ids=["firing-warning", "escalated", "reminder", "resolved"],
+)
+def test_title_and_apprise_type_follow_state_and_severity(
+    kind: Kind, severity: str, title: str, notify_type: str
+) -> None:
+    rendered = render(intent(kind, severity))
+    assert (rendered[0], rendered[2]) == (title, notify_type)
+
+
+def test_a_resolved_message_says_how_long_it_lasted_and_how_it_is_now() -> None:
+    _, body, _ = render(
+        intent(Kind.RESOLVED, summary="error rate 0% over 5m (10 runs) < warning 1%")
+    )
+    assert "Resolved after 5m (was critical, firing since 2023-11-14 22:08:20 UTC)." in body
+    assert "Now: error rate 0% over 5m (10 runs) < warning 1%" in body
+
+
+@pytest.mark.parametrize(
+    ("severity", "notify", "routed"),
+    [
+        ("warning", ["chat", "pager"], ["chat"]),
+        ("critical", ["chat", "pager"], ["chat", "pager"]),
+        ("critical", ["pager"], ["pager"]),
+        ("critical", [], []),
+    ],
+    ids=["warning-skips-critical-only", "critical-reaches-both", "only-listed", "no-notify-list"],
+)
+def test_routing_follows_the_notify_list_and_min_severity(
+    severity: str, notify: list[str], routed: list[str]
+) -> None:
+    notifiers = [
+        Notifier("chat", ["json://127.0.0.1:9/a"]),
+        Notifier("pager", ["json://127.0.0.1:9/b"], "critical"),
+    ]
+    notify_ = Notify(notifiers, Redactor())
+    assert notify_.route(intent(severity=severity), notify) == routed
+
+
+def test_messages_skip_silenced_intents_redact_secrets_and_hold_provider_firings() -> None:
+    notify = Notify(
+        [Notifier("chat", ["json://127.0.0.1:9/a"])],
+        Redactor(["s3cr3t-token"]),
+        AlertingSettings(group_wait=30),
+    )
+    intents = [
+        intent(last_error="auth: token s3cr3t-token rejected", provider="stripe"),
+        intent(Kind.RESOLVED, check="quiet", silenced=True),
+        intent(Kind.RESOLVED, check="billing", provider="stripe"),
+    ]
+    messages = notify.messages(
+        intents, {"orders-api": ["chat"], "quiet": ["chat"], "billing": ["chat"]}
+    )
+    assert [(m.check, m.kind, m.group_key, m.not_before - m.created_at) for m in messages] == [
+        ("orders-api", "FIRING", "stripe", 30),
+        ("billing", "RESOLVED", None, 0),
+    ]
+    assert "s3cr3t-token" not in messages[0].body
+    assert "Last error: auth: token *** rejected" in messages[0].body
+    assert messages[0].expires_at == NOW + 24 * 3600
+    assert messages[0].dedup_key.endswith("/chat")
+
+
+def q(id_: int, created: float, due: bool = True, key: str | None = "stripe") -> Queued:
+    return Queued(id_, "chat", key, created, due)
+
+
+@pytest.mark.parametrize(
+    ("rows", "batches"),
+    [
+        ([q(1, 0, key=None), q(2, 0, key=None)], [[1], [2]]),
+        ([q(1, 0), q(2, 10, due=False), q(3, 29, due=False)], [[1, 2, 3]]),
+        ([q(1, 0), q(2, 31, due=False)], [[1]]),
+        ([q(1, 0, due=False), q(2, 5, due=False)], []),
+        ([q(1, 0), q(2, 0, due=False, key="github")], [[1]]),
+    ],
+    ids=[
+        "ungrouped-alone",
+        "within-group-wait",
+        "after-group-wait",
+        "nothing-due",
+        "other-provider",
+    ],
+)
+def test_grouping_batches_one_provider_within_group_wait(
+    rows: list[Queued], batches: list[list[int]]
+) -> None:
+    assert [[r.id for r in b] for b in group(rows, 30)] == batches
+
+
+def test_a_grouped_message_lists_every_alert_and_takes_the_worst_type() -> None:
+    title, body, kind = render_group(
+        "stripe",
+        [
+            ("FIRING: charges error_rate (warning)", "a", "warning"),
+            ("FIRING: refunds latency_p95 (critical)", "b", "failure"),
+        ],
+    )
+    assert title == (
+        "FIRING: 2 alerts for stripe: charges error_rate (warning), refunds latency_p95 (critical)"
+    )
+    assert (
+        body
+        == "FIRING: charges error_rate (warning)\na\n\nFIRING: refunds latency_p95 (critical)\nb"
+    )
+    assert kind == "failure"
+
+
+async def test_send_delivers_through_apprise_and_counts_the_attempt(receiver: Receiver) -> None:
+    results: list[tuple[str, str]] = []
+    notify = Notify(
+        [Notifier("chat", [receiver.url])],
+        Redactor(),
+        on_result=lambda n, r: results.append((n, r)),
+    )
+    await notify.send("chat", "FIRING: a b (warning)", "body", "warning")
+    assert [(p["title"], p["message"], p["type"]) for p in receiver.posts] == [
+        ("FIRING: a b (warning)", "body", "warning")
+    ]
+    assert results == [("chat", "success")]
+    notify.close()
+
+
+async def test_a_503_is_a_failed_delivery(receiver: Receiver) -> None:
+    results: list[tuple[str, str]] = []
+    notify = Notify(
+        [Notifier("chat", [receiver.url])],
+        Redactor(),
+        on_result=lambda n, r: results.append((n, r)),
+    )
+    receiver.failing = True
+    with pytest.raises(DeliveryError) as info:
+        await notify.send("chat", "t", "b", "failure")
+    assert not info.value.permanent
+    assert results == [("chat", "failure")]
+    notify.close()
+
+
+async def test_an_unknown_notifier_is_a_permanent_failure() -> None:
+    notify = Notify([], Redactor())
+    with pytest.raises(DeliveryError, match="no notifier named 'gone'") as info:
+        await notify.send("gone", "t", "b", "warning")
+    assert info.value.permanent
+
+
+@pytest.mark.parametrize(
+    ("failing", "delivered"), [(False, True), (True, False)], ids=["up", "down"]
+)
+async def test_notify_test_reports_whether_the_message_arrived(
+    receiver: Receiver, failing: bool, delivered: bool
+) -> None:
+    notify = Notify([Notifier("chat", [receiver.url])], Redactor())
+    receiver.failing = failing
+    assert await notify.test("chat") is delivered
+    assert len(receiver.posts) == int(delivered)
+    notify.close()
+
+
+def test_a_url_apprise_cannot_use_is_rejected_without_leaking_credentials() -> None:
+    with pytest.raises(ValueError, match=r"notifier 'chat': Apprise cannot use nope://\*\*\*@host"):
+        Notify([Notifier("chat", ["nope://user:hunter22@host"])], Redactor())
