@@ -21,7 +21,8 @@ def compile_path(path: str) -> jsonpath.JSONPath | jsonpath.CompoundJSONPath:
     try:
         return jsonpath.compile(path)
     except jsonpath.JSONPathError as exc:
-        raise ValueError(f"{path!r} is not a valid JSONPath: {exc}") from None
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path!r} is not a valid JSONPath: {detail}") from None
 
 
 def normalize_status(value: Any) -> tuple[int | str, ...]:
@@ -62,7 +63,7 @@ class Expect(Model):
     _paths: dict[str, jsonpath.JSONPath | jsonpath.CompoundJSONPath] = PrivateAttr(
         default_factory=dict
     )
-    _error_paths: list[jsonpath.JSONPath | jsonpath.CompoundJSONPath] = PrivateAttr(
+    _error_paths: list[tuple[str, jsonpath.JSONPath | jsonpath.CompoundJSONPath]] = PrivateAttr(
         default_factory=list
     )
 
@@ -105,7 +106,7 @@ class Expect(Model):
 
     def model_post_init(self, context: Any) -> None:
         self._paths = {path: compile_path(path) for path in self.json_}
-        self._error_paths = [compile_path(path) for path in self.error_paths]
+        self._error_paths = [(path, compile_path(path)) for path in self.error_paths]
 
     @property
     def needs_body(self) -> bool:
@@ -276,8 +277,8 @@ def _check_text(expect: Expect, text: str) -> Failure | None:
 
 def find_body_error(expect: Expect, document: Any) -> Failure | None:
     """Errors that APIs report inside an HTTP 2xx: the check passes a plain ping, not this."""
-    for path in expect._error_paths:
-        hits = [v for v in path.findall(document) if v not in (None, False, "", [], {})]
+    for path, compiled in expect._error_paths:
+        hits = [v for v in compiled.findall(document) if v not in (None, False, "", [], {})]
         if hits:
             return Failure("body_error", f"{path}: {_error_text(hits[0])}")
     if not expect.body_errors or not isinstance(document, dict):

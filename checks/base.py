@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from checks.tls import CertificateCache
+from checks.tokens import TokenCache
+from monitor.heartbeats import HeartbeatBook
 from monitor.units import Duration
 
 if TYPE_CHECKING:
@@ -61,6 +64,12 @@ class RunContext:
     clock: Clock
     redactor: Redactor
     user_agent: str = "intmon"
+    # OAuth2 access tokens, shared by every run for the daemon's lifetime (see checks/tokens.py).
+    tokens: TokenCache = field(default_factory=TokenCache)
+    # Heartbeats pushed to POST /heartbeat/{check}; the daemon loads it from the database.
+    heartbeats: HeartbeatBook = field(default_factory=HeartbeatBook)
+    # TLS certificate expiry per host, refreshed every few hours (see checks/tls.py).
+    certificates: CertificateCache = field(default_factory=CertificateCache)
 
 
 NAME_PATTERN = r"^[a-z0-9_.-]+$"

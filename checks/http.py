@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import ssl
 import time
+import uuid
 from typing import Any, Literal
 
 import aiohttp
 import yarl
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from checks.assertions import Expect, check_response
+from checks.auth import AuthConfig, AuthError, Credentials, authorize, scrub
 from checks.base import CheckConfig, Model, Result, RunContext
 from monitor.units import Size
 
@@ -25,6 +27,9 @@ class RequestSpec(Model):
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
     json_: Any = Field(default=None, alias="json")
     body: str | None = None
+    # A fresh UUID Idempotency-Key per run, reused across that run's retries, so a retried
+    # create cannot create twice.
+    idempotency_key: bool = False
 
     @field_validator("method", mode="before")
     @classmethod
@@ -57,6 +62,28 @@ class HttpCheck(CheckConfig):
     max_redirects: int = Field(default=5, ge=0, le=30)
     max_body: Size = 1024 * 1024
     tls_verify: bool = True
+    # A CA bundle for providers behind a private CA (verification stays on).
+    tls_ca_file: str | None = None
+    auth: AuthConfig | None = None
+
+    _ssl: ssl.SSLContext | bool = PrivateAttr(default=True)
+
+    @field_validator("tls_ca_file")
+    @classmethod
+    def _ca_file(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ssl.create_default_context(cafile=value)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"cannot load CA bundle {value!r}: {exc}") from None
+        return value
+
+    def model_post_init(self, context: Any) -> None:
+        # Built once at load: creating an SSL context per run costs more than the request.
+        if not self.tls_verify:
+            self._ssl = False
+        elif self.tls_ca_file:
+            self._ssl = ssl.create_default_context(cafile=self.tls_ca_file)
 
     def host_key(self) -> str | None:
         return self.request.host
@@ -66,7 +93,52 @@ class HttpCheck(CheckConfig):
         return f"{self.request.method} {url.with_query(None).with_user(None)}"
 
     async def run(self, ctx: RunContext) -> Result:
-        return await perform(ctx, self.request, self.expect, self)
+        result, _ = await send(ctx, self.request, self.expect, self, self.auth)
+        return result
+
+
+async def send(
+    ctx: RunContext,
+    request: RequestSpec,
+    expect: Expect,
+    check: HttpCheck,
+    auth: AuthConfig | None = None,
+) -> tuple[Result, bytes]:
+    """`exchange` with auth and idempotency: one run of one request, as a client would send it.
+
+    A 401 with an OAuth2 token gets a fresh token and exactly one retry, carrying the same
+    Idempotency-Key. Token endpoint failures are `auth` results. Secrets never reach `reason`.
+    """
+    extra: dict[str, str] = {}
+    if request.idempotency_key:
+        extra["Idempotency-Key"] = str(uuid.uuid4())
+    credentials = Credentials()
+    try:
+        credentials = await authorize(ctx, auth)
+        result, body = await _authorized(ctx, request, expect, check, extra, credentials)
+        if result.status == 401 and credentials.token is not None:
+            credentials = await authorize(ctx, auth, rejected=credentials.token)
+            result, body = await _authorized(ctx, request, expect, check, extra, credentials)
+    except AuthError as exc:
+        reason = scrub(exc.reason, credentials.secrets)
+        return Result.failure("auth", reason, started_at=ctx.clock.time()), b""
+    result.reason = scrub(result.reason, credentials.secrets)
+    if "Idempotency-Key" in extra:
+        result.signals["idempotency_key"] = extra["Idempotency-Key"]
+    return result, body
+
+
+async def _authorized(
+    ctx: RunContext,
+    request: RequestSpec,
+    expect: Expect,
+    check: HttpCheck,
+    extra: dict[str, str],
+    credentials: Credentials,
+) -> tuple[Result, bytes]:
+    if credentials.params:
+        request = request.model_copy(update={"params": {**request.params, **credentials.params}})
+    return await exchange(ctx, request, expect, check, {**extra, **credentials.headers})
 
 
 async def perform(
@@ -77,6 +149,18 @@ async def perform(
     extra_headers: dict[str, str] | None = None,
 ) -> Result:
     """Send one request and judge it. Timeouts propagate: the runner owns the deadline."""
+    result, _ = await exchange(ctx, request, expect, check, extra_headers)
+    return result
+
+
+async def exchange(
+    ctx: RunContext,
+    request: RequestSpec,
+    expect: Expect,
+    check: HttpCheck,
+    extra_headers: dict[str, str] | None = None,
+) -> tuple[Result, bytes]:
+    """`perform`, also returning the (capped) body for callers that extract from it."""
     headers = {"User-Agent": ctx.user_agent, **request.headers, **(extra_headers or {})}
     started_at = ctx.clock.time()
     start = time.perf_counter()
@@ -90,18 +174,17 @@ async def perform(
             data=request.body,
             allow_redirects=check.max_redirects > 0,
             max_redirects=max(check.max_redirects, 1),
-            ssl=check.tls_verify,
+            ssl=check._ssl,
         ) as response:
-            not_after = peer_certificate_expiry(response)
             body, truncated = await read_capped(response, check.max_body)
             latency = time.perf_counter() - start
     except TimeoutError:
         raise
     except aiohttp.ClientError as exc:
         error_class, reason = classify_client_error(exc, check.max_redirects)
-        return Result.failure(
-            error_class, reason, latency=time.perf_counter() - start, started_at=started_at
-        )
+        latency = time.perf_counter() - start
+        return Result.failure(error_class, reason, latency=latency, started_at=started_at), b""
+    not_after = await ctx.certificates.not_after(request.url, check._ssl, ctx.clock)
     failure = check_response(
         expect,
         status=response.status,
@@ -120,7 +203,7 @@ async def perform(
         started_at=started_at,
         headers=response.headers,
         tls_not_after=not_after,
-    )
+    ), body
 
 
 async def read_capped(response: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
@@ -135,17 +218,6 @@ async def read_capped(response: aiohttp.ClientResponse, cap: int) -> tuple[bytes
             response.close()
             return b"".join(chunks)[:cap], True
     return b"".join(chunks), False
-
-
-def peer_certificate_expiry(response: aiohttp.ClientResponse) -> float | None:
-    connection = response.connection
-    transport = connection.transport if connection is not None else None
-    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-    if ssl_object is None:
-        return None
-    certificate = ssl_object.getpeercert()
-    not_after = certificate.get("notAfter") if certificate else None
-    return float(ssl.cert_time_to_seconds(not_after)) if isinstance(not_after, str) else None
 
 
 def classify_client_error(exc: aiohttp.ClientError, max_redirects: int) -> tuple[str, str]:

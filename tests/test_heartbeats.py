@@ -1,0 +1,200 @@
+"""Signed heartbeats: the signature rules, persistence, and POST /heartbeat/{check} end to end."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from checks.freshness import FreshnessCheck
+from monitor.clock import SystemClock
+from monitor.config import parse_config
+from monitor.daemon import Daemon
+from monitor.heartbeats import HeartbeatBook, signature, verify_signature
+from monitor.metrics import Metrics
+from monitor.server import build_app
+from monitor.store import Store
+from tests.conftest import start_app
+
+SECRET = "hb-secret-0123456789abcdef"
+NOW = 1_700_000_000.0
+BODY = b'{"count": 120}'
+
+
+def good(ts: float = NOW, body: bytes = BODY) -> tuple[str, str]:
+    return str(int(ts)), signature(SECRET, str(int(ts)), body)
+
+
+MISMATCH = "signature does not match"
+STALE = "X-Timestamp is more than 300s away from now (stale or replayed)"
+SIGNATURES = [
+    ("valid", *good(), BODY, None),
+    ("valid-uppercase-hex", good()[0], good()[1].upper().replace("SHA256=", "sha256="), BODY, None),
+    ("missing-timestamp", None, good()[1], BODY, "missing X-Timestamp or X-Signature header"),
+    ("missing-signature", good()[0], None, BODY, "missing X-Timestamp or X-Signature header"),
+    ("timestamp-not-a-number", "yesterday", good()[1], BODY, "X-Timestamp is not unix seconds"),
+    ("stale", *good(NOW - 301), BODY, STALE),
+    ("from-the-future", *good(NOW + 301), BODY, STALE),
+    ("forged", good()[0], "sha256=" + "0" * 64, BODY, "signature does not match"),
+    ("body-tampered", *good(), b'{"count": 999}', "signature does not match"),
+    ("other-secret", good()[0], signature("another-secret", good()[0], BODY), BODY, MISMATCH),
+    ("no-prefix", good()[0], good()[1].removeprefix("sha256="), BODY, "signature does not match"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "sig", "body", "problem"),
+    [s[1:] for s in SIGNATURES],
+    ids=[s[0] for s in SIGNATURES],
+)
+def test_signatures_are_checked_as_the_interface_specifies(
+    timestamp: str | None, sig: str | None, body: bytes, problem: str | None
+) -> None:
+    assert verify_signature(SECRET, timestamp, sig, body, NOW) == problem
+
+
+def test_the_last_heartbeat_survives_a_restart(store: Store) -> None:
+    book = HeartbeatBook()
+    book.record("sync", NOW, count=120)
+    book.save(store.engine, "sync")
+    book.record("sync", NOW + 60, failed=True, message="upstream 503")
+    book.save(store.engine, "sync")
+    restarted = HeartbeatBook()
+    restarted.load(store.engine)
+    beat = restarted.last("sync")
+    assert beat is not None
+    assert (beat.last_success, beat.count) == (NOW, 120)
+    assert (beat.last_failure, beat.message) == (NOW + 60, "upstream 503")
+    assert beat.failing
+
+
+@dataclass
+class Running:
+    daemon: Daemon
+    url: str
+    client: aiohttp.ClientSession
+
+    async def push(
+        self,
+        check: str,
+        body: bytes = BODY,
+        headers: dict[str, str] | None = None,
+        fail: bool = False,
+    ) -> tuple[int, dict[str, object]]:
+        path = f"{self.url}/heartbeat/{check}{'/fail' if fail else ''}"
+        async with self.client.post(path, data=body, headers=headers or {}) as response:
+            return response.status, await response.json()
+
+    async def check(self, name: str) -> tuple[bool, str]:
+        result = await self.daemon.runner.execute(self.daemon.checks[name])
+        return result.ok, result.reason
+
+
+def signed(body: bytes = BODY, ts: float | None = None, secret: str = SECRET) -> dict[str, str]:
+    stamp = str(int(time.time() if ts is None else ts))
+    return {"X-Timestamp": stamp, "X-Signature": signature(secret, stamp, body)}
+
+
+@pytest.fixture
+async def running(db_path: Path, sandbox: str) -> AsyncIterator[Running]:
+    text = f"""
+monitor: {{database: '{db_path}'}}
+checks:
+  - {{name: signed, type: freshness, interval: 1h, max_age: 1h, min_count: 1,
+      source: {{type: heartbeat, secret: '{SECRET}'}}}}
+  - {{name: open, type: freshness, interval: 1h, max_age: 1h, source: {{type: heartbeat}}}}
+  - {{name: polled, type: freshness, interval: 1h, max_age: 1h,
+      source: {{type: http, url: '{sandbox}/sync/orders', timestamp: $.updated_at}}}}
+"""
+    config = parse_config(text, env={})
+    daemon = Daemon(config, Store(config.monitor.database_url), Metrics(), SystemClock())
+    runner, url = await start_app(build_app(daemon))
+    await daemon.start()
+    async with aiohttp.ClientSession() as client:
+        yield Running(daemon, url, client)
+    await daemon.stop()
+    await runner.cleanup()
+
+
+async def test_a_signed_heartbeat_makes_its_check_fresh_and_is_persisted(running: Running) -> None:
+    status, answer = await running.push("signed", headers=signed())
+    assert (status, answer["recorded"]) == (202, "success")
+    ok, reason = await running.check("signed")
+    assert ok, reason
+    book = HeartbeatBook()
+    book.load(running.daemon.store.engine)
+    beat = book.last("signed")
+    assert beat is not None
+    assert beat.count == 120
+
+
+REFUSED = [
+    ("unsigned", {}, "missing X-Timestamp or X-Signature header"),
+    ("forged", {"X-Timestamp": "{now}", "X-Signature": "sha256=" + "ab" * 32}, MISMATCH),
+    ("wrong-secret", "wrong-secret", "signature does not match"),
+    ("stale", "stale", STALE),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("headers", "error"), [r[1:] for r in REFUSED], ids=[r[0] for r in REFUSED]
+)
+async def test_unsigned_forged_or_stale_pushes_get_401_and_change_nothing(
+    running: Running, headers: dict[str, str] | str, error: str
+) -> None:
+    if headers == "wrong-secret":
+        headers = signed(secret="not-the-configured-secret")
+    elif headers == "stale":
+        headers = signed(ts=time.time() - 301)
+    elif isinstance(headers, dict):
+        headers = {k: v.format(now=int(time.time())) for k, v in headers.items()}
+    status, answer = await running.push("signed", headers=headers)
+    assert (status, answer["error"]) == (401, error)
+    assert running.daemon.runner.ctx.heartbeats.last("signed") is None
+    ok, reason = await running.check("signed")
+    assert (ok, reason) == (True, "waiting for the first heartbeat (max_age 1h)")
+
+
+@pytest.mark.parametrize("name", ["nope", "polled"], ids=["unknown-check", "not-a-heartbeat-check"])
+async def test_pushes_for_checks_that_take_no_heartbeats_are_404(
+    running: Running, name: str
+) -> None:
+    status, _ = await running.push(name, headers=signed())
+    assert status == 404
+
+
+async def test_a_reported_failure_fails_the_check(running: Running) -> None:
+    body = json.dumps({"message": "export job crashed"}).encode()
+    status, answer = await running.push("signed", body, headers=signed(body), fail=True)
+    assert (status, answer["recorded"]) == (202, "failure")
+    ok, reason = await running.check("signed")
+    assert not ok
+    assert re.fullmatch(r"the job reported a failed run \S+ ago: export job crashed", reason)
+
+
+async def test_a_heartbeat_check_without_a_secret_takes_plain_pushes(running: Running) -> None:
+    status, _ = await running.push("open", b"")
+    assert status == 202
+    assert (await running.check("open"))[0]
+
+
+@pytest.mark.parametrize(
+    "body", [b"[1, 2]", b"{nope", b'{"count": -1}', b'{"count": "12"}'], ids=repr
+)
+async def test_a_malformed_body_is_400_and_changes_nothing(running: Running, body: bytes) -> None:
+    status, _ = await running.push("open", body)
+    assert status == 400
+    assert running.daemon.runner.ctx.heartbeats.last("open") is None
+
+
+def test_a_short_secret_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        FreshnessCheck.model_validate(
+            {"name": "x", "max_age": "1h", "source": {"type": "heartbeat", "secret": "short"}}
+        )
