@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fnmatch
 import json
 import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -20,12 +22,14 @@ from monitor.config import Config, load_config, resolve_config_path
 from monitor.daemon import Daemon
 from monitor.errors import ConfigError
 from monitor.metrics import Metrics
+from monitor.notify import Notify
 from monitor.redact import Redactor
 from monitor.runner import Runner, make_session
 from monitor.sandbox import run_sandbox
 from monitor.server import build_app, serve
-from monitor.store import RunRow, SchemaError, Store
-from monitor.units import format_duration
+from monitor.silences import add_silence, expire_silence, list_silences
+from monitor.store import SchemaError, Store
+from monitor.units import format_duration, parse_duration
 
 log = logging.getLogger("intmon")
 
@@ -45,7 +49,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"invalid config:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
     _setup_logging(config)
-    handler = {"run": cmd_run, "check": cmd_check, "validate": cmd_validate, "status": cmd_status}
+    handler = {
+        "run": cmd_run,
+        "check": cmd_check,
+        "validate": cmd_validate,
+        "status": cmd_status,
+        "notify-test": cmd_notify_test,
+        "silence": cmd_silence,
+    }
     return handler[args.command](config, args)
 
 
@@ -68,6 +79,14 @@ def _parser() -> argparse.ArgumentParser:
     command("validate", "validate the config and its ${ENV} references")
     status = command("status", "current health of every check, from the database")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    notify = command("notify-test", "send a test notification; exit 1 if not delivered")
+    notify.add_argument("notifier", nargs="?", help="notifier name (default: all)")
+    silence = command("silence", "silence alerts of matching checks (they are tracked, not sent)")
+    silence.add_argument("pattern", nargs="?", help="check name or glob, e.g. 'stripe-*'")
+    silence.add_argument("--for", dest="duration", default="1h", help="how long (default 1h)")
+    silence.add_argument("--comment", default="", help="why, for the people who come after")
+    silence.add_argument("--list", action="store_true", help="list active silences")
+    silence.add_argument("--expire", type=int, metavar="ID", help="end silence ID now")
     sandbox = sub.add_parser("sandbox", help="serve the bundled imitation third-party API")
     sandbox.add_argument(
         "--listen", default="127.0.0.1:8765", help="host:port (default %(default)s)"
@@ -154,46 +173,107 @@ async def _check_once(config: Config, checks: list[CheckConfig]) -> list[Result]
 
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
-    store = Store(config.monitor.database_url)
+    """The same view as /api/status, rebuilt from the database by a daemon that never starts."""
+    daemon = Daemon(config, Store(config.monitor.database_url), Metrics(), SystemClock())
     try:
-        store.open()
-        latest = store.latest_runs()
+        daemon.store.open()
+        daemon.restore()
     except (SQLAlchemyError, SchemaError) as exc:
         print(f"cannot read the database {config.monitor.database}: {exc}", file=sys.stderr)
         return EXIT_FAIL
     finally:
-        store.close()
+        daemon.store.close()
+        daemon.alerter.notify.close()
+    entries = daemon.status()
     if args.json:
-        entries = [_status_entry(c.name, latest.get(c.name)) for c in config.checks]
         print(json.dumps({"checks": entries}, indent=2))
         return EXIT_OK
-    now = SystemClock().time()
-    rows: list[list[object]] = []
-    for check in config.checks:
-        row = latest.get(check.name)
-        if row is None:
-            rows.append([check.name, "UNKNOWN", "never"])
-            continue
-        rows.append(
-            [
-                check.name,
-                "UP" if row.ok else "DOWN",
-                f"{format_duration(now - row.ts)} ago",
-                row.status or "-",
-                format_duration(row.latency) if row.latency is not None else "-",
-                row.error_class or "",
-                row.reason,
-            ]
-        )
-    print(_table(["CHECK", "STATE", "LAST RUN", "STATUS", "LATENCY", "ERROR", "REASON"], rows))
+    now = daemon.clock.time()
+    rows = [_status_row(entry, now) for entry in entries]
+    header = ["CHECK", "STATE", "LAST RUN", "ERR RATE", "P95", "429s", "QUOTA", "SUNSET", "REASON"]
+    print(_table(header, rows))
     return EXIT_OK
 
 
-def _status_entry(name: str, row: RunRow | None) -> dict[str, object]:
-    if row is None:
-        return {"name": name, "state": "unknown", "last": None}
-    last = row.model_dump(exclude={"id", "check", "signals"})
-    return {"name": name, "state": "up" if row.ok else "down", "last": last}
+def _status_row(entry: dict[str, Any], now: float) -> list[object]:
+    last, signals = entry["last"], entry["metrics"]
+    rate, p95 = signals["error_rate"], signals["latency_p95"]
+    quota = signals.get("quota") or {}
+    deprecation = signals.get("deprecation") or {}
+    if deprecation.get("active") and "days_to_sunset" in deprecation:
+        sunset = f"{deprecation['days_to_sunset']:g}d"
+    else:
+        sunset = "deprecated" if deprecation.get("active") else "-"
+    return [
+        entry["name"],
+        entry["state"].upper(),
+        f"{format_duration(now - last['ts'])} ago" if last else "never",
+        f"{rate:.1%}" if rate is not None else "-",
+        format_duration(p95) if p95 is not None else "-",
+        signals["rate_limited_15m"],
+        f"{quota['remaining']:g}/{quota['limit']:g}" if quota.get("limit") else "-",
+        sunset,
+        "" if last is None or last["ok"] else f"{last['error_class']}: {last['reason']}",
+    ]
+
+
+def cmd_notify_test(config: Config, args: argparse.Namespace) -> int:
+    names = [n.name for n in config.notifiers]
+    if args.notifier is not None and args.notifier not in names:
+        print(f"no notifier named {args.notifier} in {config.source}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not names:
+        print(f"{config.source} has no notifiers", file=sys.stderr)
+        return EXIT_FAIL
+    selected = [args.notifier] if args.notifier else names
+    results = asyncio.run(_notify_test(config, selected))
+    for name, ok in zip(selected, results, strict=True):
+        print(f"{name}: {'delivered' if ok else 'NOT delivered'}")
+    return EXIT_OK if all(results) else EXIT_FAIL
+
+
+async def _notify_test(config: Config, names: list[str]) -> list[bool]:
+    notify = Notify(config.notifiers, Redactor(config.secrets), config.alerting)
+    try:
+        return [await notify.test(name) for name in names]
+    finally:
+        notify.close()
+
+
+def cmd_silence(config: Config, args: argparse.Namespace) -> int:
+    store = Store(config.monitor.database_url)
+    now = SystemClock().time()
+    try:
+        store.open()
+        if args.expire is not None:
+            if not expire_silence(store.engine, args.expire, now):
+                print(f"no active silence {args.expire}", file=sys.stderr)
+                return EXIT_FAIL
+            print(f"silence {args.expire} ended")
+        elif args.list or args.pattern is None:
+            rows = [
+                [r.id, r.pattern, f"{format_duration(r.until - now)} left", r.comment]
+                for r in list_silences(store.engine, now)
+            ]
+            print(_table(["ID", "PATTERN", "ENDS", "COMMENT"], rows))
+        else:
+            try:
+                seconds = parse_duration(args.duration)
+            except ValueError as exc:
+                print(f"--for: {exc}", file=sys.stderr)
+                return EXIT_CONFIG
+            row = add_silence(store.engine, args.pattern, now + seconds, now, args.comment)
+            matched = [c.name for c in config.checks if fnmatch.fnmatchcase(c.name, args.pattern)]
+            print(
+                f"silence {row.id}: {args.pattern} for {format_duration(seconds)} "
+                f"({len(matched)} checks match)"
+            )
+    except (SQLAlchemyError, SchemaError) as exc:
+        print(f"cannot use the database {config.monitor.database}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    finally:
+        store.close()
+    return EXIT_OK
 
 
 def _table(header: list[str], rows: Sequence[Sequence[object]]) -> str:

@@ -13,10 +13,14 @@ from pydantic import Field, ValidationError, field_validator
 from checks import REGISTRY
 from checks.base import NAME_PATTERN, CheckConfig, Model
 from monitor.errors import ConfigError, ConfigIssue
+from monitor.notify import AlertingSettings, apprise_rejects
+from monitor.rules import AlertConfigError, RuleConfig, parse_alerts, validate_defaults
+from monitor.silences import SilenceConfig
 from monitor.units import Duration
 from monitor.yamlsrc import Path, SourceMap, interpolate, load_yaml
 
 DEFAULT_CONFIG = "config/monitor.yaml"
+SECTIONS = ("monitor", "defaults", "notifiers", "checks", "alerting", "silences")
 M = TypeVar("M", bound=Model)
 
 
@@ -54,12 +58,25 @@ class NotifierConfig(Model):
     urls: list[str] = Field(min_length=1)
     min_severity: Literal["warning", "critical"] = "warning"
 
+    @field_validator("urls")
+    @classmethod
+    def _apprise_urls(cls, urls: list[str]) -> list[str]:
+        for index, url in enumerate(urls):
+            if apprise_rejects(url):
+                # The URL may carry a token: say which one, not what it is.
+                raise ValueError(f"urls[{index}] is not a URL Apprise can use")
+        return urls
+
 
 @dataclass
 class Config:
     monitor: MonitorSettings
     checks: list[CheckConfig]
     notifiers: list[NotifierConfig] = field(default_factory=list)
+    # check name -> rule name -> rule, with defaults.alerts and built-in defaults applied
+    rules: dict[str, dict[str, RuleConfig]] = field(default_factory=dict)
+    alerting: AlertingSettings = field(default_factory=AlertingSettings)
+    silences: list[SilenceConfig] = field(default_factory=list)
     secrets: frozenset[str] = frozenset()
     source: str = "<memory>"
 
@@ -131,31 +148,69 @@ class _Validator:
             secrets,
         )
         for key in raw:
-            if key not in ("monitor", "defaults", "notifiers", "checks"):
-                self.fail((key,), "unknown key (expected monitor, defaults, notifiers, checks)")
+            if key not in SECTIONS:
+                self.fail((key,), f"unknown key (expected {', '.join(SECTIONS)})")
 
         monitor = self.model(MonitorSettings, raw.get("monitor") or {}, ("monitor",))
         notifiers = [
             self.model(NotifierConfig, item, ("notifiers", i))
             for i, item in enumerate(self.sequence(raw, "notifiers"))
         ]
+        alerting = self.model(AlertingSettings, raw.get("alerting") or {}, ("alerting",))
+        silences = [
+            self.model(SilenceConfig, item, ("silences", i))
+            for i, item in enumerate(self.sequence(raw, "silences"))
+        ]
         defaults = self.defaults(raw.get("defaults") or {})
+        default_alerts = defaults.pop("alerts", {})
+        self.default_alerts(default_alerts)
         checks = [
             self.check(item, defaults, ("checks", i))
             for i, item in enumerate(self.sequence(raw, "checks"))
         ]
+        rules = {
+            check.name: self.rules(check, default_alerts, ("checks", i))
+            for i, check in enumerate(checks)
+            if check is not None
+        }
         valid_checks = [c for c in checks if c is not None]
         self.cross_checks(valid_checks, [n for n in notifiers if n is not None])
         if self.issues:
             raise ConfigError(self.file, self.issues)
-        assert monitor is not None  # an invalid section would have raised above
+        # An invalid section would have raised above.
+        assert monitor is not None
+        assert alerting is not None
         return Config(
             monitor=monitor,
             checks=valid_checks,
             notifiers=[n for n in notifiers if n is not None],
+            rules=rules,
+            alerting=alerting,
+            silences=[s for s in silences if s is not None],
             secrets=frozenset(secrets),
             source=self.file,
         )
+
+    def default_alerts(self, value: Any) -> None:
+        if not isinstance(value, dict):
+            self.fail(("defaults", "alerts"), "must be a mapping of rule name to settings")
+            return
+        try:
+            validate_defaults(value)
+        except AlertConfigError as exc:
+            for sub, message in exc.issues:
+                self.fail(("defaults", "alerts", *sub), message)
+
+    def rules(self, check: CheckConfig, default_alerts: Any, path: Path) -> dict[str, RuleConfig]:
+        defaults = default_alerts if isinstance(default_alerts, dict) else {}
+        try:
+            return parse_alerts(
+                check.alerts, defaults, check.type, max_age=getattr(check, "max_age", None)
+            )
+        except AlertConfigError as exc:
+            for sub, message in exc.issues:
+                self.fail((*path, "alerts", *sub), message)
+            return {}
 
     def sequence(self, raw: dict[str, Any], key: str) -> list[Any]:
         value = raw.get(key) or []
@@ -185,6 +240,7 @@ class _Validator:
             self.fail((*path, "type"), f"unknown check type {kind!r} (one of: {known})")
             return None
         fields = _field_names(cls)
+        # defaults.alerts is layered by the rules themselves (see monitor.rules.parse_alerts).
         merged = deep_merge({k: v for k, v in defaults.items() if k in fields}, item)
         merged["type"] = kind
         return self.model(cls, merged, path)

@@ -1,22 +1,33 @@
-"""The daemon: wires config, scheduler, runner, store and metrics together."""
+"""The daemon: wires config, scheduler, runner, store, signals, alerting and metrics together."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from typing import Any
 
 import aiohttp
 
 from checks.base import CheckConfig, Result, RunContext
 from monitor import __version__
+from monitor.alerter import Alerter
 from monitor.clock import Clock
 from monitor.config import Config
-from monitor.metrics import Metrics
+from monitor.heartbeats import HeartbeatBook
+from monitor.metrics import Metrics, SignalCollector
 from monitor.redact import Redactor
 from monitor.runner import Runner, make_session
 from monitor.scheduler import Dispatch, Schedule, Scheduler
+from monitor.signals import (
+    DEFAULT_ERROR_WINDOW,
+    DEFAULT_LATENCY_WINDOW,
+    CheckSignals,
+    DeprecationRecord,
+)
 from monitor.state import CheckState
-from monitor.store import RunRecord, Store
+from monitor.store import DeprecationRow, RunRecord, Store
+from monitor.throttle import Throttle, throttle_key
 from monitor.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -31,19 +42,41 @@ class Daemon:
         self.redactor = Redactor(config.secrets)
         self.checks: dict[str, CheckConfig] = {c.name: c for c in config.checks}
         self.states: dict[str, CheckState] = {name: CheckState(name) for name in self.checks}
+        self.signals: dict[str, CheckSignals] = {
+            c.name: self._signals_for(c) for c in config.checks
+        }
+        self.throttle = Throttle()
+        self.heartbeats = HeartbeatBook()
         self.writer = Writer(store, on_error=metrics.db_write_errors.inc)
+        self.alerter = Alerter(config, store.engine, metrics, clock, self.redactor)
+        metrics.registry.register(
+            SignalCollector(
+                self.signals.values,
+                firing=self.alerter.firing,
+                outbox_depth=lambda: self.alerter.outbox_depth,
+            )
+        )
         self.ready = False
         self._session: aiohttp.ClientSession | None = None
         self._scheduler: Scheduler | None = None
         self._scheduler_task: asyncio.Task[None] | None = None
 
+    def _signals_for(self, check: CheckConfig) -> CheckSignals:
+        """Window lengths follow the check's alert rules, so the gauge is what the rule sees."""
+        rules = self.config.rules.get(check.name, {})
+        windows = [getattr(rule, "window", 0.0) for rule in rules.values()]
+        return CheckSignals(
+            check.name,
+            self.clock,
+            error_window=getattr(rules.get("error_rate"), "window", DEFAULT_ERROR_WINDOW),
+            latency_window=getattr(rules.get("latency_p95"), "window", DEFAULT_LATENCY_WINDOW),
+            longest_window=max([*windows, DEFAULT_LATENCY_WINDOW]),
+        )
+
     async def start(self) -> None:
-        """Open storage, restore the last known state, and start scheduling."""
+        """Open storage, restore what the last run of the daemon knew, and start scheduling."""
         await asyncio.to_thread(self.store.open)
-        latest = await asyncio.to_thread(self.store.latest_runs)
-        for name, row in latest.items():
-            if name in self.states:
-                self.states[name].seed(row)
+        await asyncio.to_thread(self.restore)
         for name in self.checks:
             self.metrics.declare(name)
         self._session = make_session(self.config.monitor.concurrency)
@@ -52,31 +85,77 @@ class Daemon:
             clock=self.clock,
             redactor=self.redactor,
             user_agent=f"intmon/{__version__}",
+            heartbeats=self.heartbeats,
         )
         self.runner = Runner(
             ctx, self.config.monitor.concurrency, self.config.monitor.per_host_concurrency
         )
         self.writer.start()
+        await self.alerter.start()
         schedule = Schedule({n: c.interval for n, c in self.checks.items()}, self.clock.time())
         self._scheduler = Scheduler(schedule, self.clock, self._dispatch, on_skip=self._skipped)
         self._scheduler_task = asyncio.create_task(self._scheduler.run(), name="intmon-scheduler")
         self.ready = True
         log.info("watching %d checks", len(self.checks))
 
+    def restore(self) -> None:
+        """Blocking reads at start-up: last results, recent windows, deprecations, heartbeats."""
+        for name, row in self.store.latest_runs().items():
+            if name in self.states:
+                self.states[name].seed(row)
+                self.signals[name].seed_last(self.states[name].last)
+        for name, count in self.store.consecutive_failures().items():
+            if name in self.signals:
+                self.signals[name].consecutive_failures = count
+        longest = max((s.windows.max_window for s in self.signals.values()), default=0.0)
+        for check, ts, ok, latency, status in self.store.recent_runs(self.clock.time() - longest):
+            if check in self.signals:
+                self.signals[check].seed(ts, ok, latency, status == 429)
+        for name, saved in self.store.deprecations().items():
+            if name in self.signals:
+                self.signals[name].deprecation = DeprecationRecord(
+                    first_seen=saved.first_seen,
+                    last_seen=saved.last_seen,
+                    deprecated_at=saved.deprecated_at,
+                    sunset_at=saved.sunset_at,
+                    links=json.loads(saved.links),
+                    sunset_links=json.loads(saved.sunset_links),
+                    message=saved.message,
+                    active=saved.active,
+                )
+        self.heartbeats.load(self.store.engine)
+
     async def _dispatch(self, dispatch: Dispatch) -> None:
         self.metrics.lateness.observe(dispatch.lateness)
         check = self.checks.get(dispatch.name)
         if check is None:
             return  # removed while it waited
+        key = throttle_key(check.name, check.provider)
+        if not self.throttle.may_run(key, self.clock.time()):
+            # The provider asked us to wait (Retry-After, backoff, exhausted quota): sending
+            # anyway is how a monitor becomes the cause of the 429s it reports.
+            self.metrics.throttled.labels(check.name).inc()
+            return
         result = await self.runner.execute(check)
-        self.record(check, result)
+        await self.record(check, result)
 
     def _skipped(self, name: str) -> None:
         self.metrics.skipped.labels(name).inc()
         log.warning("check %s is still running at its next slot; that slot is skipped", name)
 
-    def record(self, check: CheckConfig, result: Result) -> None:
-        """Fan a result out to state, metrics and storage. Never raises into the scheduler."""
+    async def record(self, check: CheckConfig, result: Result) -> None:
+        """Fan a result out to signals, throttle, state, metrics, storage and alerting."""
+        signals = self.signals[check.name]
+        if signals.observe(result):
+            self.writer.record_deprecation(_deprecation_row(check.name, signals))
+        self.throttle.on_response(
+            throttle_key(check.name, check.provider),
+            result.status,
+            signals.retry_after,
+            self.clock.time(),
+            quota=signals.quota_hint(),
+            base=check.interval,
+        )
         record = RunRecord(
             check=check.name,
             ts=result.started_at,
@@ -92,6 +171,7 @@ class Daemon:
         self.writer.record(record)
         if not result.ok:
             log.info("%s failed: %s: %s", check.name, result.error_class, result.reason)
+        await self.alerter.evaluate(check, signals)
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful: in-flight checks finish (or hit their timeout), pending rows are flushed."""
@@ -99,18 +179,19 @@ class Daemon:
         if self._scheduler is not None and self._scheduler_task is not None:
             self._scheduler.stop()
             await self._scheduler_task
-            await self._scheduler.drain(
-                self.config.monitor.shutdown_grace if grace is None else grace
-            )
+            grace = self.config.monitor.shutdown_grace if grace is None else grace
+            await self._scheduler.drain(grace)
+        await self.alerter.stop()
         await self.writer.close()
         if self._session is not None:
             await self._session.close()
         await asyncio.to_thread(self.store.close)
 
-    def status(self) -> list[dict[str, object]]:
+    def status(self) -> list[dict[str, Any]]:
         out = []
+        now = self.clock.time()
         for name, check in self.checks.items():
-            entry: dict[str, object] = {
+            entry: dict[str, Any] = {
                 "name": name,
                 "type": check.type,
                 "target": self.redactor(check.describe_target()),
@@ -118,5 +199,28 @@ class Daemon:
                 "interval": check.interval,
             }
             entry.update(self.states[name].as_json())
+            entry["metrics"] = self.signals[name].as_json()
+            key = throttle_key(name, check.provider)
+            entry["throttle"] = {
+                "paused_until": self.throttle.paused_until(key, now),
+                "reason": self.throttle.reason(key, now),
+                "throttled_seconds": round(self.throttle.throttled_seconds(key, now), 3),
+            }
             out.append(entry)
         return out
+
+
+def _deprecation_row(check: str, signals: CheckSignals) -> DeprecationRow:
+    d = signals.deprecation
+    assert d is not None  # observe() reports a change only once there is a record
+    return DeprecationRow(
+        check=check,
+        first_seen=d.first_seen,
+        last_seen=d.last_seen,
+        deprecated_at=d.deprecated_at,
+        sunset_at=d.sunset_at,
+        links=json.dumps(d.links),
+        sunset_links=json.dumps(d.sunset_links),
+        message=d.message,
+        active=d.active,
+    )

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from checks.base import Result
 from monitor import __version__
+from monitor.signals import CheckSignals
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
@@ -34,10 +40,16 @@ class Metrics:
         self.rate_limited = Counter(
             "intmon_rate_limited", "HTTP 429 responses received.", ["check"], registry=r
         )
-        self.certificate_expiry = Gauge(
-            "intmon_certificate_expiry_timestamp_seconds",
-            "notAfter of the target's TLS certificate, unix seconds.",
+        self.throttled = Counter(
+            "intmon_check_throttled",
+            "Scheduled runs not sent because the provider asked us to wait (429, quota).",
             ["check"],
+            registry=r,
+        )
+        self.notifications = Counter(
+            "intmon_notifications",
+            "Notification delivery attempts by notifier and result.",
+            ["notifier", "result"],
             registry=r,
         )
         self.skipped = Counter(
@@ -69,8 +81,6 @@ class Metrics:
             self.http_responses.labels(check, str(result.status)).inc()
             if result.status == 429:
                 self.rate_limited.labels(check).inc()
-        if result.tls_not_after is not None:
-            self.certificate_expiry.labels(check).set(result.tls_not_after)
 
     def declare(self, check: str) -> None:
         """Export zeroed series for a configured check so dashboards see it before its first run."""
@@ -78,3 +88,82 @@ class Metrics:
             self.runs.labels(check, outcome)
         self.rate_limited.labels(check)
         self.skipped.labels(check)
+        self.throttled.labels(check)
+
+
+@dataclass(frozen=True)
+class Firing:
+    check: str
+    rule: str
+    severity: str
+
+
+class SignalCollector(Collector):
+    """Gauges computed when Prometheus scrapes, from the daemon's live per-check signals.
+
+    Window statistics change with time even when no run happens, so they are computed at
+    scrape time rather than set on every run.
+    """
+
+    def __init__(
+        self,
+        signals: Callable[[], Iterable[CheckSignals]],
+        firing: Callable[[], Iterable[Firing]] = lambda: (),
+        outbox_depth: Callable[[], int | None] = lambda: None,
+    ) -> None:
+        self._signals = signals
+        self._firing = firing
+        self._outbox_depth = outbox_depth
+
+    def collect(self) -> Iterator[Metric]:
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ("check",)) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, labels=list(labels))
+
+        error_rate = gauge("intmon_error_rate", "Failure ratio over the check's error-rate window.")
+        p95 = gauge("intmon_latency_p95_seconds", "p95 latency over the check's latency window.")
+        baseline = gauge(
+            "intmon_latency_baseline_p95_seconds", "Median of hourly p95 latency over 7 days."
+        )
+        remaining = gauge("intmon_ratelimit_remaining", "Last rate-limit quota remaining seen.")
+        limit = gauge("intmon_ratelimit_limit", "Last rate-limit quota limit seen.")
+        deprecated = gauge("intmon_deprecated", "1 while the API announces deprecation.")
+        sunset = gauge("intmon_sunset_timestamp_seconds", "Announced Sunset, unix seconds.")
+        freshness = gauge("intmon_freshness_age_seconds", "Age of the newest synced data.")
+        certificate = gauge(
+            "intmon_certificate_expiry_timestamp_seconds", "TLS certificate notAfter, unix seconds."
+        )
+        for s in self._signals():
+            now = s.clock.time()
+            rate, _ = s.windows.error_rate(now, s.error_window)
+            if rate is not None:
+                error_rate.add_metric([s.check], rate)
+            latency, _ = s.windows.latency_p95(now, s.latency_window)
+            if latency is not None:
+                p95.add_metric([s.check], latency)
+            base = s.baseline.baseline(now)
+            if base is not None:
+                baseline.add_metric([s.check], base)
+            if s.quota is not None and s.quota.remaining is not None:
+                remaining.add_metric([s.check], s.quota.remaining)
+            if s.quota is not None and s.quota.limit is not None:
+                limit.add_metric([s.check], s.quota.limit)
+            deprecated.add_metric([s.check], 1.0 if s.deprecated_since is not None else 0.0)
+            if s.sunset_at is not None:
+                sunset.add_metric([s.check], s.sunset_at)
+            if s.freshness_age is not None:
+                freshness.add_metric([s.check], s.freshness_age)
+            if s.certificate_not_after is not None:
+                certificate.add_metric([s.check], s.certificate_not_after)
+        yield from (error_rate, p95, baseline, remaining, limit, deprecated, sunset, freshness)
+        yield certificate
+        alerts = gauge(
+            "intmon_alert_firing", "1 while an alert fires.", ("check", "rule", "severity")
+        )
+        for f in self._firing():
+            alerts.add_metric([f.check, f.rule, f.severity], 1.0)
+        yield alerts
+        depth = self._outbox_depth()
+        if depth is not None:
+            outbox = GaugeMetricFamily("intmon_outbox_pending", "Notifications not yet delivered.")
+            outbox.add_metric([], depth)
+            yield outbox

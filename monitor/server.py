@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from checks.freshness import heartbeat_secret
+from monitor import heartbeats
+
 if TYPE_CHECKING:
     from monitor.daemon import Daemon
 
@@ -20,6 +23,9 @@ def build_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/status", api_status)
+    app.router.add_get("/api/alerts", api_alerts)
+    app.router.add_post("/heartbeat/{check}", heartbeat)
+    app.router.add_post("/heartbeat/{check}/fail", heartbeat)
     return app
 
 
@@ -42,8 +48,38 @@ async def api_status(request: web.Request) -> web.Response:
     return web.json_response({"generated_at": daemon.clock.time(), "checks": daemon.status()})
 
 
+async def api_alerts(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    return web.json_response(
+        {"generated_at": daemon.clock.time(), "alerts": daemon.alerter.status()}
+    )
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    """A sync job reports in (`/fail`: reports a failed run). See monitor/heartbeats.py."""
+    daemon = request.app[DAEMON]
+    name = request.match_info["check"]
+    known, secret = heartbeat_secret(daemon.checks.get(name))
+    if not known:
+        return web.json_response({"error": "no heartbeat freshness check by that name"}, status=404)
+    raw = await request.content.read(heartbeats.MAX_BODY + 1)
+    if len(raw) > heartbeats.MAX_BODY:
+        return web.json_response({"error": "body too large"}, status=413)
+    status, answer = await heartbeats.receive(
+        daemon.heartbeats,
+        daemon.store.engine,
+        name,
+        secret,
+        request.headers,
+        raw,
+        failed=request.path.endswith("/fail"),
+        now=daemon.clock.time(),
+    )
+    return web.json_response(answer, status=status)
+
+
 async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

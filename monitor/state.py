@@ -15,7 +15,6 @@ class CheckState:
     last: RunRecord | None = None
     last_success: float | None = None
     last_failure: float | None = None
-    consecutive_failures: int = 0
     runs: int = 0  # since this process started
 
     def update(self, record: RunRecord) -> None:
@@ -23,10 +22,8 @@ class CheckState:
         self.runs += 1
         if record.ok:
             self.last_success = record.ts
-            self.consecutive_failures = 0
         else:
             self.last_failure = record.ts
-            self.consecutive_failures += 1
 
     def seed(self, row: RunRow) -> None:
         """Restore the last known result from the database after a restart."""
@@ -67,6 +64,5 @@ class CheckState:
             "last": last,
             "last_success": self.last_success,
             "last_failure": self.last_failure,
-            "consecutive_failures": self.consecutive_failures,
             "signals": self.last.signals if self.last else {},
         }

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, Index, and_, event, func, insert
+from sqlalchemy import select as sa_select
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
@@ -27,6 +28,22 @@ class RunRow(SQLModel, table=True):
     latency: float | None = None  # seconds
     reason: str = ""
     signals: str = "{}"  # small JSON object
+
+
+class DeprecationRow(SQLModel, table=True):
+    """The latest deprecation announcement per check, with when it was first and last seen."""
+
+    __tablename__ = "deprecations"
+
+    check: str = Field(primary_key=True)
+    first_seen: float
+    last_seen: float
+    deprecated_at: float | None = None
+    sunset_at: float | None = None
+    links: str = "[]"  # JSON list: the migration guide
+    sunset_links: str = "[]"
+    message: str | None = None
+    active: bool = True
 
 
 class MetaRow(SQLModel, table=True):
@@ -66,22 +83,25 @@ class SchemaError(Exception):
     pass
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets the status API read while the writer writes; NORMAL is durable across a crash
-    # of the process (only a power loss can lose the last commits).
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout: float) -> Any:
+    def on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL lets the status API read while the writer writes; NORMAL is durable across a
+        # crash of the process (only a power loss can lose the last commits).
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.close()
+
+    return on_connect
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_timeout: float = 5.0) -> None:
         self.url = url
         self.engine: Engine = create_engine(url)
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_pragmas(busy_timeout))
 
     def open(self) -> None:
         """Create the schema if needed and check its version marker."""
@@ -106,6 +126,48 @@ class Store:
             return
         with self.engine.begin() as connection:
             connection.execute(insert(RunRow), [r.as_row() for r in records])
+
+    def write_deprecations(self, rows: list[DeprecationRow]) -> None:
+        if not rows:
+            return
+        with Session(self.engine) as session:
+            for row in rows:
+                session.merge(row)
+            session.commit()
+
+    def deprecations(self) -> dict[str, DeprecationRow]:
+        with Session(self.engine) as session:
+            return {row.check: row for row in session.exec(select(DeprecationRow))}
+
+    def recent_runs(self, since: float) -> list[tuple[str, float, bool, float | None, int | None]]:
+        """(check, ts, ok, latency, status) of every run since `since`, oldest first."""
+        runs = RunRow.__table__.c  # type: ignore[attr-defined]
+        query = (
+            sa_select(runs.check, runs.ts, runs.ok, runs.latency, runs.status)
+            .where(runs.ts >= since)
+            .order_by(runs.ts)
+        )
+        with self.engine.connect() as connection:
+            return [(r[0], r[1], bool(r[2]), r[3], r[4]) for r in connection.execute(query)]
+
+    def consecutive_failures(self) -> dict[str, int]:
+        """Per check, how many runs failed since its last success (all runs if none passed)."""
+        table = RunRow.__table__  # type: ignore[attr-defined]
+        runs = table.c
+        last_ok = (
+            sa_select(runs.check, func.max(runs.ts).label("ts"))
+            .where(runs.ok.is_(True))
+            .group_by(runs.check)
+            .subquery()
+        )
+        query = (
+            sa_select(runs.check, func.count())
+            .select_from(table.outerjoin(last_ok, runs.check == last_ok.c.check))
+            .where((last_ok.c.ts.is_(None)) | (runs.ts > last_ok.c.ts))
+            .group_by(runs.check)
+        )
+        with self.engine.connect() as connection:
+            return {row[0]: int(row[1]) for row in connection.execute(query)}
 
     def latest_runs(self) -> dict[str, RunRow]:
         """The newest run of every check that has one."""

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from monitor.store import RunRecord, Store
+from monitor.store import DeprecationRow, RunRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ class Writer:
         self.max_backoff = max_backoff
         self.max_pending = max_pending
         self.pending: deque[RunRecord] = deque()
+        # Latest state per check; only the newest version of a row needs writing.
+        self.deprecations: dict[str, DeprecationRow] = {}
         self.dropped = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intmon-writer")
         self._wake = asyncio.Event()
@@ -49,6 +51,9 @@ class Writer:
         self.pending.append(record)
         if len(self.pending) >= self.batch_size:
             self._wake.set()
+
+    def record_deprecation(self, row: DeprecationRow) -> None:
+        self.deprecations[row.check] = row
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="intmon-writer")
@@ -68,6 +73,16 @@ class Writer:
     async def flush_once(self) -> bool:
         """Write everything queued, batch by batch. False if the database refused."""
         loop = asyncio.get_running_loop()
+        if self.deprecations:
+            rows, self.deprecations = list(self.deprecations.values()), {}
+            try:
+                await loop.run_in_executor(self._executor, self.store.write_deprecations, rows)
+            except Exception as exc:
+                log.warning("database write of deprecations failed, kept for retry: %s", exc)
+                for row in rows:
+                    self.deprecations.setdefault(row.check, row)
+                self.on_error()
+                return False
         while self.pending:
             batch = [self.pending[i] for i in range(min(self.batch_size, len(self.pending)))]
             try:

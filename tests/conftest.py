@@ -1,0 +1,105 @@
+"""Shared fixtures: real servers on loopback, real SQLite files, a clock tests control."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from checks.base import RunContext
+from monitor.clock import FakeClock, SystemClock
+from monitor.redact import Redactor
+from monitor.runner import make_session
+from monitor.sandbox import build_sandbox
+from monitor.store import Store
+
+
+async def start_app(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve `app` on a free loopback port; return the runner and its base URL."""
+    # Handlers that hang on purpose must not hold teardown for aiohttp's default 60 s.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[str]:
+    """The bundled sandbox API, as a real server. Yields its base URL."""
+    runner, url = await start_app(build_sandbox())
+    yield url
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[web.Application], asyncio.Future[str]]]:
+    """Start ad-hoc aiohttp apps for a test; all are stopped afterwards."""
+    runners: list[web.AppRunner] = []
+
+    async def _serve(app: web.Application) -> str:
+        runner, url = await start_app(app)
+        runners.append(runner)
+        return url
+
+    yield _serve  # type: ignore[misc]
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[Callable[[bytes], asyncio.Future[str]]]:
+    """A TCP server that answers every connection with fixed bytes: for malformed HTTP."""
+    servers: list[asyncio.Server] = []
+
+    async def _start(payload: bytes) -> str:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1024)
+            writer.write(payload)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        servers.append(server)
+        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+    yield _start  # type: ignore[misc]
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with make_session(10) as s:
+        yield s
+
+
+@pytest.fixture
+def ctx(session: aiohttp.ClientSession) -> RunContext:
+    return RunContext(
+        session=session, clock=SystemClock(), redactor=Redactor(), user_agent="intmon-test"
+    )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "monitor.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Store:
+    s = Store(f"sqlite:///{db_path}")
+    s.open()
+    yield s
+    s.close()

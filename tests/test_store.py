@@ -1,0 +1,134 @@
+"""History in a real SQLite file: schema, batching, restarts, and outages that lose nothing."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from monitor.store import SCHEMA_VERSION, RunRecord, SchemaError, Store
+from monitor.writer import Writer
+
+
+def record(check: str, ts: float, ok: bool = True, **extra: object) -> RunRecord:
+    fields: dict[str, object] = {
+        "error_class": None if ok else "http_5xx",
+        "status": 200 if ok else 503,
+        "latency": 0.05,
+        "reason": "HTTP 200" if ok else "HTTP 503 (expected 2xx)",
+        "signals": {},
+    }
+    fields.update(extra)
+    return RunRecord(check=check, ts=ts, ok=ok, **fields)  # type: ignore[arg-type]
+
+
+def test_the_schema_is_created_in_wal_mode_with_a_version_marker(
+    store: Store, db_path: Path
+) -> None:
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+    assert int(version) == SCHEMA_VERSION
+
+
+def test_a_database_from_a_newer_intmon_is_refused(store: Store, db_path: Path) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE meta SET value='999' WHERE key='schema_version'"))
+    newer = Store(f"sqlite:///{db_path}")
+    with pytest.raises(SchemaError, match="newer than this intmon"):
+        newer.open()
+    newer.close()
+
+
+def test_latest_runs_returns_the_newest_run_of_each_check(store: Store) -> None:
+    store.write_runs([record("a", 1), record("a", 3, ok=False), record("a", 2), record("b", 5)])
+    latest = store.latest_runs()
+    assert {name: (row.ts, row.ok) for name, row in latest.items()} == {
+        "a": (3, False),
+        "b": (5, True),
+    }
+
+
+def test_signals_are_stored_as_json(store: Store) -> None:
+    store.write_runs([record("a", 1, signals={"quota_remaining": 7})])
+    assert store.runs_since("a", 0)[0].signals == '{"quota_remaining":7}'
+
+
+def test_history_survives_reopening_the_file(db_path: Path) -> None:
+    first = Store(f"sqlite:///{db_path}")
+    first.open()
+    first.write_runs([record("a", float(i)) for i in range(50)])
+    first.close()
+    second = Store(f"sqlite:///{db_path}")
+    second.open()
+    assert second.count_runs("a") == 50
+    second.close()
+
+
+async def test_the_writer_batches_everything_it_is_given(store: Store) -> None:
+    writer = Writer(store, batch_size=100)
+    for i in range(1234):
+        writer.record(record(f"c{i % 7}", float(i)))
+    assert await writer.flush_once()
+    assert store.count_runs() == 1234
+    assert not writer.pending
+
+
+async def test_a_locked_database_loses_no_result_and_counts_the_error(db_path: Path) -> None:
+    store = Store(f"sqlite:///{db_path}", busy_timeout=0.05)
+    store.open()
+    errors: list[int] = []
+    writer = Writer(store, on_error=lambda: errors.append(1))
+    for i in range(10):
+        writer.record(record("a", float(i)))
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        assert not await writer.flush_once()
+        assert len(writer.pending) == 10
+        assert errors == [1]
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert await writer.flush_once()
+    assert store.count_runs("a") == 10
+    store.close()
+
+
+async def test_closing_the_writer_flushes_what_is_pending(store: Store) -> None:
+    writer = Writer(store, flush_interval=3600)
+    writer.start()
+    for i in range(20):
+        writer.record(record("a", float(i)))
+    await writer.close()
+    assert store.count_runs("a") == 20
+
+
+async def test_past_the_pending_cap_the_oldest_results_are_dropped_and_counted(
+    store: Store,
+) -> None:
+    writer = Writer(store, max_pending=5)
+    for i in range(8):
+        writer.record(record("a", float(i)))
+    assert writer.dropped == 3
+    assert [r.ts for r in writer.pending] == [3, 4, 5, 6, 7]
+
+
+def test_consecutive_failures_count_runs_since_the_last_success(store: Store) -> None:
+    a = [
+        record("a", 1, ok=False),
+        record("a", 2),
+        record("a", 3, ok=False),
+        record("a", 4, ok=False),
+    ]
+    never_ok = [record("never-ok", 1, ok=False), record("never-ok", 2, ok=False)]
+    fine = [record("fine", 1, ok=False), record("fine", 2)]
+    store.write_runs([*a, *never_ok, *fine])
+    assert store.consecutive_failures() == {"a": 2, "never-ok": 2}
+
+
+def test_recent_runs_returns_plain_tuples_since_a_time(store: Store) -> None:
+    store.write_runs([record("a", 1), record("a", 5, ok=False), record("b", 6)])
+    assert store.recent_runs(4) == [("a", 5, False, 0.05, 503), ("b", 6, True, 0.05, 200)]
