@@ -1,14 +1,8 @@
-"""A local imitation of a third-party API, for the demo, for trying configs, and for tests.
-
-Each endpoint misbehaves the way real providers do: slow, flaky, rate-limited, broken bodies.
-Behaviour is deterministic (counters, not randomness) so tests can assert exact figures.
-"""
+"""Sync freshness, OAuth2, a CRUD resource and GraphQL: what flows and freshness checks need."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
 import re
 import time
 import uuid
@@ -18,181 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-COUNTERS = web.AppKey("counters", dict[str, int])
-
-
-def build_sandbox() -> web.Application:
-    app = web.Application()
-    app[COUNTERS] = {}
-    r = app.router
-    r.add_get("/", index)
-    r.add_route("*", "/healthy", healthy)
-    r.add_get("/slow", slow)
-    r.add_get("/flaky", flaky)
-    r.add_get("/ratelimited", ratelimited)
-    r.add_route("*", "/status/{code:\\d+}", status)
-    r.add_get("/json", json_document)
-    r.add_get("/envelope/{kind}", envelope)
-    r.add_get("/big", big)
-    r.add_get("/drip", drip)
-    r.add_get("/redirect/{n:\\d+}", redirect)
-    r.add_get("/redirect-loop", redirect_loop)
-    r.add_get("/not-json", not_json)
-    r.add_get("/hang", hang)
-    r.add_get("/stats", stats)
-    _add_sync_and_flow_routes(app)
-    return app
-
-
-def _count(request: web.Request, key: str | None = None) -> int:
-    counters = request.app[COUNTERS]
-    key = key or request.path
-    counters[key] = counters.get(key, 0) + 1
-    return counters[key]
-
-
-async def index(request: web.Request) -> web.Response:
-    routes = sorted(
-        {str(route.resource.canonical) for route in request.app.router.routes() if route.resource}
-    )
-    return web.json_response({"endpoints": routes})
-
-
-async def healthy(request: web.Request) -> web.Response:
-    _count(request)
-    return web.json_response({"status": "ok", "items": [{"id": 1}, {"id": 2}]})
-
-
-async def slow(request: web.Request) -> web.Response:
-    """`?delay=0.5` seconds before answering."""
-    _count(request)
-    await asyncio.sleep(float(request.query.get("delay", "1")))
-    return web.json_response({"status": "ok"})
-
-
-async def flaky(request: web.Request) -> web.Response:
-    """Fails `fail` of every `every` requests (default 1 in 4) with a 503."""
-    n = _count(request, f"flaky:{request.query_string}")
-    every = int(request.query.get("every", "4"))
-    fail = int(request.query.get("fail", "1"))
-    if (n - 1) % every < fail:
-        return web.json_response({"error": {"message": "upstream unavailable"}}, status=503)
-    return web.json_response({"status": "ok"})
-
-
-async def ratelimited(request: web.Request) -> web.Response:
-    """Allows `limit` requests (default 3), then answers 429 with Retry-After `retry` seconds."""
-    n = _count(request, f"ratelimited:{request.query_string}")
-    limit = int(request.query.get("limit", "3"))
-    remaining = max(limit - n, 0)
-    headers = {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining)}
-    if n > limit:
-        headers["Retry-After"] = request.query.get("retry", "30")
-        return web.json_response({"message": "slow down"}, status=429, headers=headers)
-    return web.json_response({"status": "ok"}, headers=headers)
-
-
-async def status(request: web.Request) -> web.Response:
-    _count(request)
-    code = int(request.match_info["code"])
-    return web.json_response({"status": code}, status=code)
-
-
-async def json_document(request: web.Request) -> web.Response:
-    _count(request)
-    return web.json_response(
-        {
-            "status": "ok",
-            "version": "2.1.0",
-            "count": 42,
-            "data": {"ready": True, "tags": ["a", "b"]},
-        }
-    )
-
-
-ENVELOPES = {
-    "graphql": {"data": None, "errors": [{"message": "Cannot query field 'foo'"}]},
-    "ok-false": {"ok": False, "error": "invalid_auth"},
-    "status-0": {"status": "0", "message": "NOTOK", "result": "Max rate limit reached"},
-    "error-object": {"error": {"code": 1001, "message": "account suspended"}},
-    "clean": {"ok": True, "status": "1", "data": {"errors": []}},
-}
-
-
-async def envelope(request: web.Request) -> web.Response:
-    """An HTTP 200 whose body says it failed, the way many APIs report errors."""
-    _count(request)
-    kind = request.match_info["kind"]
-    if kind not in ENVELOPES:
-        raise web.HTTPNotFound()
-    return web.json_response(ENVELOPES[kind])
-
-
-async def big(request: web.Request) -> web.StreamResponse:
-    """Streams `?mb=100` megabytes without holding them in memory."""
-    _count(request)
-    response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-    await response.prepare(request)
-    chunk = b"x" * 65536
-    for _ in range(int(float(request.query.get("mb", "100")) * 16)):
-        await response.write(chunk)
-    await response.write_eof()
-    return response
-
-
-async def drip(request: web.Request) -> web.StreamResponse:
-    """Sends headers at once, then one byte every `?every=1` seconds, forever-ish."""
-    _count(request)
-    response = web.StreamResponse()
-    await response.prepare(request)
-    for _ in range(int(request.query.get("count", "600"))):
-        await response.write(b".")
-        await asyncio.sleep(float(request.query.get("every", "1")))
-    return response
-
-
-async def redirect(request: web.Request) -> web.Response:
-    _count(request)
-    n = int(request.match_info["n"])
-    raise web.HTTPFound("/healthy" if n <= 1 else f"/redirect/{n - 1}")
-
-
-async def redirect_loop(request: web.Request) -> web.Response:
-    _count(request)
-    raise web.HTTPFound("/redirect-loop")
-
-
-async def not_json(request: web.Request) -> web.Response:
-    _count(request)
-    return web.Response(
-        text="<html>Service Temporarily Unavailable</html>", content_type="text/html"
-    )
-
-
-async def hang(request: web.Request) -> web.Response:
-    _count(request)
-    await asyncio.sleep(3600)
-    return web.Response(text="late")
-
-
-async def stats(request: web.Request) -> web.Response:
-    """How many times each endpoint was hit, for tests and the curious."""
-    return web.Response(text=json.dumps(request.app[COUNTERS]), content_type="application/json")
-
-
-async def run_sandbox(host: str, port: int) -> None:
-    # /hang and /drip never finish on their own: do not wait a minute for them on Ctrl-C.
-    runner = web.AppRunner(build_sandbox(), access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    print(f"sandbox API listening on http://{host}:{port}/", flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
-
-
-# --- Sync freshness, OAuth2, a CRUD resource and GraphQL: what flows and freshness checks need.
+from monitor.sandbox.common import count
 
 SANDBOX_CLIENT_ID = "sandbox-client"
 SANDBOX_CLIENT_SECRET = "sandbox-secret"  # a demo credential, documented in the README
@@ -223,7 +43,7 @@ SYNCED = web.AppKey("synced", SyncedData)
 PROVIDER = web.AppKey("provider", Provider)
 
 
-def _add_sync_and_flow_routes(app: web.Application) -> None:
+def add_routes(app: web.Application) -> None:
     app[SYNCED] = SyncedData()
     app[PROVIDER] = Provider()
     r = app.router
@@ -241,7 +61,7 @@ def _add_sync_and_flow_routes(app: web.Application) -> None:
 
 async def sync_status(request: web.Request) -> web.Response:
     """The last sync, as a sync API reports it. `?age=7200` pretends it was that long ago."""
-    _count(request)
+    count(request)
     synced = request.app[SYNCED]
     updated_at = synced.updated_at
     if "age" in request.query or updated_at is None:
@@ -265,7 +85,7 @@ async def oauth_token(request: web.Request) -> web.Response:
     Client credentials in the form or as HTTP Basic. `?expires_in=` sets the token lifetime.
     Every request is counted under /oauth/token in /stats.
     """
-    _count(request)
+    count(request)
     form = await request.post()
     client_id, client_secret = str(form.get("client_id", "")), str(form.get("client_secret", ""))
     if request.headers.get("Authorization", "").startswith("Basic "):
@@ -312,7 +132,7 @@ async def list_items(request: web.Request) -> web.Response:
 
 async def create_item(request: web.Request) -> web.Response:
     """Creates an item; a repeated Idempotency-Key returns the first item instead of a twin."""
-    _count(request)
+    count(request)
     if not _authorized(request):
         return _unauthorized()
     provider = request.app[PROVIDER]
@@ -332,7 +152,7 @@ async def create_item(request: web.Request) -> web.Response:
 
 async def read_item(request: web.Request) -> web.Response:
     """`?fail=500` answers that status instead, to show cleanup after a failed step."""
-    _count(request, "/api/items/{id}")
+    count(request, "/api/items/{id}")
     if not _authorized(request):
         return _unauthorized()
     if "fail" in request.query:
@@ -345,7 +165,7 @@ async def read_item(request: web.Request) -> web.Response:
 
 
 async def delete_item(request: web.Request) -> web.Response:
-    _count(request, "DELETE /api/items/{id}")
+    count(request, "DELETE /api/items/{id}")
     if not _authorized(request):
         return _unauthorized()
     if request.app[PROVIDER].items.pop(request.match_info["id"], None) is None:
@@ -370,7 +190,7 @@ async def graphql(request: web.Request) -> web.Response:
     Not a real executor: top-level fields are found by name and answered whole. An unknown
     field gets the `errors` answer real servers give (with HTTP 200, as most do).
     """
-    _count(request)
+    count(request)
     try:
         payload = await request.json()
         query = payload["query"]
