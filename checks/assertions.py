@@ -289,7 +289,10 @@ def find_body_error(expect: Expect, document: Any) -> Failure | None:
     if document.get("ok") is False:
         return Failure("body_error", f"ok: false: {_error_text(document)}")
     if document.get("status") == "0" and ("message" in document or "result" in document):
-        return Failure("body_error", f'status "0": {_error_text(document)}')
+        # Etherscan-style: "message" is a code word (NOTOK), "result" says what went wrong.
+        parts = [document.get(k) for k in ("message", "result")]
+        text = ": ".join(p[:200] for p in parts if isinstance(p, str) and p)
+        return Failure("body_error", f'status "0": {text or _show(document)}')
     error = document.get("error")
     if (isinstance(error, dict) and error) or (isinstance(error, str) and error.strip()):
         return Failure("body_error", f"error: {_error_text(error)}")

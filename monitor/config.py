@@ -130,6 +130,8 @@ class _Validator:
         self.source = source
         self.registry = registry
         self.issues: list[ConfigIssue] = []
+        # Keys whose ${VAR} is unset: their empty value would only add a second, confusing error.
+        self.unset: set[Path] = set()
 
     def fail(self, path: Path, message: str) -> None:
         self.issues.append(ConfigIssue(format_path(path), message, self.source.line(path)))
@@ -144,7 +146,7 @@ class _Validator:
         raw = interpolate(
             raw,
             dict(env),
-            lambda path, name: self.fail(path, f"environment variable {name} is not set"),
+            self.unset_variable,
             secrets,
         )
         for key in raw:
@@ -212,6 +214,10 @@ class _Validator:
                 self.fail((*path, "alerts", *sub), message)
             return {}
 
+    def unset_variable(self, path: Path, name: str) -> None:
+        self.unset.add(path)
+        self.fail(path, f"environment variable {name} is not set")
+
     def sequence(self, raw: dict[str, Any], key: str) -> list[Any]:
         value = raw.get(key) or []
         if not isinstance(value, list):
@@ -250,8 +256,9 @@ class _Validator:
             return cls.model_validate(data)
         except ValidationError as exc:
             for error in exc.errors():
-                loc = _data_path(data, error["loc"])
-                self.fail((*path, *loc), _message(error))
+                full = (*path, *_data_path(data, error["loc"]))
+                if full not in self.unset:
+                    self.fail(full, _message(error))
             return None
 
     def cross_checks(self, checks: list[CheckConfig], notifiers: list[NotifierConfig]) -> None:

@@ -6,10 +6,12 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from typing import Any
 
 import aiohttp
 
 from checks.base import CheckConfig, Result, RunContext
+from monitor.redact import Redactor
 from monitor.units import format_duration
 
 log = logging.getLogger(__name__)
@@ -66,4 +68,17 @@ class Runner:
         if not result.started_at:
             result.started_at = started_at
         result.reason = self.ctx.redactor(result.reason)
+        if result.signals:
+            # Flow steps carry their own reasons; anything stored or shown goes through here.
+            result.signals = _redact_strings(result.signals, self.ctx.redactor)
         return result
+
+
+def _redact_strings(value: Any, redact: Redactor) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redact_strings(item, redact) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact_strings(item, redact) for item in value]
+    return value

@@ -13,6 +13,9 @@ from aiohttp import web
 
 from checks.base import RunContext
 from checks.http import HttpCheck
+from monitor.clock import SystemClock
+from monitor.config import parse_config
+from monitor.redact import Redactor
 from monitor.runner import Runner
 from tests.tls import make_pki
 
@@ -74,7 +77,7 @@ FAILING = [
     ("not-json", "/not-json", {"json": {"$.a": 1}}, "invalid_response", "body is not JSON"),
     ("graphql-errors", "/envelope/graphql", {}, "body_error", "errors: Cannot query field 'foo'"),
     ("ok-false", "/envelope/ok-false", {}, "body_error", "ok: false: invalid_auth"),
-    ("status-0", "/envelope/status-0", {}, "body_error", 'status "0"'),
+    ("status-0", "/envelope/status-0", {}, "body_error", 'status "0": NOTOK: Max rate limit reached'),
     ("error-object", "/envelope/error-object", {}, "body_error", "error: account suspended"),
     ("extra-error-path", "/json", {"error_paths": ["$.data.ready"]}, "body_error", "$.data.ready"),
 ]  # fmt: skip
@@ -294,3 +297,23 @@ async def test_a_crashing_check_type_is_an_internal_error_not_a_crash(ctx: RunCo
         "internal",
         "intmon error: ZeroDivisionError: boom",
     )
+
+
+async def test_secrets_from_the_environment_never_reach_the_result(
+    session: Any, serve: Callable[[web.Application], Awaitable[str]]
+) -> None:
+    async def reject(request: web.Request) -> web.Response:
+        # A provider that echoes the credential back in its error, as some do.
+        return web.json_response(
+            {"error": {"message": f"bad key {request.query['key']}"}}, status=200
+        )
+
+    app = web.Application()
+    app.router.add_get("/", reject)
+    url = await serve(app)
+    text = f"checks: [{{name: a, request: {{url: '{url}/?key=${{API_KEY}}'}}}}]"
+    config = parse_config(text, env={"API_KEY": "sk_live_123456"})
+    ctx = RunContext(session, SystemClock(), Redactor(config.secrets), "intmon-test")
+    result = await Runner(ctx, 1, 1).execute(config.checks[0])
+    assert result.error_class == "body_error"
+    assert result.reason == "error: bad key ***"
