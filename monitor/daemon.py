@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from typing import Any
@@ -31,6 +32,7 @@ from monitor.throttle import Throttle, throttle_key
 from monitor.writer import Writer
 
 log = logging.getLogger(__name__)
+BASELINE_HISTORY = 7 * 86400.0  # the baseline p95 is the median hourly p95 of a week
 
 
 class Daemon:
@@ -123,6 +125,12 @@ class Daemon:
                     message=saved.message,
                     active=saved.active,
                 )
+        week_ago = self.clock.time() - BASELINE_HISTORY
+        for check, samples in itertools.groupby(
+            self.store.healthy_latencies(week_ago), key=lambda row: row[0]
+        ):
+            if check in self.signals:
+                self.signals[check].seed_baseline((ts, latency) for _, ts, latency in samples)
         self.heartbeats.load(self.store.engine)
 
     async def _dispatch(self, dispatch: Dispatch) -> None:

@@ -8,13 +8,15 @@ API shows.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from checks.base import Result
 from monitor.clock import Clock
 from monitor.headers import Quota, signals_from_headers
-from monitor.stats import CheckWindows, HourlyBaseline
+from monitor.stats import HOUR, CheckWindows, HourlyBaseline, quantile
 from monitor.store import RunRecord
 
 DAY = 86400.0
@@ -182,6 +184,18 @@ class CheckSignals:
         """Replay a stored run, so windows survive a restart."""
         self.windows.add(ts, ok, latency, rate_limited)
 
+    def seed_baseline(self, samples: Iterable[tuple[float, float]]) -> None:
+        """Rebuild the hourly p95 history from stored healthy runs, given in time order."""
+        current = _hour_of(self.clock.time())
+        for hour, group in itertools.groupby(samples, key=lambda sample: _hour_of(sample[0])):
+            if hour < current:
+                p95 = quantile([latency for _, latency in group], 0.95)
+                if p95 is not None:
+                    self.baseline.seed_hour(hour, p95)
+            else:
+                for ts, latency in group:
+                    self.baseline.add(ts, latency)
+
     def seed_last(self, record: RunRecord | None) -> None:
         """Restore what the newest stored run said: its error and the quota it carried."""
         if record is None:
@@ -220,6 +234,10 @@ class CheckSignals:
         if self.freshness_age is not None:
             out["freshness_age"] = self.freshness_age
         return out
+
+
+def _hour_of(ts: float) -> float:
+    return ts - ts % HOUR
 
 
 def _quota(signals: dict[str, Any], seen_at: float) -> QuotaSeen | None:

@@ -4,6 +4,7 @@ call it from worker threads so the event loop never waits on disk."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +150,21 @@ class Store:
         )
         with self.engine.connect() as connection:
             return [(r[0], r[1], bool(r[2]), r[3], r[4]) for r in connection.execute(query)]
+
+    def healthy_latencies(self, since: float) -> Iterator[tuple[str, float, float]]:
+        """(check, ts, latency) of every passing run since `since`, by check then time.
+
+        Streamed, so seeding baselines from a week of history never holds it all in memory.
+        """
+        runs = RunRow.__table__.c  # type: ignore[attr-defined]
+        query = (
+            sa_select(runs.check, runs.ts, runs.latency)
+            .where(runs.ts >= since, runs.ok.is_(True), runs.latency.is_not(None))
+            .order_by(runs.check, runs.ts)
+        )
+        with self.engine.connect() as connection:
+            for row in connection.execution_options(stream_results=True).execute(query):
+                yield row[0], row[1], row[2]
 
     def consecutive_failures(self) -> dict[str, int]:
         """Per check, how many runs failed since its last success (all runs if none passed)."""
