@@ -1,0 +1,83 @@
+"""Sync freshness end to end: a job's heartbeats keep a check fresh; silence pages someone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import aiohttp
+
+from monitor.clock import SystemClock
+from monitor.config import parse_config
+from monitor.daemon import Daemon
+from monitor.heartbeats import signature
+from monitor.metrics import Metrics
+from monitor.server import build_app
+from monitor.store import Store
+from tests.conftest import start_app
+from tests.receiver import Receiver
+
+SECRET = "s3cret-s3cret-s3cret"
+
+
+async def wait_for(predicate: object, seconds: float = 3.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_a_job_that_stops_pushing_fails_its_check_and_notifies(db_path: Path) -> None:
+    receiver = await Receiver().start()
+    text = f"""
+monitor: {{database: '{db_path}'}}
+notifiers: [{{name: chat, urls: ['{receiver.url}']}}]
+checks:
+  - name: nightly-export
+    type: freshness
+    interval: 50ms
+    max_age: 1200ms
+    source: {{type: heartbeat, secret: '{SECRET}'}}
+    notify: [chat]
+"""
+    config = parse_config(text, env={})
+    daemon = Daemon(config, Store(config.monitor.database_url), Metrics(), SystemClock())
+    runner, url = await start_app(build_app(daemon))
+    await daemon.start()
+    try:
+        async with aiohttp.ClientSession() as client:
+            body = b'{"count": 120}'
+            stamp = str(int(time.time()))
+            headers = {"X-Timestamp": stamp, "X-Signature": signature(SECRET, stamp, body)}
+            async with client.post(
+                f"{url}/heartbeat/nightly-export", data=body, headers=headers
+            ) as r:
+                assert r.status == 202
+            forged = {**headers, "X-Signature": "sha256=" + "0" * 64}
+            async with client.post(
+                f"{url}/heartbeat/nightly-export", data=body, headers=forged
+            ) as r:
+                assert r.status == 401
+        state = daemon.states["nightly-export"]
+        await wait_for(lambda: state.last is not None and state.last.ok)
+        assert receiver.posts == []
+
+        # Heartbeats count from their signed (whole-second) timestamp. The job stops pushing:
+        # once the data is older than max_age the check fails and pages.
+        def freshness_pages() -> list[dict[str, str]]:
+            return [p for p in receiver.posts if "freshness" in p["title"]]
+
+        await wait_for(lambda: len(freshness_pages()) == 1)
+        assert state.last is not None and not state.last.ok
+        page = freshness_pages()[0]
+        assert "nightly-export" in page["title"]
+        assert "FIRING" in page["title"]
+        assert page["type"] == "failure"
+        assert daemon.signals["nightly-export"].freshness_age is not None
+        assert daemon.signals["nightly-export"].freshness_age > 1.2
+    finally:
+        await daemon.stop()
+        await runner.cleanup()
+        await receiver.stop()
