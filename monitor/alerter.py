@@ -61,6 +61,7 @@ class Alerter:
     async def start(self) -> None:
         self.book = AlertBook(await asyncio.to_thread(load_states, self.engine))
         await self._reload_silences()
+        await self._count_outbox()  # a backlog from the last run shows now, not in 15 s
         self._tasks = [
             asyncio.create_task(self.delivery.run(), name="intmon-delivery"),
             asyncio.create_task(self._housekeeping(), name="intmon-alert-housekeeping"),
@@ -112,10 +113,15 @@ class Alerter:
             self.delivery.wake()
 
     async def _housekeeping(self) -> None:
+        # Waits on the injected clock like the scheduler and the delivery loop, so all three
+        # agree on how long 15 s is.
         while not self._stopping.is_set():
-            try:
-                await asyncio.wait_for(self._stopping.wait(), timeout=SILENCE_RELOAD)
-            except TimeoutError:
+            sleeper = asyncio.ensure_future(self.clock.sleep(SILENCE_RELOAD))
+            stopper = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (sleeper, stopper):
+                task.cancel()
+            if not self._stopping.is_set():
                 await self._reload_silences()
                 await self._count_outbox()
 

@@ -100,6 +100,8 @@ def step(
     silenced: bool = False,
     details: Details = Details(),  # frozen, so one shared default is safe
 ) -> tuple[AlertState, list[Intent]]:
+    if not evaluation.known:
+        return state, []  # not enough data to judge: neither fire, nor count towards resolving
     severity = evaluation.severity
     if state.phase is Phase.OK:
         if severity is None:

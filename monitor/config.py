@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator
 
 from checks import REGISTRY
 from checks.base import NAME_PATTERN, CheckConfig, Model
@@ -53,19 +53,18 @@ class MonitorSettings(Model):
         return self.database if "://" in self.database else f"sqlite:///{self.database}"
 
 
+def _apprise_url(url: str) -> str:
+    if apprise_rejects(url):
+        # The URL may carry a token: the error's key path says which one, never what it is.
+        raise ValueError("not a URL Apprise can use (unknown service or missing parts)")
+    return url
+
+
 class NotifierConfig(Model):
     name: str = Field(pattern=NAME_PATTERN)
-    urls: list[str] = Field(min_length=1)
+    # Validated one by one, so an error points at `notifiers[i].urls[j]` and its line.
+    urls: list[Annotated[str, AfterValidator(_apprise_url)]] = Field(min_length=1)
     min_severity: Literal["warning", "critical"] = "warning"
-
-    @field_validator("urls")
-    @classmethod
-    def _apprise_urls(cls, urls: list[str]) -> list[str]:
-        for index, url in enumerate(urls):
-            if apprise_rejects(url):
-                # The URL may carry a token: say which one, not what it is.
-                raise ValueError(f"urls[{index}] is not a URL Apprise can use")
-        return urls
 
 
 @dataclass
@@ -154,9 +153,10 @@ class _Validator:
                 self.fail((key,), f"unknown key (expected {', '.join(SECTIONS)})")
 
         monitor = self.model(MonitorSettings, raw.get("monitor") or {}, ("monitor",))
+        raw_notifiers = self.sequence(raw, "notifiers")
         notifiers = [
             self.model(NotifierConfig, item, ("notifiers", i))
-            for i, item in enumerate(self.sequence(raw, "notifiers"))
+            for i, item in enumerate(raw_notifiers)
         ]
         alerting = self.model(AlertingSettings, raw.get("alerting") or {}, ("alerting",))
         silences = [
@@ -176,7 +176,14 @@ class _Validator:
             if check is not None
         }
         valid_checks = [c for c in checks if c is not None]
-        self.cross_checks(valid_checks, [n for n in notifiers if n is not None])
+        # A notifier with a bad URL is reported once, at its URL: checks routing to it by
+        # name are not wrong, so they get no second, misleading "no notifier named" error.
+        named = {
+            item["name"]
+            for item in raw_notifiers
+            if isinstance(item, dict) and isinstance(item.get("name"), str)
+        }
+        self.cross_checks(valid_checks, [n for n in notifiers if n is not None], named)
         if self.issues:
             raise ConfigError(self.file, self.issues)
         # An invalid section would have raised above.
@@ -261,9 +268,10 @@ class _Validator:
                     self.fail(full, _message(error))
             return None
 
-    def cross_checks(self, checks: list[CheckConfig], notifiers: list[NotifierConfig]) -> None:
+    def cross_checks(
+        self, checks: list[CheckConfig], notifiers: list[NotifierConfig], notifier_names: set[str]
+    ) -> None:
         seen: dict[str, int] = {}
-        notifier_names = {n.name for n in notifiers}
         for index, check in enumerate(checks):
             if check.name in seen:
                 self.fail(

@@ -78,6 +78,9 @@ class Evaluation:
     value: float | None
     threshold: float | str | None
     summary: str
+    # False when there is not enough data to judge (a thin window, no baseline, no reading).
+    # The state machine then holds its state: "unknown" must neither fire nor resolve.
+    known: bool = True
 
 
 # ---- evaluation ------------------------------------------------------------------------------
@@ -133,7 +136,7 @@ def _error_rate(rule: ErrorRateRule, view: SignalView, now: float) -> Evaluation
     if ratio is None or runs < rule.min_runs:
         shown = "n/a" if ratio is None else _percent(ratio)
         summary = f"error rate {shown} {where}: fewer than min_runs {rule.min_runs}"
-        return Evaluation(None, ratio, None, summary)
+        return Evaluation(None, ratio, None, summary, known=False)
     grade = severity, threshold, _ = _grade(ratio, rule.warning, rule.critical, True)
     verdict = _verdict(grade, _percent(threshold or 0.0), ">=", "<")
     return Evaluation(severity, ratio, threshold, f"error rate {_percent(ratio)} {where} {verdict}")
@@ -145,13 +148,13 @@ def _latency(rule: LatencyRule, view: SignalView, now: float) -> Evaluation:
     if p95 is None or runs < rule.min_runs:
         shown = "n/a" if p95 is None else _seconds(p95)
         summary = f"p95 latency {shown} {where}: fewer than min_runs {rule.min_runs}"
-        return Evaluation(None, p95, None, summary)
+        return Evaluation(None, p95, None, summary, known=False)
     baseline = view.baseline_p95()
     bounds = {"warning": rule.warning, "critical": rule.critical}
     limits = {sev: b.resolve(baseline) if b is not None else None for sev, b in bounds.items()}
     if all(limit is None for limit in limits.values()):
         summary = f"p95 latency {_seconds(p95)} {where}: no baseline yet for {rule.warning}"
-        return Evaluation(None, p95, None, summary)
+        return Evaluation(None, p95, None, summary, known=False)
     grade = severity, threshold, level = _grade(p95, limits["warning"], limits["critical"], True)
     bound = bounds[level]
     shown = _seconds(threshold or 0.0)
@@ -184,9 +187,12 @@ def _deprecation(rule: DeprecationRule, view: SignalView, now: float) -> Evaluat
     return Evaluation(rule.severity, since, None, summary)
 
 
-def _time_left(what: str, deadline: float | None, rule: ThresholdRule, now: float) -> Evaluation:
+def _time_left(
+    what: str, deadline: float | None, rule: ThresholdRule, now: float, *, announced: bool
+) -> Evaluation:
     if deadline is None:
-        return Evaluation(None, None, None, f"no {what} known")
+        # No Sunset header means none is announced; an unreadable certificate means unknown.
+        return Evaluation(None, None, None, f"no {what} known", known=announced)
     left = deadline - now
     warning, critical = getattr(rule, "warning", None), getattr(rule, "critical", None)
     grade = severity, threshold, _ = _grade(left, warning, critical, False)
@@ -196,17 +202,17 @@ def _time_left(what: str, deadline: float | None, rule: ThresholdRule, now: floa
 
 
 def _sunset(rule: SunsetRule, view: SignalView, now: float) -> Evaluation:
-    return _time_left("Sunset", view.sunset_at, rule, now)
+    return _time_left("Sunset", view.sunset_at, rule, now, announced=True)
 
 
 def _certificate(rule: CertificateRule, view: SignalView, now: float) -> Evaluation:
-    return _time_left("certificate expiry", view.certificate_not_after, rule, now)
+    return _time_left("certificate expiry", view.certificate_not_after, rule, now, announced=False)
 
 
 def _freshness(rule: FreshnessRule, view: SignalView, now: float) -> Evaluation:
     age = view.freshness_age
     if age is None:
-        return Evaluation(None, None, None, "no data timestamp yet")
+        return Evaluation(None, None, None, "no data timestamp yet", known=False)
     grade = severity, threshold, _ = _grade(age, rule.warning, rule.critical, True)
     verdict = _verdict(grade, _span(threshold or 0.0), "older than", "within")
     return Evaluation(severity, age, threshold, f"newest data is {_span(age)} old, {verdict}")

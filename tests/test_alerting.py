@@ -18,6 +18,7 @@ from monitor.silences import SilenceConfig, Silences
 W = Evaluation("warning", 0.02, 0.01, "error rate 2% >= warning 1%")
 C = Evaluation("critical", 0.5, 0.05, "error rate 50% >= critical 5%")
 OK = Evaluation(None, 0.0, 0.01, "error rate 0% < warning 1%")
+UNKNOWN = Evaluation(None, None, None, "error rate n/a: fewer than min_runs 3", known=False)
 S = "silenced"  # marks a step evaluated while a silence covers the check
 
 
@@ -42,6 +43,19 @@ def rule(**raw: object) -> RuleConfig:
 
 SCENARIOS = [
     ("healthy-stays-quiet", {}, [(60, OK), (60, OK), (60, OK)], [[], [], []]),
+    (
+        "too-little-data-neither-resolves-nor-refires",
+        {},
+        [(60, C), (60, UNKNOWN), (60, UNKNOWN), (60, UNKNOWN), (60, C)],
+        [["FIRING:critical"], [], [], [], []],
+    ),
+    ("too-little-data-never-fires", {}, [(60, UNKNOWN), (60, UNKNOWN)], [[], []]),
+    (
+        "too-little-data-keeps-pending-pending",
+        {"for": "2m"},
+        [(0, W), (60, UNKNOWN), (60, W), (1, W)],
+        [[], [], ["FIRING:warning"], []],
+    ),
     ("fires-once-without-for", {}, [(60, W), (60, W), (60, W)], [["FIRING:warning"], [], []]),
     (
         "pending-waits-for-for",
