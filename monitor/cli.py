@@ -169,7 +169,8 @@ async def _check_once(config: Config, checks: list[CheckConfig]) -> list[Result]
     async with make_session(config.monitor.concurrency) as session:
         ctx = RunContext(session, SystemClock(), Redactor(config.secrets), f"intmon/{__version__}")
         runner = Runner(ctx, config.monitor.concurrency, config.monitor.per_host_concurrency)
-        return list(await asyncio.gather(*(runner.execute(c) for c in checks)))
+        results = await asyncio.gather(*(runner.execute(c) for c in checks))
+        return [r for r in results if r is not None]  # nothing refuses a one-shot run
 
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:

@@ -102,10 +102,12 @@ class Daemon:
 
     def restore(self) -> None:
         """Blocking reads at start-up: last results, recent windows, deprecations, heartbeats."""
+        now = self.clock.time()
         for name, row in self.store.latest_runs().items():
             if name in self.states:
                 self.states[name].seed(row)
                 self.signals[name].seed_last(self.states[name].last)
+                self._restore_pause(self.checks[name], self.states[name].last, now)
         for name, count in self.store.consecutive_failures().items():
             if name in self.signals:
                 self.signals[name].consecutive_failures = count
@@ -133,18 +135,29 @@ class Daemon:
                 self.signals[check].seed_baseline((ts, latency) for _, ts, latency in samples)
         self.heartbeats.load(self.store.engine)
 
+    def _restore_pause(self, check: CheckConfig, last: RunRecord | None, now: float) -> None:
+        """A Retry-After still running when the daemon stopped is still owed after a restart."""
+        if last is None or last.status != 429:
+            return
+        retry_after = last.signals.get("retry_after")
+        if isinstance(retry_after, int | float) and last.ts + retry_after > now:
+            key = throttle_key(check.name, check.provider)
+            self.throttle.on_response(key, 429, last.ts + retry_after - now, now)
+
     async def _dispatch(self, dispatch: Dispatch) -> None:
         self.metrics.lateness.observe(dispatch.lateness)
         check = self.checks.get(dispatch.name)
         if check is None:
             return  # removed while it waited
         key = throttle_key(check.name, check.provider)
-        if not self.throttle.may_run(key, self.clock.time()):
-            # The provider asked us to wait (Retry-After, backoff, exhausted quota): sending
-            # anyway is how a monitor becomes the cause of the 429s it reports.
+        # The provider asked us to wait (Retry-After, backoff, exhausted quota): sending
+        # anyway is how a monitor becomes the cause of the 429s it reports.
+        result = await self.runner.execute(
+            check, may_send=lambda: self.throttle.may_run(key, self.clock.time())
+        )
+        if result is None:
             self.metrics.throttled.labels(check.name).inc()
             return
-        result = await self.runner.execute(check)
         await self.record(check, result)
 
     def _skipped(self, name: str) -> None:

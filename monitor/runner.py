@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -39,17 +40,24 @@ class Runner:
             lambda: asyncio.Semaphore(self._per_host)
         )
 
-    async def execute(self, check: CheckConfig) -> Result:
+    async def execute(
+        self, check: CheckConfig, may_send: Callable[[], bool] = lambda: True
+    ) -> Result | None:
+        """Run `check` once. None if `may_send` refused once the slots were ours."""
         host = check.host_key()
         async with self._global:
             if host is None:
-                return await self._timed(check)
+                return await self._timed(check, may_send)
             # Waiting for a slot on a busy host is not the provider's latency: the timeout
             # and the clock start once the slot is ours.
             async with self._hosts[host]:
-                return await self._timed(check)
+                return await self._timed(check, may_send)
 
-    async def _timed(self, check: CheckConfig) -> Result:
+    async def _timed(self, check: CheckConfig, may_send: Callable[[], bool]) -> Result | None:
+        # Asked again here, not only before queueing: while this run waited for a slot, another
+        # run on the same provider may have been told to back off.
+        if not may_send():
+            return None
         started_at = self.ctx.clock.time()
         start = time.perf_counter()
         try:

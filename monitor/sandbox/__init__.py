@@ -12,7 +12,7 @@ import json
 
 from aiohttp import web
 
-from monitor.sandbox import basic, flows
+from monitor.sandbox import basic, flows, inbox, signals
 from monitor.sandbox.common import COUNTERS
 from monitor.sandbox.flows import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, SANDBOX_REFRESH_TOKEN
 
@@ -32,6 +32,8 @@ def build_sandbox() -> web.Application:
     app.router.add_get("/stats", stats)
     basic.add_routes(app)
     flows.add_routes(app)
+    signals.add_routes(app)
+    inbox.add_routes(app)
     return app
 
 
