@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from checks.tls import CertificateCache
 from checks.tokens import TokenCache
 from monitor.heartbeats import HeartbeatBook
-from monitor.units import Duration
+from monitor.units import PositiveDuration
 
 if TYPE_CHECKING:
     import aiohttp
@@ -89,19 +89,12 @@ class CheckConfig(Model):
     name: str = Field(pattern=NAME_PATTERN, max_length=128)
     type: str
     description: str = ""
-    interval: Duration = 60.0
-    timeout: Duration = 10.0
+    interval: PositiveDuration = 60.0
+    timeout: PositiveDuration = 10.0
     # Checks that name the same provider share rate-limit pauses and alert grouping.
     provider: str | None = Field(default=None, pattern=NAME_PATTERN)
     notify: list[str] = Field(default_factory=list)
     alerts: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("interval", "timeout")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be greater than zero")
-        return value
 
     def host_key(self) -> str | None:
         """The provider host this check talks to, for the per-host concurrency cap."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import yarl
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from checks.base import CheckConfig, Model, Result, RunContext
 from checks.freshness_sources import HttpSource, SqlSource, read_http, read_sql
-from monitor.units import Duration, format_duration
+from monitor.units import PositiveDuration, format_duration
 
 
 class HeartbeatSource(Model):
@@ -30,16 +30,9 @@ Source = Annotated[HttpSource | SqlSource | HeartbeatSource, Field(discriminator
 
 class FreshnessCheck(CheckConfig):
     type: Literal["freshness"] = "freshness"
-    max_age: Duration
+    max_age: PositiveDuration
     min_count: int | None = Field(default=None, ge=0)
     source: Source
-
-    @field_validator("max_age")
-    @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be greater than zero")
-        return value
 
     def host_key(self) -> str | None:
         if isinstance(self.source, HttpSource):

@@ -11,20 +11,21 @@ import json
 from typing import Any, Literal
 
 import yarl
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr
 
 from checks.assertions import Expect
 from checks.auth import AuthConfig
 from checks.base import CheckConfig, Result, RunContext
 from checks.http import RequestSpec, send
 from checks.transport import HttpTransport
+from monitor.units import HttpUrlText
 
 _ACCEPT = "application/graphql-response+json, application/json;q=0.9"
 
 
 class GraphqlCheck(HttpTransport, CheckConfig):
     type: Literal["graphql"] = "graphql"
-    url: str
+    url: HttpUrlText
     query: str = Field(min_length=1)
     variables: dict[str, Any] = Field(default_factory=dict)
     operation_name: str | None = None
@@ -33,14 +34,6 @@ class GraphqlCheck(HttpTransport, CheckConfig):
     expect: Expect = Field(default_factory=Expect)
 
     _request: RequestSpec = PrivateAttr()
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        url = yarl.URL(value)
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value
 
     def model_post_init(self, context: Any) -> None:
         super().model_post_init(context)

@@ -14,7 +14,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from checks.assertions import Expect, check_response
 from checks.auth import AuthConfig, AuthError, Credentials, authorize, scrub
 from checks.base import CheckConfig, Model, Result, RunContext
-from monitor.units import Size
+from monitor.units import HttpUrlText, Size
 
 METHODS = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _READ_CHUNK = 64 * 1024
@@ -22,7 +22,7 @@ _READ_CHUNK = 64 * 1024
 
 class RequestSpec(Model):
     method: METHODS = "GET"
-    url: str
+    url: HttpUrlText
     headers: dict[str, str] = Field(default_factory=dict)
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
     json_: Any = Field(default=None, alias="json")
@@ -35,14 +35,6 @@ class RequestSpec(Model):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        url = yarl.URL(value)
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value
 
     @model_validator(mode="after")
     def _one_body(self) -> RequestSpec:

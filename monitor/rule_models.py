@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from checks.base import Model
-from monitor.units import Duration, Ratio, format_duration, parse_duration
+from monitor.units import Duration, PositiveDuration, Ratio, format_duration, parse_duration
 
 Severity = Literal["warning", "critical"]
 DAY = 86400.0
@@ -55,7 +55,6 @@ def _parse_bound(value: Any) -> Any:
 
 
 LatencyBound = Annotated[Bound, BeforeValidator(_parse_bound)]
-PositiveDuration = Annotated[Duration, Field(gt=0)]
 
 
 class RuleConfig(Model):

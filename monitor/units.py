@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+import yarl
+from pydantic import AfterValidator, BeforeValidator
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -80,6 +81,21 @@ def format_duration(seconds: float) -> str:
     return "".join(parts) or "0s"
 
 
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be greater than zero")
+    return value
+
+
+def require_http_url(value: str) -> str:
+    url = yarl.URL(value)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
+HttpUrlText = Annotated[str, AfterValidator(require_http_url)]
 Ratio = Annotated[float, BeforeValidator(parse_ratio)]
 Size = Annotated[int, BeforeValidator(parse_size)]
