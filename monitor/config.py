@@ -24,6 +24,13 @@ SECTIONS = ("monitor", "defaults", "notifiers", "checks", "alerting", "silences"
 M = TypeVar("M", bound=Model)
 
 
+class Retention(Model):
+    """How long history is kept: raw runs, then their hourly rollups (see monitor.maintenance)."""
+
+    raw: Duration = Field(default=7 * 86400.0, gt=0)
+    rollups: Duration = Field(default=400 * 86400.0, gt=0)
+
+
 class MonitorSettings(Model):
     database: str = "monitor.db"
     listen: str = "127.0.0.1:9464"
@@ -31,6 +38,22 @@ class MonitorSettings(Model):
     per_host_concurrency: int = Field(default=8, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_grace: Duration = 10.0
+    retention: Retention = Field(default_factory=Retention)
+    # A dead-man's switch (e.g. healthchecks.io) pinged every heartbeat_interval while the
+    # daemon is healthy. Usually a secret: write it as ${HEARTBEAT_URL}.
+    heartbeat_url: str | None = Field(default=None, repr=False)
+    heartbeat_interval: Duration = Field(default=60.0, gt=0)
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _heartbeat_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # `${HEARTBEAT_URL:-}` unset: no dead-man's switch
+        # Anyone holding the URL can keep the switch quiet: the error never repeats it.
+        scheme, _, rest = (value or "").partition("://")
+        if value is not None and (scheme not in ("http", "https") or rest[:1] in ("", "/")):
+            raise ValueError("not an http(s) URL")
+        return value
 
     @field_validator("listen")
     @classmethod

@@ -12,10 +12,13 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
 
 from monitor.store import DeprecationRow, RunRecord, Store
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Writer:
@@ -54,6 +57,16 @@ class Writer:
 
     def record_deprecation(self, row: DeprecationRow) -> None:
         self.deprecations[row.check] = row
+
+    async def submit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn` on the writer's thread, between batches: the one way others write.
+
+        SQLite takes one writer at a time; sharing the thread keeps maintenance from fighting
+        the writer for the lock. The executor is first in, first out, so a short `fn` delays
+        queued batches by its own duration and no more.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="intmon-writer")
