@@ -1,0 +1,286 @@
+"""The status page: rendering from hand-built data, and the real page in headless Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import struct
+import tempfile
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.clock import SystemClock
+from monitor.config import parse_config
+from monitor.daemon import Daemon
+from monitor.metrics import Metrics
+from monitor.server import build_app
+from monitor.statuspage import render_status
+from monitor.store import Store
+from tests.conftest import start_app
+
+NOW = 1_750_000_000.0
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_TIMEOUT = 60.0  # a cold start on a slow CI box takes a few seconds, not a minute
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+class Page(HTMLParser):
+    """Every start tag, all text, and per check row the text after the check's name."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text = ""
+        self.rows: dict[str, str] = {}
+        self._row: list[str] | None = None
+        self._name: str | None = None
+        self._naming = False
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag == "tr":
+            self._row, self._name = [], None
+        self._naming = tag == "th" and ("scope", "row") in attrs
+        if self._row is not None:
+            self._row.append(" ")  # cells and badges read as separate words
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._row is not None:
+            self._row.append(" ")
+        if tag == "tr" and self._row is not None and self._name is not None:
+            self.rows[self._name] = " ".join("".join(self._row).split())
+        if tag == "tr":
+            self._row = None
+
+    def handle_data(self, data: str) -> None:
+        self.text += data
+        if self._naming:
+            self._name, self._naming = data.strip(), False
+        elif self._row is not None:
+            self._row.append(data)
+
+
+def check(name: str, state: str, **metrics: Any) -> dict[str, Any]:
+    """One entry shaped like `Daemon.status()`."""
+    last = None
+    if state != "unknown":
+        last = {"ts": NOW - 12, "ok": state == "up", "error_class": None, "reason": None}
+    entry: dict[str, Any] = {"name": name, "type": "http", "state": state, "last": last}
+    entry["metrics"] = {"error_rate": None, "latency_p95": None, **metrics}
+    entry["throttle"] = {"paused_until": None, "reason": None, "throttled_seconds": 0.0}
+    return entry
+
+
+def alert(check: str, rule: str, phase: str = "firing", **extra: Any) -> dict[str, Any]:
+    """One entry shaped like `Alerter.status()`."""
+    return {"check": check, "rule": rule, "phase": phase, "severity": "critical",
+            "fired_at": NOW - 90, "summary": f"{rule} >= critical 5%", "silenced": False, **extra}  # fmt: skip
+
+
+def sample() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    down = check("billing", "down", error_rate=0.125, latency_p95=1.5)
+    down["last"].update(error_class="http_5xx", reason="HTTP 503 from upstream")
+    checks = [
+        check("orders-api", "up", error_rate=0.0, latency_p95=0.235,
+              quota={"remaining": 5, "limit": 100, "reset_at": None, "dialect": "ietf"}),
+        down,
+        check("legacy", "up", deprecation={
+            "active": True, "days_to_sunset": 30.0, "sunset_at": NOW + 30 * 86400,
+            "links": ["https://example.com/migrate"], "sunset_links": []}),
+        check("orders-sync", "up", freshness_age=7200.0),
+        check("new-one", "unknown"),
+    ]  # fmt: skip
+    return checks, [alert("billing", "error_rate"), alert("orders-api", "latency_p95", "pending")]
+
+
+def test_every_check_appears_with_its_state_spelled_out() -> None:
+    checks, alerts = sample()
+    page = Page(render_status(checks, alerts, NOW))
+
+    assert set(page.rows) == {c["name"] for c in checks}
+    assert page.rows["orders-api"].startswith("✓ Up")
+    assert "✗ Down 12 s ago" in page.rows["billing"]  # after the reason, under the name
+    assert page.rows["new-one"].startswith("? Unknown")
+    assert ("span", {"class": "state state-down"}) in page.tags  # the colour, besides the text
+
+
+def test_it_shows_the_figures_and_the_sunset_countdown_with_the_migration_link() -> None:
+    checks, alerts = sample()
+    page = Page(render_status(checks, alerts, NOW))
+
+    assert "12 s ago 0.0% 235 ms 5 / 100" in page.rows["orders-api"]
+    assert "12.5% 1.50 s" in page.rows["billing"]
+    assert "HTTP 503 from upstream" in page.rows["billing"]
+    assert "in 30 days migration guide" in page.rows["legacy"]
+    assert ("a", {"href": "https://example.com/migrate", "rel": "noopener noreferrer"}) in page.tags
+    assert "2.0 h" in page.rows["orders-sync"]
+    assert "never" in page.rows["new-one"]
+
+
+def test_it_summarises_checks_down_and_firing_alerts_at_the_top() -> None:
+    checks, alerts = sample()
+    page = Page(render_status(checks, alerts, NOW))
+
+    assert "5checks1down1alertsfiring" in re.sub(r"\s", "", page.text)
+    assert "error_rate critical" in page.rows["billing"]
+    assert "pending: latency_p95" in page.rows["orders-api"]
+    assert "error_rate critical" not in page.rows["orders-api"]
+    assert "Firing alerts" in page.text and "for 1.5 m" in page.text
+
+
+def test_a_firing_alert_of_a_check_no_longer_configured_still_shows_in_the_summary() -> None:
+    page = Page(render_status([], [alert("removed", "error_rate")], NOW))
+
+    assert "removed" in page.text and "error_rate critical" in page.text
+
+
+def test_it_refreshes_itself_and_loads_nothing_from_elsewhere() -> None:
+    html = render_status(*sample(), NOW)
+    page = Page(html)
+
+    assert ("meta", {"http-equiv": "refresh", "content": "10"}) in page.tags
+    assert {tag for tag, _ in page.tags}.isdisjoint({"script", "link", "img", "iframe"})
+    assert "//" not in html.replace("https://example.com/migrate", "")
+
+
+HOSTILE_LINKS = [
+    "javascript:alert(1)",
+    "JaVaScRiPt:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "vbscript:msgbox(1)",
+    '//evil.example/"><script>alert(1)</script>',
+]
+
+
+@pytest.mark.parametrize("link", HOSTILE_LINKS, ids=["javascript", "mixed-case", "data", "vbscript", "relative"])  # fmt: skip
+def test_only_http_links_become_anchors_and_hostile_text_is_escaped(link: str) -> None:
+    legacy = check("legacy", "down", deprecation={
+        "active": True, "days_to_sunset": 3.0, "links": [link], "sunset_links": []})  # fmt: skip
+    legacy["last"].update(error_class="http_5xx", reason="<script>alert('reason')</script>")
+    alerts = [alert("legacy", "sunset", summary='"><img src=x onerror=alert(1)>')]
+    html = render_status([legacy], alerts, NOW)
+    page = Page(html)
+
+    assert not [attrs for tag, attrs in page.tags if tag == "a"]
+    assert {tag for tag, _ in page.tags}.isdisjoint({"script", "img"})
+    assert "&lt;script&gt;alert(&#x27;reason&#x27;)&lt;/script&gt;" in html
+    assert link in page.text  # shown, as text, for the operator to judge
+    assert "<script>alert('reason')</script>" in page.rows["legacy"]
+
+
+def test_a_sunset_without_a_date_or_already_past_says_so() -> None:
+    undated = check("a", "up", deprecation={"active": True, "days_to_sunset": None, "links": []})
+    past = check("b", "up", deprecation={"active": True, "days_to_sunset": 0.0, "links": []})
+    ended = check("c", "up", deprecation={"active": False, "days_to_sunset": 9.0, "links": []})
+    page = Page(render_status([undated, past, ended], [], NOW))
+
+    assert "deprecated, no sunset date" in page.rows["a"]
+    assert "sunset has passed" in page.rows["b"]
+    assert "days" not in page.rows["c"]
+
+
+# -- end to end: the daemon watching the sandbox, the page in headless Chromium ----------------
+
+
+def chromium() -> str:
+    if CHROMIUM.exists():
+        return str(CHROMIUM)
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but {CHROMIUM} is missing: run scripts/system-deps.sh")
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium, or scripts/system-deps.sh)")
+
+
+async def run_chromium(binary: str, *args: str) -> bytes:
+    """Headless Chromium as an asyncio subprocess, so the in-process servers keep answering."""
+    with tempfile.TemporaryDirectory(prefix="intmon-chromium-") as profile:
+        process = await asyncio.create_subprocess_exec(
+            binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile}", *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            stdout, stderr = await asyncio.wait_for(process.communicate(), CHROMIUM_TIMEOUT)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            pytest.fail(f"chromium {' '.join(args)} did not finish within {CHROMIUM_TIMEOUT} s")
+    assert process.returncode == 0, stderr.decode(errors="replace")[-2000:]
+    return stdout
+
+
+def e2e_config(sandbox: str, db: Path) -> str:
+    sunset = int(time.time()) + 30 * 86400
+    return f"""
+monitor: {{database: '{db}'}}
+defaults: {{interval: 100ms, timeout: 2s}}
+checks:
+  - {{name: web-ok, request: {{url: '{sandbox}/healthy'}}}}
+  - name: billing-down
+    request: {{url: '{sandbox}/status/503'}}
+    alerts: {{error_rate: {{window: 2s, min_runs: 3}}}}
+  - {{name: quota-api, request: {{url: '{sandbox}/quota/ietf?remaining=5&limit=100'}}}}
+  - name: legacy-api
+    request: {{url: '{sandbox}/deprecated/epoch?sunset={sunset}&link=https://example.com/migrate'}}
+  - name: orders-sync
+    type: freshness
+    max_age: 1h
+    source: {{type: http, url: '{sandbox}/sync/orders', timestamp: '$.updated_at'}}
+  - {{name: not-yet-run, interval: 1h, timeout: 30s, request: {{url: '{sandbox}/hang'}}}}
+"""
+
+
+async def wait_for(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + 10.0
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within 10 s"
+        await asyncio.sleep(0.05)
+
+
+async def test_chromium_shows_every_check_its_state_and_the_firing_alert(
+    sandbox: str, db_path: Path
+) -> None:
+    binary = chromium()
+    config = parse_config(e2e_config(sandbox, db_path), env={})
+    daemon = Daemon(config, Store(config.monitor.database_url), Metrics(), SystemClock())
+    runner, url = await start_app(build_app(daemon))
+    await daemon.start()
+    try:
+        await wait_for(lambda: bool(daemon.alerter.firing()), "firing alert")
+        ran = [n for n in daemon.checks if n != "not-yet-run"]
+        await wait_for(lambda: all(daemon.states[n].runs >= 3 for n in ran), "three runs each")
+        dom = (await run_chromium(binary, "--dump-dom", url + "/")).decode()
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "status-page.png"
+        shot.unlink(missing_ok=True)
+        await run_chromium(binary, f"--screenshot={shot}", "--window-size=1280,900", url + "/")
+    finally:
+        try:
+            await daemon.stop(grace=0.1)
+        finally:
+            await runner.cleanup()
+
+    page = Page(dom)
+    assert set(page.rows) == set(daemon.checks)
+    for name in ("web-ok", "quota-api", "legacy-api", "orders-sync"):
+        assert page.rows[name].startswith("✓ Up"), page.rows[name]
+    assert re.search(r"^http_5xx: .* ✗ Down ", page.rows["billing-down"])
+    assert "error_rate critical" in page.rows["billing-down"]
+    assert page.rows["not-yet-run"].startswith("? Unknown")
+    assert "5 / 100" in page.rows["quota-api"]
+    assert ("a", {"href": "https://example.com/migrate", "rel": "noopener noreferrer"}) in page.tags
+    assert re.search(r"in (29\.9|30) days migration guide", page.rows["legacy-api"])
+    assert re.search(r"^✓ Up \S+ s ago .* [23]\d s ", page.rows["orders-sync"])  # ~30 s old
+    assert "deprecation warning sunset warning" in page.rows["legacy-api"]  # default rules
+    assert "6checks1down3alertsfiring" in re.sub(r"\s", "", page.text)
+
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", png[16:24]) == (1280, 900)
+    assert len(png) > 20_000, "a blank or near-empty screenshot"
