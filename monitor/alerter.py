@@ -40,12 +40,8 @@ class Alerter:
         self.metrics = metrics
         self.clock = clock
         self.book = AlertBook()
-        self.notify = Notify(
-            config.notifiers,
-            redactor,
-            config.alerting,
-            on_result=lambda notifier, result: metrics.notifications.labels(notifier, result).inc(),
-        )
+        self.redactor = redactor
+        self.notify = self._make_notify(config)
         self.delivery = Delivery(
             engine,
             self.notify,
@@ -57,6 +53,30 @@ class Alerter:
         self._routes = {c.name: c.notify for c in config.checks}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+
+    def _make_notify(self, config: Config) -> Notify:
+        def count(notifier: str, result: str) -> None:
+            self.metrics.notifications.labels(notifier, result).inc()
+
+        return Notify(config.notifiers, self.redactor, config.alerting, on_result=count)
+
+    def reload(self, config: Config) -> None:
+        """Take a reloaded config. Alert states stay: they are keyed by check and rule names."""
+        rebuild = (config.notifiers, config.alerting) != (
+            self.config.notifiers,
+            self.config.alerting,
+        )
+        self.config = config
+        self._routes = {c.name: c.notify for c in config.checks}
+        self.silences = Silences(config=tuple(config.silences), runtime=self.silences.runtime)
+        if rebuild:
+            previous, self.notify = self.notify, self._make_notify(config)
+            self.delivery.notify = self.notify
+            previous.close(cancel_pending=False)  # a send under way may finish
+
+    def _configured(self, check: str, rule: str) -> bool:
+        """Alerts of checks or rules removed by a reload are kept on disk but not shown."""
+        return rule in self.config.rules.get(check, {})
 
     async def start(self) -> None:
         self.book = AlertBook(await asyncio.to_thread(load_states, self.engine))
@@ -148,13 +168,15 @@ class Alerter:
         return [
             Firing(s.check, s.rule, s.severity or "warning")
             for s in self.book.active()
-            if s.phase is Phase.FIRING
+            if s.phase is Phase.FIRING and self._configured(s.check, s.rule)
         ]
 
     def status(self) -> list[dict[str, Any]]:
         """Every pending or firing alert with its latest evaluation, for /api/alerts."""
         out = []
         for state in self.book.active():
+            if not self._configured(state.check, state.rule):
+                continue
             entry: dict[str, Any] = {**asdict(state), "phase": str(state.phase)}
             evaluation = self.book.evaluations.get((state.check, state.rule))
             if evaluation is not None:

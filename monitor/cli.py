@@ -8,7 +8,7 @@ import contextlib
 import fnmatch
 import json
 import logging
-import signal
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +26,7 @@ from monitor.notify import Notify
 from monitor.redact import Redactor
 from monitor.runner import Runner, make_session
 from monitor.sandbox import run_sandbox
-from monitor.server import build_app, serve
+from monitor.service import Service
 from monitor.silences import add_silence, expire_silence, list_silences
 from monitor.store import SchemaError, Store
 from monitor.units import format_duration, parse_duration
@@ -48,9 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"invalid config:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
-    _setup_logging(config)
+    redactor = Redactor(config.secrets)
+    _setup_logging(config, redactor)
+    if args.command == "run":
+        return cmd_run(config, args, redactor)
     handler = {
-        "run": cmd_run,
         "check": cmd_check,
         "validate": cmd_validate,
         "status": cmd_status,
@@ -94,11 +96,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(config: Config) -> None:
+def _setup_logging(config: Config, redactor: Redactor) -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(
-        Redactor(config.secrets).formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    # The daemon updates this redactor on reload, so new secrets are masked in logs too.
+    handler.setFormatter(redactor.formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(config.monitor.log_level.upper())
@@ -111,36 +112,8 @@ def cmd_validate(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_run(config: Config, args: argparse.Namespace) -> int:
-    return asyncio.run(_run(config))
-
-
-async def _run(config: Config) -> int:
-    metrics = Metrics()
-    daemon = Daemon(config, Store(config.monitor.database_url), metrics, SystemClock())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    settings = config.monitor
-    try:
-        web_runner = await serve(build_app(daemon), settings.listen_host, settings.listen_port)
-    except OSError as exc:
-        log.error("cannot listen on %s: %s", settings.listen, exc.strerror or exc)
-        return EXIT_FAIL
-    try:
-        await daemon.start()
-    except (SQLAlchemyError, SchemaError, OSError) as exc:
-        log.error("cannot open the database %s: %s", settings.database, exc)
-        await web_runner.cleanup()
-        return EXIT_FAIL
-    log.info("intmon %s serving on http://%s/", __version__, settings.listen)
-    await stop.wait()
-    log.info("stopping: letting in-flight checks finish")
-    await daemon.stop()
-    await web_runner.cleanup()
-    log.info("stopped")
-    return EXIT_OK
+def cmd_run(config: Config, args: argparse.Namespace, redactor: Redactor) -> int:
+    return asyncio.run(Service(config, redactor, SystemClock(), os.environ).run())
 
 
 def cmd_check(config: Config, args: argparse.Namespace) -> int:

@@ -14,10 +14,12 @@ from checks.base import CheckConfig, Result, RunContext
 from monitor import __version__
 from monitor.alerter import Alerter
 from monitor.clock import Clock
-from monitor.config import Config
+from monitor.config import Config, load_config
 from monitor.heartbeats import HeartbeatBook
+from monitor.maintenance import Maintenance
 from monitor.metrics import Metrics, SignalCollector
 from monitor.redact import Redactor
+from monitor.reload import ReloadPlan, plan
 from monitor.runner import Runner, make_session
 from monitor.scheduler import Dispatch, Schedule, Scheduler
 from monitor.signals import (
@@ -36,12 +38,20 @@ BASELINE_HISTORY = 7 * 86400.0  # the baseline p95 is the median hourly p95 of a
 
 
 class Daemon:
-    def __init__(self, config: Config, store: Store, metrics: Metrics, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        metrics: Metrics,
+        clock: Clock,
+        redactor: Redactor | None = None,
+    ) -> None:
         self.config = config
         self.store = store
         self.metrics = metrics
         self.clock = clock
-        self.redactor = Redactor(config.secrets)
+        # Shared with the log formatter when given, so a reload updates both.
+        self.redactor = redactor or Redactor(config.secrets)
         self.checks: dict[str, CheckConfig] = {c.name: c for c in config.checks}
         self.states: dict[str, CheckState] = {name: CheckState(name) for name in self.checks}
         self.signals: dict[str, CheckSignals] = {
@@ -51,6 +61,14 @@ class Daemon:
         self.heartbeats = HeartbeatBook()
         self.writer = Writer(store, on_error=metrics.db_write_errors.inc)
         self.alerter = Alerter(config, store.engine, metrics, clock, self.redactor)
+        self.maintenance = Maintenance(
+            store,
+            self.writer,
+            config.monitor.retention,
+            clock,
+            on_error=metrics.maintenance_errors.inc,
+            on_report=metrics.maintained,
+        )
         metrics.registry.register(
             SignalCollector(
                 self.signals.values,
@@ -59,9 +77,11 @@ class Daemon:
             )
         )
         self.ready = False
+        self._reloading = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
         self._scheduler: Scheduler | None = None
         self._scheduler_task: asyncio.Task[None] | None = None
+        self._maintenance_task: asyncio.Task[None] | None = None
 
     def _signals_for(self, check: CheckConfig) -> CheckSignals:
         """Window lengths follow the check's alert rules, so the gauge is what the rule sees."""
@@ -81,6 +101,8 @@ class Daemon:
         await asyncio.to_thread(self.restore)
         for name in self.checks:
             self.metrics.declare(name)
+        for notifier in self.config.notifiers:
+            self.metrics.declare_notifier(notifier.name)
         self._session = make_session(self.config.monitor.concurrency)
         ctx = RunContext(
             session=self._session,
@@ -93,6 +115,7 @@ class Daemon:
             ctx, self.config.monitor.concurrency, self.config.monitor.per_host_concurrency
         )
         self.writer.start()
+        self._maintenance_task = asyncio.create_task(self.maintenance.run(), name="intmon-db")
         await self.alerter.start()
         schedule = Schedule({n: c.interval for n, c in self.checks.items()}, self.clock.time())
         self._scheduler = Scheduler(schedule, self.clock, self._dispatch, on_skip=self._skipped)
@@ -100,23 +123,22 @@ class Daemon:
         self.ready = True
         log.info("watching %d checks", len(self.checks))
 
-    def restore(self) -> None:
-        """Blocking reads at start-up: last results, recent windows, deprecations, heartbeats."""
+    def restore(self, only: set[str] | None = None) -> None:
+        """Blocking reads at start-up (or for checks a reload adds): last results, failure
+        streaks, recent windows, deprecations, baselines and heartbeats."""
+        names = set(self.checks) if only is None else only
         now = self.clock.time()
         for name, row in self.store.latest_runs().items():
-            if name in self.states:
+            if name in names:
                 self.states[name].seed(row)
                 self.signals[name].seed_last(self.states[name].last)
                 self._restore_pause(self.checks[name], self.states[name].last, now)
         for name, count in self.store.consecutive_failures().items():
-            if name in self.signals:
+            if name in names:
                 self.signals[name].consecutive_failures = count
-        longest = max((s.windows.max_window for s in self.signals.values()), default=0.0)
-        for check, ts, ok, latency, status in self.store.recent_runs(self.clock.time() - longest):
-            if check in self.signals:
-                self.signals[check].seed(ts, ok, latency, status == 429)
+        self._replay_windows(names)
         for name, saved in self.store.deprecations().items():
-            if name in self.signals:
+            if name in names:
                 self.signals[name].deprecation = DeprecationRecord(
                     first_seen=saved.first_seen,
                     last_seen=saved.last_seen,
@@ -127,13 +149,31 @@ class Daemon:
                     message=saved.message,
                     active=saved.active,
                 )
-        week_ago = self.clock.time() - BASELINE_HISTORY
-        for check, samples in itertools.groupby(
-            self.store.healthy_latencies(week_ago), key=lambda row: row[0]
+        # Finished hours come from the hourly rollups, the rest of the week from raw runs.
+        week_ago = now - BASELINE_HISTORY
+        for check, hours in itertools.groupby(
+            self.store.hourly_p95s(week_ago), key=lambda row: row[0]
         ):
-            if check in self.signals:
+            if check in names:
+                for _, hour, p95 in hours:
+                    self.signals[check].baseline.seed_hour(hour, p95)
+        raw_since = max(week_ago, self.store.rolled_up_until() or week_ago)
+        for check, samples in itertools.groupby(
+            self.store.healthy_latencies(raw_since), key=lambda row: row[0]
+        ):
+            if check in names:
                 self.signals[check].seed_baseline((ts, latency) for _, ts, latency in samples)
-        self.heartbeats.load(self.store.engine)
+        if only is None:
+            self.heartbeats.load(self.store.engine)
+
+    def _replay_windows(self, names: set[str]) -> None:
+        """Fill windows from stored runs, so error rate and p95 survive restarts and reloads."""
+        if not names:
+            return
+        longest = max(self.signals[name].windows.max_window for name in names)
+        for check, ts, ok, latency, status in self.store.recent_runs(self.clock.time() - longest):
+            if check in names:
+                self.signals[check].seed(ts, ok, latency, status == 429)
 
     def _restore_pause(self, check: CheckConfig, last: RunRecord | None, now: float) -> None:
         """A Retry-After still running when the daemon stopped is still owed after a restart."""
@@ -194,6 +234,58 @@ class Daemon:
             log.info("%s failed: %s: %s", check.name, result.error_class, result.reason)
         await self.alerter.evaluate(check, signals)
 
+    async def reload(self) -> ReloadPlan:
+        """Re-read the config file and apply it. An invalid file raises ConfigError and
+        changes nothing: the daemon goes on with the config it has."""
+        async with self._reloading:
+            new = await asyncio.to_thread(load_config, self.config.source)
+            return await self.apply(new)
+
+    async def apply(self, new: Config) -> ReloadPlan:
+        """Take a validated config while running. History, windows and alert states of checks
+        that stay are kept; removed checks stop, added ones start on their own grid slot."""
+        change = plan(self.config, new)
+        self.redactor.update(new.secrets)
+        self.config = new
+        for name in change.removed:
+            self._scheduler_schedule().remove(name)
+            del self.checks[name], self.states[name], self.signals[name]
+            self.metrics.forget(name)
+        grown: set[str] = set()
+        for check in new.checks:
+            name = check.name
+            self.checks[name] = check
+            if name in change.added:
+                self.states[name] = CheckState(name)
+                self.signals[name] = self._signals_for(check)
+                self.metrics.declare(name)
+                self._scheduler_schedule().add(name, check.interval, self.clock.time())
+                continue
+            fresh = self._signals_for(check)
+            windows = (fresh.error_window, fresh.latency_window, fresh.windows.max_window)
+            if self.signals[name].resize(*windows):
+                grown.add(name)
+            if name in change.rescheduled:
+                self._scheduler_schedule().remove(name)
+                self._scheduler_schedule().add(name, check.interval, self.clock.time())
+        # A check added back after a removal picks up its history where it left it.
+        await asyncio.to_thread(self.restore, set(change.added))
+        await asyncio.to_thread(self._replay_windows, grown)
+        self.alerter.reload(new)
+        for notifier in new.notifiers:
+            self.metrics.declare_notifier(notifier.name)
+        self.maintenance.retention = new.monitor.retention
+        if self._scheduler is not None:
+            self._scheduler.poke()
+        for setting in change.needs_restart:
+            log.warning("monitor.%s changed: it takes effect at the next restart", setting)
+        log.info("config reloaded: %s", change.summary())
+        return change
+
+    def _scheduler_schedule(self) -> Schedule:
+        assert self._scheduler is not None, "reload before start"
+        return self._scheduler.schedule
+
     async def stop(self, grace: float | None = None) -> None:
         """Graceful: in-flight checks finish (or hit their timeout), pending rows are flushed."""
         self.ready = False
@@ -203,6 +295,10 @@ class Daemon:
             grace = self.config.monitor.shutdown_grace if grace is None else grace
             await self._scheduler.drain(grace)
         await self.alerter.stop()
+        if self._maintenance_task is not None:
+            # Before the writer closes: maintenance runs its steps on the writer's thread.
+            self.maintenance.stop()
+            await self._maintenance_task
         await self.writer.close()
         if self._session is not None:
             await self._session.close()

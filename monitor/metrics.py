@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from prometheus_client.registry import Collector
 
 from checks.base import Result
 from monitor import __version__
+from monitor.maintenance import MaintenanceReport
 from monitor.signals import CheckSignals
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -67,10 +69,35 @@ class Metrics:
         self.db_write_errors = Counter(
             "intmon_db_write_errors", "Failed database writes (the rows are retried).", registry=r
         )
+        self.heartbeat_pings = Counter(
+            "intmon_heartbeat_pings",
+            "Dead-man's switch pings (monitor.heartbeat_url) by result.",
+            ["result"],
+            registry=r,
+        )
+        self.maintenance_errors = Counter(
+            "intmon_db_maintenance_errors",
+            "Failed rollup, pruning or vacuum passes (retried at the next pass).",
+            registry=r,
+        )
+        self.rows_pruned = Counter(
+            "intmon_db_rows_pruned",
+            "Rows deleted by retention, by table.",
+            ["table"],
+            registry=r,
+        )
+        self.rollup_hours = Counter(
+            "intmon_db_rollup_hours", "Hours of runs rolled up into hourly rows.", registry=r
+        )
+        self.db_size = Gauge(
+            "intmon_db_size_bytes", "Size of the database file after the last maintenance pass.",
+            registry=r,
+        )  # fmt: skip
         self.build_info = Gauge(
             "intmon_build_info", "Always 1; labels say which intmon runs.", ["version"], registry=r
         )
         self.build_info.labels(__version__).set(1)
+        self._codes: dict[str, set[str]] = {}  # check -> status codes seen, for forget()
 
     def observe(self, check: str, result: Result) -> None:
         self.runs.labels(check, "success" if result.ok else "failure").inc()
@@ -78,9 +105,35 @@ class Metrics:
         if result.latency is not None:
             self.duration.labels(check).observe(result.latency)
         if result.status is not None:
-            self.http_responses.labels(check, str(result.status)).inc()
+            code = str(result.status)
+            self.http_responses.labels(check, code).inc()
+            self._codes.setdefault(check, set()).add(code)
             if result.status == 429:
                 self.rate_limited.labels(check).inc()
+
+    def maintained(self, report: MaintenanceReport) -> None:
+        self.rows_pruned.labels("runs").inc(report.runs_pruned)
+        self.rows_pruned.labels("rollups").inc(report.rollups_pruned)
+        self.rollup_hours.inc(report.hours_rolled_up)
+        if report.size_bytes:
+            self.db_size.set(report.size_bytes)
+
+    def forget(self, check: str) -> None:
+        """Drop a removed check's series, so dashboards stop showing it."""
+        per_check = (self.up, self.duration, self.rate_limited, self.skipped, self.throttled)
+        for metric in per_check:
+            with contextlib.suppress(KeyError):  # a series it never had
+                metric.remove(check)
+        for result in ("success", "failure"):
+            with contextlib.suppress(KeyError):
+                self.runs.remove(check, result)
+        for code in self._codes.pop(check, ()):
+            self.http_responses.remove(check, code)
+
+    def declare_notifier(self, notifier: str) -> None:
+        """Zeroed series, so a delivery before the first scrape still shows in increase()."""
+        for result in ("success", "failure", "expired"):
+            self.notifications.labels(notifier, result)
 
     def declare(self, check: str) -> None:
         """Export zeroed series for a configured check so dashboards see it before its first run."""

@@ -248,8 +248,8 @@ class Notify:
             return False
         return True
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def close(self, cancel_pending: bool = True) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=cancel_pending)
 
 
 def _iso(ts: float) -> str:

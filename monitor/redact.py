@@ -15,6 +15,11 @@ _URL_USERINFO = re.compile(r"(?<=://)[^/@\s:]+:[^/@\s]+@")
 
 class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._pattern: re.Pattern[str] | None = None
+        self.update(secrets)
+
+    def update(self, secrets: Iterable[str]) -> None:
+        """Take the secrets of a reloaded config; every holder of this redactor follows."""
         values = sorted({s for s in secrets if len(s) >= _MIN_SECRET_LENGTH}, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
 

@@ -39,6 +39,7 @@ def next_due(now: float, interval: float, phase: float) -> float:
 class _Slot:
     due: float
     name: str = field(compare=False)
+    generation: int = field(default=0, compare=False)
 
 
 @dataclass
@@ -54,7 +55,10 @@ class Schedule:
     """The pure part of scheduling: which checks are due, which slots get skipped."""
 
     def __init__(self, intervals: dict[str, float], now: float) -> None:
-        self._intervals: dict[str, tuple[float, float]] = {}  # name -> (interval, phase)
+        # name -> (interval, phase, generation). A slot whose generation is not the current one
+        # belongs to an earlier add of that name and is dropped when it comes up.
+        self._intervals: dict[str, tuple[float, float, int]] = {}
+        self._generation = 0
         self._heap: list[_Slot] = []
         self.running: set[str] = set()
         for name, interval in intervals.items():
@@ -62,14 +66,15 @@ class Schedule:
 
     def add(self, name: str, interval: float, now: float) -> None:
         phase = phase_of(name, interval)
-        self._intervals[name] = (interval, phase)
-        heapq.heappush(self._heap, _Slot(next_due(now, interval, phase), name))
+        self._generation += 1
+        self._intervals[name] = (interval, phase, self._generation)
+        heapq.heappush(self._heap, _Slot(next_due(now, interval, phase), name, self._generation))
 
     def remove(self, name: str) -> None:
         self._intervals.pop(name, None)  # its heap slot is dropped lazily when it comes up
 
     def next_wakeup(self) -> float | None:
-        while self._heap and self._heap[0].name not in self._intervals:
+        while self._heap and not self._current(self._heap[0]):
             heapq.heappop(self._heap)
         return self._heap[0].due if self._heap else None
 
@@ -79,19 +84,21 @@ class Schedule:
         skipped: list[str] = []
         while self._heap and self._heap[0].due <= now:
             slot = heapq.heappop(self._heap)
-            timing = self._intervals.get(slot.name)
-            if timing is None:
+            if not self._current(slot):
                 continue
-            interval, phase = timing
-            heapq.heappush(
-                self._heap, _Slot(next_due(max(now, slot.due), interval, phase), slot.name)
-            )
+            interval, phase, generation = self._intervals[slot.name]
+            due = next_due(max(now, slot.due), interval, phase)
+            heapq.heappush(self._heap, _Slot(due, slot.name, generation))
             if slot.name in self.running:
                 skipped.append(slot.name)
             else:
                 self.running.add(slot.name)
                 start.append(Dispatch(slot.name, slot.due, now - slot.due))
         return start, skipped
+
+    def _current(self, slot: _Slot) -> bool:
+        timing = self._intervals.get(slot.name)
+        return timing is not None and timing[2] == slot.generation
 
     def finished(self, name: str) -> None:
         self.running.discard(name)

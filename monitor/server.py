@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -9,6 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from checks.freshness import heartbeat_secret
 from monitor import heartbeats
+from monitor.errors import ConfigError
+from monitor.reload import ReloadPlan
+from monitor.statuspage import status_page
 
 if TYPE_CHECKING:
     from monitor.daemon import Daemon
@@ -16,14 +21,22 @@ if TYPE_CHECKING:
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
 
 
-def build_app(daemon: Daemon) -> web.Application:
+Reload = Callable[[], Awaitable[ReloadPlan]]
+RELOAD: web.AppKey[Reload] = web.AppKey("reload")
+
+
+def build_app(daemon: Daemon, reload: Reload | None = None) -> web.Application:
+    """`reload` defaults to the daemon's own; the service passes one that also tells systemd."""
     app = web.Application()
     app[DAEMON] = daemon
+    app[RELOAD] = reload or daemon.reload
+    app.router.add_get("/", status_page(daemon))
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/status", api_status)
     app.router.add_get("/api/alerts", api_alerts)
+    app.router.add_post("/-/reload", reload_config)
     app.router.add_post("/heartbeat/{check}", heartbeat)
     app.router.add_post("/heartbeat/{check}/fail", heartbeat)
     return app
@@ -53,6 +66,21 @@ async def api_alerts(request: web.Request) -> web.Response:
     return web.json_response(
         {"generated_at": daemon.clock.time(), "alerts": daemon.alerter.status()}
     )
+
+
+async def reload_config(request: web.Request) -> web.Response:
+    """Prometheus-style reload. Loopback only: whoever can reload can change what is checked."""
+    try:
+        local = request.remote is not None and ipaddress.ip_address(request.remote).is_loopback
+    except ValueError:
+        local = False
+    if not local:
+        return web.json_response({"error": "reload is accepted from loopback only"}, status=403)
+    try:
+        change = await request.app[RELOAD]()
+    except ConfigError as exc:
+        return web.json_response({"reloaded": False, "error": str(exc)}, status=400)
+    return web.json_response({"reloaded": True, **change.as_json()})
 
 
 async def heartbeat(request: web.Request) -> web.Response:

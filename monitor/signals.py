@@ -80,6 +80,16 @@ class CheckSignals:
         self.retry_after: float | None = None
         self._deprecation_written = 0.0
 
+    def resize(self, error_window: float, latency_window: float, longest_window: float) -> bool:
+        """New window lengths after a reload. True if history must be replayed to fill them."""
+        self.error_window = error_window
+        self.latency_window = latency_window
+        wanted = max(error_window, latency_window, longest_window)
+        if wanted <= self.windows.max_window:
+            return False
+        self.windows = CheckWindows(wanted)
+        return True
+
     # SignalView, for the alert rules -------------------------------------------------------
 
     def error_rate(self, window: float) -> tuple[float | None, int]:

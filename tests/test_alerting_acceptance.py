@@ -427,14 +427,22 @@ async def test_the_firing_gauge_notification_counter_and_api_follow_the_alert(
         )
         after, alerts_after = await rig.get("/metrics"), await rig.alerts()
     assert series(during, "intmon_alert_firing") == {firing: 1.0}
-    assert series(during, "intmon_notifications_total") == {'notifier="chat",result="success"': 1.0}
+    assert series(during, "intmon_notifications_total") == {
+        'notifier="chat",result="success"': 1.0,
+        'notifier="chat",result="failure"': 0.0,
+        'notifier="chat",result="expired"': 0.0,
+    }
     (alert,) = alerts
     assert alert["check"] == "orders-api" and alert["rule"] == "error_rate"
     assert (alert["phase"], alert["severity"], alert["silenced"]) == ("firing", "critical", False)
     assert alert["value"] == 1.0 and alert["threshold"] == 0.05
     assert alert["summary"].startswith("error rate 100% over 1s")
     assert series(after, "intmon_alert_firing") == {}
-    assert series(after, "intmon_notifications_total") == {'notifier="chat",result="success"': 2.0}
+    assert series(after, "intmon_notifications_total") == {
+        'notifier="chat",result="success"': 2.0,
+        'notifier="chat",result="failure"': 0.0,
+        'notifier="chat",result="expired"': 0.0,
+    }
     assert alerts_after == []
 
 

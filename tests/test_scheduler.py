@@ -135,3 +135,18 @@ async def test_the_scheduler_reports_skips_of_a_hanging_check() -> None:
     release.set()
     await scheduler.drain(1)
     assert len(skipped) in (4, 5)
+
+
+def test_a_check_removed_and_added_again_has_one_slot_not_two() -> None:
+    schedule = Schedule({"a": 10.0}, now=0.0)
+    schedule.remove("a")
+    schedule.add("a", 5.0, now=0.0)
+    starts = []
+    for second in range(1, 31):
+        started, _ = schedule.due(float(second))
+        starts += [d.due for d in started]
+        for d in started:
+            schedule.finished(d.name)
+    # Every 5 s on the new grid, and nothing from the old 10 s one.
+    assert len(starts) == 6
+    assert all(b - a == pytest.approx(5.0) for a, b in itertools.pairwise(starts))

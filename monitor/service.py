@@ -1,0 +1,149 @@
+"""`intmon run`: the process around the daemon.
+
+Signals (SIGTERM/SIGINT stop gracefully, SIGHUP reloads), the HTTP server, systemd readiness
+and watchdog, and the dead-man's switch. The daemon itself knows none of these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping
+
+import aiohttp
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitor import __version__
+from monitor.clock import Clock
+from monitor.config import Config
+from monitor.daemon import Daemon
+from monitor.deadman import DeadMansSwitch
+from monitor.errors import ConfigError
+from monitor.metrics import Metrics
+from monitor.redact import Redactor
+from monitor.reload import ReloadPlan
+from monitor.runner import make_session
+from monitor.server import build_app, serve
+from monitor.store import SchemaError, Store
+from monitor.systemd import SystemdNotifier
+
+log = logging.getLogger("intmon")
+EXIT_OK, EXIT_FAIL = 0, 1
+
+
+class Service:
+    def __init__(
+        self, config: Config, redactor: Redactor, clock: Clock, env: Mapping[str, str]
+    ) -> None:
+        self.metrics = Metrics()
+        store = Store(config.monitor.database_url)
+        self.daemon = Daemon(config, store, self.metrics, clock, redactor)
+        self.clock = clock
+        # A no-op unless systemd started us (Type=notify sets $NOTIFY_SOCKET).
+        self.systemd = SystemdNotifier(env, clock)
+        self._stop = asyncio.Event()
+        self._reloads: set[asyncio.Task[None]] = set()
+        self._deadman: tuple[asyncio.Task[None], aiohttp.ClientSession] | None = None
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
+        # Fed by a task on this loop, so a hung loop stops the pings and systemd restarts us.
+        watchdog = asyncio.create_task(self.systemd.run_watchdog(), name="intmon-watchdog")
+        try:
+            return await self._serve()
+        finally:
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
+            self.systemd.close()
+
+    async def _serve(self) -> int:
+        settings = self.daemon.config.monitor
+        app = build_app(self.daemon, reload=self.reload)
+        try:
+            web_runner = await serve(app, settings.listen_host, settings.listen_port)
+        except OSError as exc:
+            log.error("cannot listen on %s: %s", settings.listen, exc.strerror or exc)
+            return EXIT_FAIL
+        try:
+            await self.daemon.start()
+        except (SQLAlchemyError, SchemaError, OSError) as exc:
+            log.error("cannot open the database %s: %s", settings.database, exc)
+            await web_runner.cleanup()
+            return EXIT_FAIL
+        self._start_deadman()
+        self.systemd.ready(status=self._status_line())
+        log.info("intmon %s serving on http://%s/", __version__, settings.listen)
+        await self._stop.wait()
+        log.info("stopping: letting in-flight checks finish")
+        self.systemd.stopping(status="stopping: letting in-flight checks finish")
+        await self._stop_deadman()
+        await asyncio.gather(*self._reloads, return_exceptions=True)
+        await self.daemon.stop()
+        await web_runner.cleanup()
+        log.info("stopped")
+        return EXIT_OK
+
+    def _status_line(self) -> str:
+        config = self.daemon.config
+        return f"watching {len(config.checks)} checks on {config.monitor.listen}"
+
+    def _reload_on_signal(self) -> None:
+        async def reload() -> None:
+            try:
+                await self.reload()
+            except ConfigError:
+                return  # already logged; the running config stays
+
+        task = asyncio.create_task(reload(), name="intmon-reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def reload(self) -> ReloadPlan:
+        """SIGHUP and POST /-/reload. An invalid file raises ConfigError and changes nothing."""
+        self.systemd.reloading()
+        before = self.daemon.config.monitor
+        try:
+            change = await self.daemon.reload()
+        except ConfigError as exc:
+            log.error("reload refused, the running config stays:\n%s", exc)
+            self.systemd.ready(status=f"reload failed (old config running); {self._status_line()}")
+            raise
+        after = self.daemon.config.monitor
+        logging.getLogger().setLevel(after.log_level.upper())
+        if (before.heartbeat_url, before.heartbeat_interval) != (
+            after.heartbeat_url,
+            after.heartbeat_interval,
+        ):
+            await self._stop_deadman()
+            self._start_deadman()
+        self.systemd.ready(status=self._status_line())
+        return change
+
+    def _start_deadman(self) -> None:
+        """Ping monitor.heartbeat_url every heartbeat_interval while the daemon is ready."""
+        settings = self.daemon.config.monitor
+        if settings.heartbeat_url is None:
+            return
+        # Its own session: a ping must not queue behind checks for the shared connection pool.
+        session = make_session(1)
+        switch = DeadMansSwitch(
+            settings.heartbeat_url,
+            settings.heartbeat_interval,
+            session,
+            self.clock,
+            on_attempt=lambda result: self.metrics.heartbeat_pings.labels(result).inc(),
+            healthy=lambda: self.daemon.ready,
+        )
+        self._deadman = asyncio.create_task(switch.run(), name="intmon-deadman"), session
+
+    async def _stop_deadman(self) -> None:
+        if self._deadman is not None:
+            task, session = self._deadman
+            self._deadman = None
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await session.close()
