@@ -10,7 +10,8 @@ real code is timed against them:
 - one real rollup of the newest full hour, and pruning one hour of raw runs in 5,000-row batches.
 
 Run: .venv/bin/python benchmarks/storage.py [--quick] [--checks N] [--days D]
-     [--write-baseline] (stores the figures in benchmarks/baseline-storage.json)
+     [--write-baseline NAME] (stores the figures in benchmarks/baseline-storage.json, the
+     earlier baselines kept under "previous")
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from monitor.schema import stored_reason
 from monitor.store import Store, hour_of
 
 HOUR = 3600
@@ -42,13 +44,17 @@ def names(checks: int) -> list[str]:
 
 
 def raw_rows(names: list[str], start: int, end: int, interval: int) -> Iterator[tuple[Any, ...]]:
-    """Runs in time order, as the writer inserts them: mostly healthy, some 5xx and 429s."""
+    """Runs in time order, as the writer inserts them: mostly healthy, some 5xx and 429s.
+
+    Encoded as RunRecord.as_row stores them: check ids (1.. in `names` order), the usual
+    "HTTP <status>" reason and empty signals as NULL.
+    """
     rng = random.Random(1)
     offsets = [rng.uniform(0, interval) for _ in names]
     medians = [rng.uniform(0.03, 0.4) for _ in names]
     quota = [i % 5 == 0 for i in range(len(names))]  # a fifth of the APIs send quota headers
     for slot in range(start, end, interval):
-        for i, name in enumerate(names):
+        for i in range(len(names)):
             ts = slot + offsets[i]
             roll = rng.random()
             if roll < 0.985:
@@ -58,17 +64,17 @@ def raw_rows(names: list[str], start: int, end: int, interval: int) -> Iterator[
             else:
                 ok, status, error, reason = 0, 429, "rate_limited", "HTTP 429 (expected 2xx)"
             latency = medians[i] * math.exp(rng.gauss(0, 0.4))
-            signals = QUOTA % (rng.randrange(5000), int(ts) + 3600) if quota[i] else "{}"
-            yield name, ts, ok, error, status, latency, reason, signals
+            signals = QUOTA % (rng.randrange(5000), int(ts) + 3600) if quota[i] else None
+            yield i + 1, ts, ok, error, status, latency, stored_reason(reason, status), signals
 
 
 def rollup_rows(names: list[str], start: int, end: int) -> Iterator[tuple[Any, ...]]:
     rng = random.Random(2)
     for hour in range(start, end, HOUR):
-        for name in names:
+        for i in range(len(names)):
             p50 = rng.uniform(0.03, 0.4)
             p95, p99 = p50 * 1.9, p50 * 2.6
-            yield name, hour, 60, rng.choice((0, 0, 0, 1, 2)), 0, 60, p50, p95, p99, p95 * 0.98
+            yield i + 1, hour, 60, rng.choice((0, 0, 0, 1, 2)), 0, 60, p50, p95, p99, p95 * 0.98
 
 
 def bulk_load(path: Path, table: str, rows: Iterator[tuple[Any, ...]], columns: str) -> int:
@@ -120,18 +126,19 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     store.open()
 
     load = time.perf_counter()
+    bulk_load(path, "checks", ((i + 1, name) for i, name in enumerate(checks)), "id, name")
     runs = bulk_load(
         path,
         "runs",
         raw_rows(checks, now - raw_days * DAY, now, args.interval),
-        '"check", ts, ok, error_class, status, latency, reason, signals',
+        "check_id, ts, ok, error_class, status, latency, reason, signals",
     )
     # Rollups for the days before the raw window are synthetic; the raw window's are real.
     rollups = bulk_load(
         path,
         "rollups",
         rollup_rows(checks, now - args.days * DAY, now - raw_days * DAY),
-        '"check", hour, count, failures, rate_limited, timed, p50, p95, p99, p95_ok',
+        "check_id, hour, count, failures, rate_limited, timed, p50, p95, p99, p95_ok",
     )
     load_s = time.perf_counter() - load
     print(f"loaded {runs:,} raw runs and {rollups:,} rollups in {load_s:.1f} s")
@@ -165,6 +172,8 @@ def run(args: argparse.Namespace) -> dict[str, float]:
 
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        tables = table_bytes(db)
+    kept = store.count_runs()
     store.close()
     size = path.stat().st_size
     figures = {
@@ -173,6 +182,9 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         "raw_runs": float(runs),
         "rollups": float(rollups + hours * len(checks)),
         "db_bytes": float(size),
+        "runs_bytes": float(tables.get("runs", 0)),
+        "bytes_per_raw_run": tables.get("runs", 0) / max(kept, 1),
+        "rollups_bytes": float(tables.get("rollups", 0)),
         "status_query_ms": status_ms,
         "p95_30d_query_ms": p95_ms,
         "baseline_seed_ms": seed_ms,
@@ -187,6 +199,16 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     if not args.db:
         path.unlink()
     return figures
+
+
+def table_bytes(db: sqlite3.Connection) -> dict[str, int]:
+    """Bytes in use per table, its indexes included (from SQLite's dbstat)."""
+    owner = dict(db.execute("SELECT name, tbl_name FROM sqlite_schema"))
+    sizes: dict[str, int] = {}
+    for name, size in db.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name"):
+        table = owner.get(name, name)
+        sizes[table] = sizes.get(table, 0) + size
+    return sizes
 
 
 def period_p95(store: Store, check: str, since: float) -> float:
@@ -234,9 +256,13 @@ def main() -> None:
     figures = run(args)
     report(figures, baseline)
     if args.write_baseline:
-        BASELINE.write_text(
-            json.dumps({"name": args.write_baseline, "figures": figures}, indent=2) + "\n"
-        )
+        # The new baseline leads; the ones before it stay under `previous`, newest first.
+        previous = []
+        if baseline is not None:
+            previous = [{"name": baseline["name"], "figures": baseline["figures"]}]
+            previous += baseline.get("previous", [])
+        new = {"name": args.write_baseline, "figures": figures, "previous": previous}
+        BASELINE.write_text(json.dumps(new, indent=2) + "\n")
         print(f"baseline {args.write_baseline!r} written to {BASELINE}")
 
 

@@ -1,4 +1,4 @@
-"""The tables intmon keeps, and the plain record the writer stores."""
+"""The tables intmon keeps, the plain record the writer stores, and the rows readers get back."""
 
 from __future__ import annotations
 
@@ -6,26 +6,43 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
 # 1: runs, deprecations, meta. 2: hourly rollups (created on open when missing).
-SCHEMA_VERSION = 2
+# 3: check names interned in `checks`; runs and rollups clustered by (check_id, time), with
+#    a passing run's "HTTP <status>" reason and empty signals stored as NULL (see RunRecord).
+SCHEMA_VERSION = 3
 
 
-class RunRow(SQLModel, table=True):
-    __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_check_ts", "check", "ts"),)
+class CheckRow(SQLModel, table=True):
+    """Every check name that has ever stored a run, once: rows refer to it by `id`."""
+
+    __tablename__ = "checks"
 
     id: int | None = Field(default=None, primary_key=True)
-    check: str
-    ts: float  # unix seconds when the run started
+    name: str = Field(unique=True)
+
+
+class StoredRun(SQLModel, table=True):
+    """One run as it is on disk: ~40 bytes in SQLite. Readers get a RunRow instead.
+
+    The primary key is the only lookup (one check, a time range), so in SQLite it is the table
+    itself: no rowid, no second copy of every key in an index. `seq` only tells apart runs of
+    one check at the very same `ts`; it is 0 (no bytes on disk) for all others.
+    """
+
+    __tablename__ = "runs"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    check_id: int = Field(primary_key=True)
+    ts: float = Field(primary_key=True)  # unix seconds when the run started
+    seq: int = Field(default=0, primary_key=True, sa_column_kwargs={"server_default": "0"})
     ok: bool
     error_class: str | None = None
     status: int | None = None
     latency: float | None = None  # seconds
-    reason: str = ""
-    signals: str = "{}"  # small JSON object
+    reason: str | None = None  # NULL: "HTTP <status>"
+    signals: str | None = None  # small JSON object; NULL: {}
 
 
 class DeprecationRow(SQLModel, table=True):
@@ -44,7 +61,7 @@ class DeprecationRow(SQLModel, table=True):
     active: bool = True
 
 
-class RollupRow(SQLModel, table=True):
+class StoredRollup(SQLModel, table=True):
     """One check's runs in one clock hour, kept long after the raw runs are pruned.
 
     Latency quantiles are over the runs that were timed; `p95_ok` only over the timed runs that
@@ -52,11 +69,10 @@ class RollupRow(SQLModel, table=True):
     """
 
     __tablename__ = "rollups"
-    # The primary key is the only lookup (by check, then hour), so it is the table itself:
-    # no rowid, no second copy of every check name in a separate index.
+    # The primary key is the only lookup (by check, then hour), so it is the table itself.
     __table_args__ = {"sqlite_with_rowid": False}
 
-    check: str = Field(primary_key=True)
+    check_id: int = Field(primary_key=True)
     hour: int = Field(primary_key=True)  # unix seconds at the start of the hour
     count: int
     failures: int
@@ -75,6 +91,47 @@ class MetaRow(SQLModel, table=True):
     value: str
 
 
+def stored_reason(reason: str, status: int | None) -> str | None:
+    """NULL for the reason nearly every run has, "HTTP <status>": read back by `read_reason`."""
+    return None if status is not None and reason == f"HTTP {status}" else reason
+
+
+def read_reason(stored: str | None, status: int | None) -> str:
+    if stored is not None:
+        return stored
+    return "" if status is None else f"HTTP {status}"
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One stored run as readers see it: the check's name, the full reason, signals as JSON."""
+
+    check: str
+    ts: float
+    ok: bool
+    error_class: str | None
+    status: int | None
+    latency: float | None
+    reason: str
+    signals: str  # a JSON object, "{}" when the run had none
+
+
+@dataclass(frozen=True)
+class RollupRow:
+    """One check's rollup of one hour, as readers see it (see StoredRollup)."""
+
+    check: str
+    hour: int
+    count: int
+    failures: int
+    rate_limited: int
+    timed: int
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    p95_ok: float | None
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """One run as handed to the writer: plain data, already redacted."""
@@ -88,16 +145,19 @@ class RunRecord:
     reason: str
     signals: dict[str, Any]
 
-    def as_row(self) -> dict[str, Any]:
+    def as_row(self, check_id: int, seq: int = 0) -> dict[str, Any]:
+        """The `runs` row: most runs store no reason and no signals at all."""
+        signals = json.dumps(self.signals, separators=(",", ":"), default=str)
         return {
-            "check": self.check,
+            "check_id": check_id,
             "ts": self.ts,
+            "seq": seq,
             "ok": self.ok,
             "error_class": self.error_class,
             "status": self.status,
             "latency": self.latency,
-            "reason": self.reason,
-            "signals": json.dumps(self.signals, separators=(",", ":"), default=str),
+            "reason": stored_reason(self.reason, self.status),
+            "signals": None if signals == "{}" else signals,
         }
 
 

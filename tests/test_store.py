@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import text
 
 from monitor.store import SCHEMA_VERSION, RunRecord, SchemaError, Store
@@ -132,3 +134,78 @@ def test_consecutive_failures_count_runs_since_the_last_success(store: Store) ->
 def test_recent_runs_returns_plain_tuples_since_a_time(store: Store) -> None:
     store.write_runs([record("a", 1), record("a", 5, ok=False), record("b", 6)])
     assert store.recent_runs(4) == [("a", 5, False, 0.05, 503), ("b", 6, True, 0.05, 200)]
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "signals", "stored"),
+    [
+        (200, "HTTP 200", {}, (None, None)),
+        (429, "HTTP 429", {"retry_after": 30}, (None, '{"retry_after":30}')),
+        (503, "HTTP 503 (expected 2xx)", {}, ("HTTP 503 (expected 2xx)", None)),
+        (201, "HTTP 200", {}, ("HTTP 200", None)),  # not what its status says: kept as is
+        (None, "", {}, ("", None)),
+        (None, "HTTP None", {}, ("HTTP None", None)),
+    ],
+    ids=["passing", "429-with-retry-after", "failure-text", "other-text", "no-status", "odd"],
+)
+def test_a_reason_that_only_repeats_the_status_is_stored_as_null_and_read_back_in_full(
+    store: Store,
+    db_path: Path,
+    status: int | None,
+    reason: str,
+    signals: dict[str, object],
+    stored: tuple[str | None, str | None],
+) -> None:
+    store.write_runs([record("a", 1, status=status, reason=reason, signals=signals)])
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("SELECT reason, signals FROM runs").fetchone() == stored
+    for row in (store.runs_since("a", 0)[0], store.latest_runs()["a"]):
+        assert (row.status, row.reason) == (status, reason)
+        assert json.loads(row.signals) == signals
+
+
+async def test_runs_of_one_check_at_the_same_instant_are_all_kept(store: Store) -> None:
+    store.write_runs([record("a", 5), record("a", 5, ok=False)])  # one batch
+    store.write_runs([record("a", 5, latency=0.9)])  # a later batch, the same ts again
+    assert store.count_runs("a") == 3
+    assert [(r.ok, r.latency) for r in store.runs_since("a", 0)] == [
+        (True, 0.05),
+        (False, 0.05),
+        (True, 0.9),
+    ]
+    assert store.latest_runs()["a"].latency == 0.9  # the last one written
+    writer = Writer(store)
+    writer.record(record("a", 5))
+    assert await writer.flush_once()
+    assert store.count_runs("a") == 4
+
+
+def test_each_check_name_is_stored_once_however_many_runs_it_has(
+    store: Store, db_path: Path
+) -> None:
+    store.write_runs([record(name, float(i)) for i in range(100) for name in ("a", "b")])
+    reopened = Store(f"sqlite:///{db_path}")  # no cached ids: they are read back
+    reopened.open()
+    reopened.write_runs([record("c", 1.0), record("a", 200.0)])
+    assert reopened.count_runs("a") == 101
+    reopened.close()
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("SELECT name FROM checks ORDER BY id").fetchall() == [
+            ("a",),
+            ("b",),
+            ("c",),
+        ]
+
+
+def test_a_failed_batch_leaves_no_check_name_behind(store: Store, db_path: Path) -> None:
+    with sqlite3.connect(db_path) as db:
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'no'); END"
+        )
+    with pytest.raises(sqlalchemy.exc.IntegrityError, match="no"):
+        store.write_runs([record("new", 1)])
+    with sqlite3.connect(db_path) as db:
+        db.execute("DROP TRIGGER refuse")
+        assert db.execute("SELECT count(*) FROM checks").fetchone()[0] == 0
+    store.write_runs([record("new", 1)])  # the id is not cached from the rolled-back attempt
+    assert [r.check for r in store.runs_since("new", 0)] == ["new"]

@@ -1,0 +1,179 @@
+"""Databases written by older intmon versions, made with raw SQL, opened by today's Store."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from monitor import migrate
+from monitor.store import SCHEMA_VERSION, Store
+
+VERSION_1 = """
+CREATE TABLE runs (id INTEGER NOT NULL PRIMARY KEY, "check" VARCHAR NOT NULL, ts FLOAT NOT NULL,
+    ok BOOLEAN NOT NULL, error_class VARCHAR, status INTEGER, latency FLOAT,
+    reason VARCHAR NOT NULL, signals VARCHAR NOT NULL);
+CREATE INDEX ix_runs_check_ts ON runs ("check", ts);
+CREATE TABLE deprecations ("check" VARCHAR NOT NULL PRIMARY KEY, first_seen FLOAT NOT NULL,
+    last_seen FLOAT NOT NULL, deprecated_at FLOAT, sunset_at FLOAT, links VARCHAR NOT NULL,
+    sunset_links VARCHAR NOT NULL, message VARCHAR, active BOOLEAN NOT NULL);
+CREATE TABLE meta ("key" VARCHAR NOT NULL PRIMARY KEY, value VARCHAR NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '1');
+"""
+
+VERSION_2 = (
+    VERSION_1.replace("'1');", "'2');")
+    + """
+CREATE TABLE rollups ("check" VARCHAR NOT NULL, hour INTEGER NOT NULL, count INTEGER NOT NULL,
+    failures INTEGER NOT NULL, rate_limited INTEGER NOT NULL, timed INTEGER NOT NULL,
+    p50 FLOAT, p95 FLOAT, p99 FLOAT, p95_ok FLOAT, PRIMARY KEY ("check", hour)) WITHOUT ROWID;
+INSERT INTO rollups VALUES ('api', 3600, 60, 1, 0, 59, 0.1, 0.2, 0.3, 0.19);
+INSERT INTO rollups VALUES ('old-api', 0, 2, 0, 0, 2, 0.5, 0.5, 0.5, 0.5);
+INSERT INTO meta VALUES ('rolled_up_until', '7200');
+"""
+)
+
+QUOTA = '{"quota_remaining":7,"quota_limit":50}'
+# (check, ts, ok, error_class, status, latency, reason, signals), in insertion (id) order.
+RUNS = [
+    ("api", 7300.0, 1, None, 200, 0.05, "HTTP 200", "{}"),
+    ("api", 7360.0, 0, "http_5xx", 503, 0.5, "HTTP 503 (expected 2xx)", "{}"),
+    ("api", 7420.0, 0, "rate_limited", 429, 0.1, "HTTP 429", '{"retry_after":30}'),
+    ("api", 7420.0, 0, "timeout", None, None, "timed out after 5s", "{}"),  # the same ts
+    ("quota-api", 7300.0, 1, None, 200, 0.07, "HTTP 200", QUOTA),
+    ("quota-api", 7360.0, 1, None, 201, 0.07, "HTTP 200", "{}"),  # not what 201 would say
+    ("quota-api", 7420.0, 1, None, None, None, "", "{}"),
+]
+
+
+def make_legacy(path: Path, script: str) -> None:
+    with sqlite3.connect(path) as db:
+        db.executescript(script)
+        db.executemany(
+            'INSERT INTO runs ("check", ts, ok, error_class, status, latency, reason, signals) '
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            RUNS,
+        )
+
+
+def columns(path: Path, table: str) -> list[str]:
+    with sqlite3.connect(path) as db:
+        return [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+
+
+@pytest.mark.parametrize("script", [VERSION_1, VERSION_2], ids=["v1", "v2"])
+def test_an_old_database_is_copied_into_the_new_layout_with_every_run_intact(
+    db_path: Path, script: str
+) -> None:
+    make_legacy(db_path, script)
+    store = Store(f"sqlite:///{db_path}")
+    store.open()
+    try:
+        stored = [
+            (r.check, r.ts, int(r.ok), r.error_class, r.status, r.latency, r.reason, r.signals)
+            for check in ("api", "quota-api")
+            for r in store.runs_since(check, 0)
+        ]
+        assert stored == RUNS
+        latest = store.latest_runs()
+        # Of the two runs at the same ts, the one written last is the newest.
+        assert (latest["api"].error_class, latest["quota-api"].reason) == ("timeout", "")
+        assert store.consecutive_failures() == {"api": 3}
+    finally:
+        store.close()
+    assert "check" not in columns(db_path, "runs")
+    assert "check_id" in columns(db_path, "runs")
+    with sqlite3.connect(db_path) as db:
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_schema")}
+        # The redundant reasons and empty signals are stored as NULL, not as text.
+        nulls = db.execute("SELECT count(*) FROM runs WHERE reason IS NULL").fetchone()[0]
+        empty = db.execute("SELECT count(*) FROM runs WHERE signals IS NULL").fetchone()[0]
+    assert int(version[0]) == SCHEMA_VERSION == 3
+    assert not tables & {"runs_v3", "rollups_v3", "ix_runs_check_ts"}
+    assert (nulls, empty) == (3, 5)  # "HTTP <status>" of 200, 429, 200; five "{}"
+
+
+def test_rollups_and_their_progress_marker_survive_the_upgrade(db_path: Path) -> None:
+    make_legacy(db_path, VERSION_2)
+    store = Store(f"sqlite:///{db_path}")
+    store.open()
+    try:
+        [api] = store.rollups("api", 0)
+        assert (api.check, api.hour, api.count, api.failures, api.timed) == ("api", 3600, 60, 1, 59)
+        assert (api.p50, api.p95, api.p99, api.p95_ok) == (0.1, 0.2, 0.3, 0.19)
+        # A check with rollups only (its raw runs long pruned) keeps them too.
+        assert [r.hour for r in store.rollups("old-api", 0)] == [0]
+        assert store.rolled_up_until() == 7200
+        assert store.checks_in("rollups") == ["api", "old-api"]
+        assert store.checks_in("runs") == ["api", "quota-api"]
+        assert list(store.hourly_p95s(0)) == [("api", 3600, 0.19), ("old-api", 0, 0.5)]
+    finally:
+        store.close()
+
+
+def test_the_upgrade_logs_its_progress(
+    db_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_legacy(db_path, VERSION_2)
+    monkeypatch.setattr(migrate, "CHECKS_PER_CHUNK", 1)
+    store = Store(f"sqlite:///{db_path}")
+    with caplog.at_level(logging.INFO, logger="monitor.migrate"):
+        store.open()
+    store.close()
+    progress = [r.getMessage() for r in caplog.records if "copied" in r.getMessage()]
+    # Three checks (one with rollups only), one chunk each.
+    assert [message.split(" (")[0] for message in progress] == [
+        f"upgrading the database: runs of {n}/3 checks copied" for n in (1, 2, 3)
+    ]
+
+
+def test_an_upgrade_that_fails_half_way_leaves_the_old_database_as_it_was(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_legacy(db_path, VERSION_2)
+    copy = migrate._copy_runs
+    calls: list[int] = []
+
+    def copy_then_fail(connection: object, first: int, last: int) -> int:
+        calls.append(first)
+        if len(calls) == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        return copy(connection, first, last)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(migrate, "CHECKS_PER_CHUNK", 1)
+    monkeypatch.setattr(migrate, "_copy_runs", copy_then_fail)
+    store = Store(f"sqlite:///{db_path}")
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        store.open()
+    store.close()
+
+    assert "check" in columns(db_path, "runs")
+    with sqlite3.connect(db_path) as db:
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_schema")}
+        count = db.execute("SELECT count(*) FROM runs").fetchone()[0]
+    assert version[0] == "2"
+    assert not tables & {"checks", "runs_v3", "rollups_v3"}
+    assert count == len(RUNS)
+
+    monkeypatch.setattr(migrate, "_copy_runs", copy)
+    retried = Store(f"sqlite:///{db_path}")
+    retried.open()  # the next start upgrades it
+    assert retried.count_runs() == len(RUNS)
+    retried.close()
+
+
+def test_a_current_database_opens_without_an_upgrade(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = Store(f"sqlite:///{db_path}")
+    first.open()
+    first.close()
+    with caplog.at_level(logging.INFO, logger="monitor.store"):
+        second = Store(f"sqlite:///{db_path}")
+        second.open()
+        second.close()
+    assert not [r for r in caplog.records if "upgraded" in r.getMessage()]
