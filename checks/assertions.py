@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import jsonpath
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, field_validator
 
 from checks.base import Model
 from monitor.units import Duration, format_duration
@@ -60,13 +61,6 @@ class Expect(Model):
     # Extra JSONPaths that mark an error when they match a truthy value.
     error_paths: list[str] = Field(default_factory=list)
 
-    _paths: dict[str, jsonpath.JSONPath | jsonpath.CompoundJSONPath] = PrivateAttr(
-        default_factory=dict
-    )
-    _error_paths: list[tuple[str, jsonpath.JSONPath | jsonpath.CompoundJSONPath]] = PrivateAttr(
-        default_factory=list
-    )
-
     @field_validator("status", mode="before")
     @classmethod
     def _status(cls, value: Any) -> tuple[int | str, ...]:
@@ -104,9 +98,16 @@ class Expect(Model):
             _compile_regex(value)
         return value
 
-    def model_post_init(self, context: Any) -> None:
-        self._paths = {path: compile_path(path) for path in self.json_}
-        self._error_paths = [(path, compile_path(path)) for path in self.error_paths]
+    # Compiled once, on first use; cached properties read like plain attributes afterwards.
+    @functools.cached_property
+    def compiled_paths(self) -> dict[str, jsonpath.JSONPath | jsonpath.CompoundJSONPath]:
+        return {path: compile_path(path) for path in self.json_}
+
+    @functools.cached_property
+    def compiled_error_paths(
+        self,
+    ) -> list[tuple[str, jsonpath.JSONPath | jsonpath.CompoundJSONPath]]:
+        return [(path, compile_path(path)) for path in self.error_paths]
 
     @property
     def needs_body(self) -> bool:
@@ -205,7 +206,7 @@ def _parse_json(text: str) -> tuple[Any, str | None]:
 
 def _check_json(expect: Expect, document: Any) -> Failure | None:
     for path, expected in expect.json_.items():
-        values = expect._paths[path].findall(document)
+        values = expect.compiled_paths[path].findall(document)
         if _is_operator(expected):
             message = _apply_operators(path, values, expected)
         elif not values:
@@ -277,7 +278,7 @@ def _check_text(expect: Expect, text: str) -> Failure | None:
 
 def find_body_error(expect: Expect, document: Any) -> Failure | None:
     """Errors that APIs report inside an HTTP 2xx: the check passes a plain ping, not this."""
-    for path, compiled in expect._error_paths:
+    for path, compiled in expect.compiled_error_paths:
         hits = [v for v in compiled.findall(document) if v not in (None, False, "", [], {})]
         if hits:
             return Failure("body_error", f"{path}: {_error_text(hits[0])}")

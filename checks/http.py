@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ssl
 import time
 import uuid
@@ -9,7 +10,7 @@ from typing import Any, Literal
 
 import aiohttp
 import yarl
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from checks.assertions import Expect, check_response
 from checks.auth import AuthConfig, AuthError, Credentials, authorize, scrub
@@ -58,8 +59,6 @@ class HttpCheck(CheckConfig):
     tls_ca_file: str | None = None
     auth: AuthConfig | None = None
 
-    _ssl: ssl.SSLContext | bool = PrivateAttr(default=True)
-
     @field_validator("tls_ca_file")
     @classmethod
     def _ca_file(cls, value: str | None) -> str | None:
@@ -70,12 +69,15 @@ class HttpCheck(CheckConfig):
                 raise ValueError(f"cannot load CA bundle {value!r}: {exc}") from None
         return value
 
-    def model_post_init(self, context: Any) -> None:
-        # Built once at load: creating an SSL context per run costs more than the request.
+    # Built once: creating an SSL context per run costs more than the request. A cached
+    # property, not a pydantic private attribute: those cost microseconds on every read.
+    @functools.cached_property
+    def ssl_context(self) -> ssl.SSLContext | bool:
         if not self.tls_verify:
-            self._ssl = False
-        elif self.tls_ca_file:
-            self._ssl = ssl.create_default_context(cafile=self.tls_ca_file)
+            return False
+        if self.tls_ca_file:
+            return ssl.create_default_context(cafile=self.tls_ca_file)
+        return True
 
     def host_key(self) -> str | None:
         return self.request.host
@@ -166,7 +168,7 @@ async def exchange(
             data=request.body,
             allow_redirects=check.max_redirects > 0,
             max_redirects=max(check.max_redirects, 1),
-            ssl=check._ssl,
+            ssl=check.ssl_context,
         ) as response:
             body, truncated = await read_capped(response, check.max_body)
             latency = time.perf_counter() - start
@@ -176,7 +178,7 @@ async def exchange(
         error_class, reason = classify_client_error(exc, check.max_redirects)
         latency = time.perf_counter() - start
         return Result.failure(error_class, reason, latency=latency, started_at=started_at), b""
-    not_after = await ctx.certificates.not_after(request.url, check._ssl, ctx.clock)
+    not_after = await ctx.certificates.not_after(request.url, check.ssl_context, ctx.clock)
     failure = check_response(
         expect,
         status=response.status,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
@@ -154,6 +155,7 @@ class _Validator:
         self.issues: list[ConfigIssue] = []
         # Keys whose ${VAR} is unset: their empty value would only add a second, confusing error.
         self.unset: set[Path] = set()
+        self.rule_cache: dict[str, dict[str, RuleConfig]] = {}
 
     def fail(self, path: Path, message: str) -> None:
         self.issues.append(ConfigIssue(format_path(path), message, self.source.line(path)))
@@ -235,14 +237,20 @@ class _Validator:
 
     def rules(self, check: CheckConfig, default_alerts: Any, path: Path) -> dict[str, RuleConfig]:
         defaults = default_alerts if isinstance(default_alerts, dict) else {}
+        max_age = getattr(check, "max_age", None)
+        # Most checks end up with identical (frozen) rules: share them. At 10,000 checks the
+        # copies would be tens of megabytes.
+        key = json.dumps([check.alerts, check.type, max_age], sort_keys=True, default=str)
+        if key in self.rule_cache:
+            return self.rule_cache[key]
         try:
-            return parse_alerts(
-                check.alerts, defaults, check.type, max_age=getattr(check, "max_age", None)
-            )
+            rules = parse_alerts(check.alerts, defaults, check.type, max_age=max_age)
         except AlertConfigError as exc:
             for sub, message in exc.issues:
                 self.fail((*path, "alerts", *sub), message)
             return {}
+        self.rule_cache[key] = rules
+        return rules
 
     def unset_variable(self, path: Path, name: str) -> None:
         self.unset.add(path)

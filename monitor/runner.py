@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,9 @@ def make_session(concurrency: int) -> aiohttp.ClientSession:
         timeout=aiohttp.ClientTimeout(total=None),
         # Checks must not leak cookies into one another.
         cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=True,
+        # With trust_env, aiohttp reads the proxy environment and ~/.netrc in a worker thread
+        # on every request: most of a check's cost. Only pay for it when a proxy is set.
+        trust_env=bool(urllib.request.getproxies()),
     )
 
 

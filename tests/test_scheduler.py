@@ -11,10 +11,15 @@ from monitor.clock import FakeClock
 from monitor.scheduler import Dispatch, Schedule, Scheduler, next_due, phase_of
 
 
-async def run_until(clock: FakeClock, when: float) -> None:
-    """Yield to the loop until the scheduler's fake sleeps have moved the clock to `when`."""
-    while clock.time() < when:  # noqa: ASYNC110 - time here moves only when the loop runs
+async def run_until(clock: FakeClock, when: float, max_steps: int = 100_000) -> None:
+    """Yield to the loop until the scheduler's fake sleeps have moved the clock to `when`.
+
+    Bounded: a scheduler that crashed never moves the clock, and must fail, not hang."""
+    for _ in range(max_steps):
+        if clock.time() >= when:
+            return
         await asyncio.sleep(0)
+    raise AssertionError(f"the clock stopped at {clock.time()}: is the scheduler still running?")
 
 
 def test_the_phase_is_stable_and_inside_the_interval() -> None:
