@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SANDBOX_LISTEN ?= 127.0.0.1:8765
 
-.PHONY: demo test lint format bench-storage clean system-deps
+.PHONY: demo test lint format bench bench-storage clean system-deps
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -29,6 +29,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format monitor checks tests benchmarks
 	$(BIN)/ruff check --fix monitor checks tests benchmarks
+
+# intmon against Prometheus + blackbox_exporter probing the same nginx at the same rate.
+bench: $(STAMP) system-deps
+	$(BIN)/python benchmarks/probe.py $(BENCH_ARGS)
 
 # 30 days of 1,000 checks at 60 s: database size and query times against the named baseline.
 bench-storage: $(STAMP)

@@ -30,7 +30,8 @@ def make_session(concurrency: int) -> aiohttp.ClientSession:
         cookie_jar=aiohttp.DummyCookieJar(),
         # With trust_env, aiohttp reads the proxy environment and ~/.netrc in a worker thread
         # on every request: most of a check's cost. Only pay for it when a proxy is set.
-        trust_env=bool(urllib.request.getproxies()),
+        # (NO_PROXY alone, common on corporate machines, is not a proxy.)
+        trust_env=any(scheme != "no" for scheme in urllib.request.getproxies()),
     )
 
 

@@ -69,7 +69,9 @@ class CheckSignals:
         self.clock = clock
         self.error_window = error_window
         self.latency_window = latency_window
-        self.windows = CheckWindows(max(error_window, latency_window, longest_window))
+        self.windows = CheckWindows(
+            max(error_window, latency_window, longest_window), quantile_window=latency_window
+        )
         self.baseline = HourlyBaseline()
         self.consecutive_failures = 0
         self.last_error: str | None = None
@@ -86,8 +88,9 @@ class CheckSignals:
         self.latency_window = latency_window
         wanted = max(error_window, latency_window, longest_window)
         if wanted <= self.windows.max_window:
+            self.windows.set_quantile_window(latency_window)
             return False
-        self.windows = CheckWindows(wanted)
+        self.windows = CheckWindows(wanted, quantile_window=latency_window)
         return True
 
     # SignalView, for the alert rules -------------------------------------------------------

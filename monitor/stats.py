@@ -12,7 +12,7 @@ Prometheus' `quantile_over_time` and numpy's default use: p95 of 1..100 is 95.05
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from collections.abc import Iterable
 from statistics import median
@@ -31,13 +31,8 @@ class Run(NamedTuple):
 
 def quantile(values: list[float], q: float) -> float | None:
     """The q-quantile of `values` (sorted in place), by linear interpolation; None if empty."""
-    if not values:
-        return None
     values.sort()
-    rank = q * (len(values) - 1)
-    low = math.floor(rank)
-    high = min(low + 1, len(values) - 1)
-    return values[low] + (values[high] - values[low]) * (rank - low)
+    return _interpolate(values, q)
 
 
 class CheckWindows:
@@ -46,9 +41,15 @@ class CheckWindows:
     Runs older than the longest window any rule asks for are pruned as new ones arrive; the
     hard cap is a safety net for a misconfigured tiny interval, past which the oldest runs go
     first (the long windows then under-count, which beats exhausting memory).
+
+    Queried after every run (alert rules) and at every scrape, so the common questions avoid
+    scanning the window: failures and 429s are prefix sums, and the latencies inside
+    `quantile_window` are kept sorted, which makes the p95 an index lookup.
     """
 
-    def __init__(self, max_window: float, max_samples: int = 20_000) -> None:
+    def __init__(
+        self, max_window: float, max_samples: int = 20_000, quantile_window: float | None = None
+    ) -> None:
         if max_window <= 0 or max_samples <= 0:
             raise ValueError("max_window and max_samples must be positive")
         self.max_window = max_window
@@ -57,6 +58,13 @@ class CheckWindows:
         self._ts: list[float] = []
         self._runs: list[Run] = []
         self._start = 0
+        # Running totals up to and including each run; `_base` is the total before index 0.
+        self._failed: list[int] = []
+        self._limited: list[int] = []
+        self._base = (0, 0)
+        self.quantile_window = quantile_window
+        self._sorted: list[float] = []  # latencies of timed runs from index _sorted_from on
+        self._sorted_from = 0
 
     def __len__(self) -> int:
         return len(self._ts) - self._start
@@ -64,42 +72,59 @@ class CheckWindows:
     def add(self, ts: float, ok: bool, latency: float | None, rate_limited: bool = False) -> None:
         run = Run(ts, ok, latency, rate_limited)
         if not self._ts or ts >= self._ts[-1]:
+            failed, limited = (self._failed[-1], self._limited[-1]) if self._ts else self._base
             self._ts.append(ts)
             self._runs.append(run)
+            self._failed.append(failed + (not ok))
+            self._limited.append(limited + rate_limited)
+            if latency is not None and self.quantile_window is not None:
+                insort(self._sorted, latency)
         else:
-            # Concurrent runs may finish out of order; rare, so an O(n) insert is fine.
+            # Concurrent runs may finish out of order; rare, so O(n) rebuilds are fine.
             index = bisect_right(self._ts, ts, self._start)
             self._ts.insert(index, ts)
             self._runs.insert(index, run)
+            self._failed.insert(index, 0)
+            self._limited.insert(index, 0)
+            self._recount(index)
+            self._rebuild_sorted()
         self.prune(self._ts[-1])
 
     def prune(self, now: float) -> None:
         """Forget runs that no window ending at `now` or later can contain."""
         start = bisect_right(self._ts, now - self.max_window, self._start)
         start = max(start, len(self._ts) - self.max_samples)
+        self._expire_sorted(now, start)
         self._start = start
         # Compact only once the dead prefix is large, so pruning stays amortised O(1).
         if start > 1024 and start * 2 > len(self._ts):
-            del self._ts[:start]
-            del self._runs[:start]
+            self._base = (self._failed[start - 1], self._limited[start - 1])
+            for column in (self._ts, self._runs, self._failed, self._limited):
+                del column[:start]
+            self._sorted_from -= start
             self._start = 0
+
+    def set_quantile_window(self, window: float | None) -> None:
+        self.quantile_window = window
+        self._rebuild_sorted()
 
     def runs(self, now: float, window: float) -> list[Run]:
         """The runs in `(now - window, now]`, oldest first."""
-        low = bisect_right(self._ts, now - window, self._start)
-        high = bisect_right(self._ts, now, low)
+        low, high = self._bounds(now, window)
         return self._runs[low:high]
 
     def error_rate(self, now: float, window: float) -> tuple[float | None, int]:
         """(failure ratio, runs in window); the ratio is None when there were no runs."""
-        runs = self.runs(now, window)
-        if not runs:
+        low, high = self._bounds(now, window)
+        if high <= low:
             return None, 0
-        failures = sum(1 for run in runs if not run.ok)
-        return failures / len(runs), len(runs)
+        return self._total(self._failed, 0, low, high) / (high - low), high - low
 
     def latency_quantile(self, now: float, window: float, q: float) -> tuple[float | None, int]:
         """(q-quantile of latency, timed runs in window); None when no run was timed."""
+        if window == self.quantile_window and self._ts and now >= self._ts[-1]:
+            self._expire_sorted(now, self._start)
+            return _interpolate(self._sorted, q), len(self._sorted)
         latencies = [run.latency for run in self.runs(now, window) if run.latency is not None]
         return quantile(latencies, q), len(latencies)
 
@@ -107,7 +132,54 @@ class CheckWindows:
         return self.latency_quantile(now, window, 0.95)
 
     def rate_limited(self, now: float, window: float) -> int:
-        return sum(1 for run in self.runs(now, window) if run.rate_limited)
+        low, high = self._bounds(now, window)
+        return self._total(self._limited, 1, low, high) if high > low else 0
+
+    def _bounds(self, now: float, window: float) -> tuple[int, int]:
+        low = bisect_right(self._ts, now - window, self._start)
+        return low, bisect_right(self._ts, now, low)
+
+    def _total(self, column: list[int], which: int, low: int, high: int) -> int:
+        before = column[low - 1] if low > 0 else self._base[which]
+        return column[high - 1] - before
+
+    def _recount(self, index: int) -> None:
+        failed, limited = (
+            (self._failed[index - 1], self._limited[index - 1]) if index else self._base
+        )
+        for i in range(index, len(self._runs)):
+            failed += not self._runs[i].ok
+            limited += self._runs[i].rate_limited
+            self._failed[i], self._limited[i] = failed, limited
+
+    def _expire_sorted(self, now: float, floor: int) -> None:
+        """Drop from the sorted latencies the runs before `now - quantile_window`, and any
+        before index `floor` (pruned by the hard cap)."""
+        if self.quantile_window is None:
+            return
+        edge = max(bisect_right(self._ts, now - self.quantile_window, self._sorted_from), floor)
+        for run in self._runs[self._sorted_from : edge]:
+            if run.latency is not None:
+                del self._sorted[bisect_left(self._sorted, run.latency)]
+        self._sorted_from = max(self._sorted_from, edge)
+
+    def _rebuild_sorted(self) -> None:
+        if self.quantile_window is None or not self._ts:
+            self._sorted, self._sorted_from = [], len(self._ts)
+            return
+        edge = bisect_right(self._ts, self._ts[-1] - self.quantile_window, self._start)
+        self._sorted_from = edge
+        self._sorted = sorted(r.latency for r in self._runs[edge:] if r.latency is not None)
+
+
+def _interpolate(values: list[float], q: float) -> float | None:
+    """The q-quantile of already sorted `values`, as `quantile` computes it."""
+    if not values:
+        return None
+    rank = q * (len(values) - 1)
+    low = math.floor(rank)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (rank - low)
 
 
 def baseline_p95(hourly_p95s: Iterable[float]) -> float | None:

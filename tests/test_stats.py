@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from monitor.clock import FakeClock
@@ -199,3 +201,35 @@ def test_it_forgets_hours_older_than_a_week(clock: FakeClock) -> None:
     for index in range(3):
         baseline.seed_hour(start - (3 - index) * HOUR, 0.5)
     assert baseline.hourly_p95s(clock.time()) == [0.5, 0.5, 0.5]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_fast_paths_agree_with_recomputing_from_the_runs(seed: int) -> None:
+    # Prefix sums and the sorted latency window must give exactly what a plain scan gives,
+    # through out-of-order runs, pruning, compaction and the hard cap.
+    rng = random.Random(seed)
+    fast = CheckWindows(max_window=300, max_samples=1500, quantile_window=120)
+    kept: list[tuple[float, bool, float | None, bool]] = []
+    now = 1_000_000.0
+    for step in range(6000):
+        now += rng.uniform(0.01, 0.3)
+        ts = now - (rng.uniform(0, 5) if step % 50 == 0 else 0)  # now and then a late finisher
+        run = (
+            ts,
+            rng.random() > 0.2,
+            None if rng.random() < 0.05 else rng.random(),
+            rng.random() < 0.1,
+        )
+        fast.add(*run)
+        kept.append(run)
+        if step % 97 == 0:
+            newest = max(r[0] for r in kept)
+            live = sorted(r for r in kept if r[0] > newest - 300)[-1500:]
+            for window in (60, 120, 300):
+                inside = [r for r in live if now - window < r[0] <= now]
+                failures = sum(1 for r in inside if not r[1])
+                expected_rate = (failures / len(inside), len(inside)) if inside else (None, 0)
+                assert fast.error_rate(now, window) == expected_rate
+                assert fast.rate_limited(now, window) == sum(1 for r in inside if r[3])
+                timed = [r[2] for r in inside if r[2] is not None]
+                assert fast.latency_p95(now, window) == (quantile(timed, 0.95), len(timed))
