@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 
 import pytest
@@ -14,6 +13,7 @@ from monitor.clock import FakeClock
 from monitor.rule_models import ErrorRateRule
 from monitor.rules import Evaluation, RuleConfig, parse_alerts
 from monitor.silences import SilenceConfig, Silences
+from tests.fakes import View
 
 W = Evaluation("warning", 0.02, 0.01, "error rate 2% >= warning 1%")
 C = Evaluation("critical", 0.5, 0.05, "error rate 50% >= critical 5%")
@@ -228,32 +228,6 @@ def test_resolved_reports_since_when_it_was_firing() -> None:
     state, (resolved,) = step(state, OK, rule(), start + 120)
     assert (resolved.kind, resolved.since, resolved.at) == (Kind.RESOLVED, start, start + 120)
     assert state == AlertState("a", "r")
-
-
-@dataclass
-class View:
-    check: str = "orders-api"
-    failure_ratio: float = 0.0
-    runs: int = 10
-    consecutive_failures: int = 0
-    deprecated_since: float | None = None
-    sunset_at: float | None = None
-    certificate_not_after: float | None = None
-    freshness_age: float | None = None
-    last_error: str | None = None
-    migration_link: str | None = None
-
-    def error_rate(self, window: float) -> tuple[float | None, int]:
-        return self.failure_ratio, self.runs
-
-    def latency_p95(self, window: float) -> tuple[float | None, int]:
-        return 0.1, self.runs
-
-    def baseline_p95(self) -> float | None:
-        return 0.1
-
-    def rate_limited(self, window: float) -> int:
-        return 0
 
 
 def test_the_book_reports_only_changed_states_with_their_next_version() -> None:

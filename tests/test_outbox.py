@@ -31,6 +31,7 @@ from monitor.outbox import (
 from monitor.redact import Redactor
 from monitor.rules import RuleConfig, parse_alerts
 from monitor.silences import Silences, add_silence, expire_silence, list_silences
+from tests.fakes import View
 from tests.receiver import Receiver
 
 
@@ -39,32 +40,6 @@ class Notifier:
     name: str
     urls: list[str]
     min_severity: str = "warning"
-
-
-@dataclass
-class View:
-    check: str = "orders-api"
-    failure_ratio: float = 0.0
-    runs: int = 10
-    consecutive_failures: int = 0
-    deprecated_since: float | None = None
-    sunset_at: float | None = None
-    certificate_not_after: float | None = None
-    freshness_age: float | None = None
-    last_error: str | None = None
-    migration_link: str | None = None
-
-    def error_rate(self, window: float) -> tuple[float | None, int]:
-        return self.failure_ratio, self.runs
-
-    def latency_p95(self, window: float) -> tuple[float | None, int]:
-        return 0.1, self.runs
-
-    def baseline_p95(self) -> float | None:
-        return 0.1
-
-    def rate_limited(self, window: float) -> int:
-        return 0
 
 
 @pytest.fixture
