@@ -16,6 +16,7 @@ from monitor.redact import Redactor
 from monitor.runner import make_session
 from monitor.sandbox import build_sandbox
 from monitor.store import Store
+from tests.receiver import Receiver
 
 
 async def start_app(app: web.Application) -> tuple[web.AppRunner, str]:
@@ -72,6 +73,14 @@ async def raw_server() -> AsyncIterator[Callable[[bytes], asyncio.Future[str]]]:
     for server in servers:
         server.close()
         await server.wait_closed()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """An Apprise json:// endpoint that records what it is sent (see tests/receiver.py)."""
+    server = await Receiver().start()
+    yield server
+    await server.stop()
 
 
 @pytest.fixture

@@ -31,3 +31,12 @@ class View:
 
     def rate_limited(self, window: float) -> int:
         return 0
+
+
+@dataclass(frozen=True)
+class Notifier:
+    """Notifier settings as monitor.notify reads them, without a config file."""
+
+    name: str
+    urls: list[str]
+    min_severity: str = "warning"

@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-
 import pytest
 
 from monitor.alerting import Intent, Kind
 from monitor.errors import DeliveryError
 from monitor.notify import AlertingSettings, Notify, Queued, group, render, render_group
 from monitor.redact import Redactor
+from tests.fakes import Notifier
 from tests.receiver import Receiver
 
 NOW = 1_700_000_000.0
-
-
-@dataclass(frozen=True)
-class Notifier:
-    name: str
-    urls: list[str]
-    min_severity: str = "warning"
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = await Receiver().start()
-    yield server
-    await server.stop()
 
 
 def intent(kind: Kind = Kind.FIRING, severity: str = "critical", **extra: object) -> Intent:

@@ -6,8 +6,7 @@ view) is played by a dataclass; everything after it is the real thing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,22 +30,8 @@ from monitor.outbox import (
 from monitor.redact import Redactor
 from monitor.rules import RuleConfig, parse_alerts
 from monitor.silences import Silences, add_silence, expire_silence, list_silences
-from tests.fakes import View
+from tests.fakes import Notifier, View
 from tests.receiver import Receiver
-
-
-@dataclass(frozen=True)
-class Notifier:
-    name: str
-    urls: list[str]
-    min_severity: str = "warning"
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = await Receiver().start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture
