@@ -19,6 +19,7 @@ from statistics import median
 from typing import NamedTuple
 
 HOUR = 3600.0
+CACHE_SECONDS = 60.0  # how stale a baseline may be: it is a median over hours
 WEEK = 7 * 86400.0
 
 
@@ -213,9 +214,11 @@ class HourlyBaseline:
         self._current: list[float] = []
         # None once full hours suffice; bounded in case a sparse check never gets there.
         self._early: deque[float] | None = deque(maxlen=max_early_samples)
+        self._cached: tuple[float, float | None] | None = None  # (minute, baseline)
 
     def seed_hour(self, hour_start: float, p95: float) -> None:
         """A full hour's p95 from storage; seed in time order, before live samples."""
+        self._cached = None
         hour = _hour_of(hour_start)
         self._hours.append((hour, p95))
         self._closed_until = max(self._closed_until, hour + HOUR)
@@ -243,11 +246,20 @@ class HourlyBaseline:
         return [p95 for _, p95 in self._hours]
 
     def baseline(self, now: float) -> float | None:
+        """Computed at most once a minute: rules ask after every run and Prometheus at every
+        scrape, while the early fallback sorts up to `max_early_samples` latencies."""
+        minute = now // CACHE_SECONDS
+        if self._cached is not None and self._cached[0] == minute:
+            return self._cached[1]
         hourly = self.hourly_p95s(now)
         if len(hourly) >= self.min_hours:
-            return baseline_p95(hourly)
-        early = list(self._early or ())
-        return quantile(early, 0.95) if len(early) >= self.min_samples else None
+            value = baseline_p95(hourly)
+        elif self._early is not None and len(self._early) >= self.min_samples:
+            value = quantile(list(self._early), 0.95)
+        else:
+            return None  # not cached: a baseline counts from the run that makes it possible
+        self._cached = (minute, value)
+        return value
 
     def _roll(self, hour: float) -> None:
         """Close the current bucket once `hour` is past it."""

@@ -233,3 +233,15 @@ def test_the_fast_paths_agree_with_recomputing_from_the_runs(seed: int) -> None:
                 assert fast.rate_limited(now, window) == sum(1 for r in inside if r[3])
                 timed = [r[2] for r in inside if r[2] is not None]
                 assert fast.latency_p95(now, window) == (quantile(timed, 0.95), len(timed))
+
+
+def test_the_baseline_is_reused_within_a_minute_and_recomputed_after(clock: FakeClock) -> None:
+    clock.now = hour_start(clock)
+    baseline = HourlyBaseline(min_hours=3, min_samples=20)
+    for n in range(1, 21):
+        baseline.add(clock.time(), float(n))
+    first = baseline.baseline(clock.time())
+    baseline.add(clock.time(), 1000.0)
+    assert baseline.baseline(clock.time() + 1) == first  # same minute: no re-sort per run
+    clock.advance(MINUTE)
+    assert baseline.baseline(clock.time()) == pytest.approx(quantile([*range(1, 21), 1000.0], 0.95))
