@@ -12,6 +12,7 @@ not on intmon (token requests, rendering, the cleanup grace after a timeout).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -105,6 +106,10 @@ class FlowCheck(HttpTransport, CheckConfig):
         return self
 
     def host_key(self) -> str | None:
+        return self._first_host
+
+    @functools.cached_property  # asked on every run; the first URL's template never changes
+    def _first_host(self) -> str | None:
         try:
             return yarl.URL(render_url(self.steps[0].request.url, self.variables)).host
         except MissingVariable:

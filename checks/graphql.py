@@ -7,6 +7,7 @@ paths are evaluated on the whole answer (`$.data.viewer.login`).
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Literal
 
@@ -50,6 +51,10 @@ class GraphqlCheck(HttpTransport, CheckConfig):
         )
 
     def host_key(self) -> str | None:
+        return self._host
+
+    @functools.cached_property  # asked on every run (per-host cap); the URL never changes
+    def _host(self) -> str | None:
         return yarl.URL(self.url).host
 
     def describe_target(self) -> str:

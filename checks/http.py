@@ -43,7 +43,7 @@ class RequestSpec(Model):
             raise ValueError("give either json or body, not both")
         return self
 
-    @property
+    @functools.cached_property  # asked on every run (per-host cap); the URL never changes
     def host(self) -> str:
         return yarl.URL(self.url).host or ""
 

@@ -31,8 +31,11 @@ class CertificateCache:
     ) -> float | None:
         """notAfter of the certificate `url` presents, in unix seconds; None if not https or
         verification is off (an unverified peer certificate is not decoded by Python)."""
+        # Asked after every http run: plain http must cost nothing, not a URL parse.
+        if context is False or url[:8].lower() != "https://":
+            return None
         parsed = yarl.URL(url)
-        if parsed.scheme != "https" or context is False or not parsed.host:
+        if not parsed.host:
             return None
         key = (parsed.host, parsed.port or 443)
         cached = self._entries.get(key)
