@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 from typing import Any
 
@@ -29,7 +28,7 @@ from monitor.signals import (
     DeprecationRecord,
 )
 from monitor.state import CheckState
-from monitor.store import DeprecationRow, RunRecord, Store
+from monitor.store import RunRecord, Store
 from monitor.throttle import Throttle, throttle_key
 from monitor.writer import Writer
 
@@ -139,16 +138,7 @@ class Daemon:
         self._replay_windows(names)
         for name, saved in self.store.deprecations().items():
             if name in names:
-                self.signals[name].deprecation = DeprecationRecord(
-                    first_seen=saved.first_seen,
-                    last_seen=saved.last_seen,
-                    deprecated_at=saved.deprecated_at,
-                    sunset_at=saved.sunset_at,
-                    links=json.loads(saved.links),
-                    sunset_links=json.loads(saved.sunset_links),
-                    message=saved.message,
-                    active=saved.active,
-                )
+                self.signals[name].deprecation = DeprecationRecord.from_row(saved)
         # Finished hours come from the hourly rollups, the rest of the week from raw runs.
         week_ago = now - BASELINE_HISTORY
         for check, hours in itertools.groupby(
@@ -208,7 +198,8 @@ class Daemon:
         """Fan a result out to signals, throttle, state, metrics, storage and alerting."""
         signals = self.signals[check.name]
         if signals.observe(result):
-            self.writer.record_deprecation(_deprecation_row(check.name, signals))
+            assert signals.deprecation is not None  # a change is reported once there is one
+            self.writer.record_deprecation(signals.deprecation.to_row(check.name))
         self.throttle.on_response(
             throttle_key(check.name, check.provider),
             result.status,
@@ -325,19 +316,3 @@ class Daemon:
             }
             out.append(entry)
         return out
-
-
-def _deprecation_row(check: str, signals: CheckSignals) -> DeprecationRow:
-    d = signals.deprecation
-    assert d is not None  # observe() reports a change only once there is a record
-    return DeprecationRow(
-        check=check,
-        first_seen=d.first_seen,
-        last_seen=d.last_seen,
-        deprecated_at=d.deprecated_at,
-        sunset_at=d.sunset_at,
-        links=json.dumps(d.links),
-        sunset_links=json.dumps(d.sunset_links),
-        message=d.message,
-        active=d.active,
-    )

@@ -9,6 +9,7 @@ API shows.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ from checks.base import Result
 from monitor.clock import Clock
 from monitor.headers import Quota, signals_from_headers
 from monitor.stats import HOUR, CheckWindows, HourlyBaseline, quantile
-from monitor.store import RunRecord
+from monitor.store import DeprecationRow, RunRecord
 
 DAY = 86400.0
 DEFAULT_ERROR_WINDOW = 300.0
@@ -39,6 +40,24 @@ class DeprecationRecord:
     sunset_links: list[str] = field(default_factory=list)
     message: str | None = None
     active: bool = True  # False once the API stops announcing it
+
+    @classmethod
+    def from_row(cls, row: DeprecationRow) -> DeprecationRecord:
+        return cls(
+            first_seen=row.first_seen,
+            last_seen=row.last_seen,
+            deprecated_at=row.deprecated_at,
+            sunset_at=row.sunset_at,
+            links=json.loads(row.links),
+            sunset_links=json.loads(row.sunset_links),
+            message=row.message,
+            active=row.active,
+        )
+
+    def to_row(self, check: str) -> DeprecationRow:
+        values = asdict(self)
+        values.update(links=json.dumps(self.links), sunset_links=json.dumps(self.sunset_links))
+        return DeprecationRow(check=check, **values)
 
     def as_json(self, now: float) -> dict[str, Any]:
         out = asdict(self)
