@@ -10,30 +10,7 @@ import pytest
 
 from monitor import migrate
 from monitor.store import SCHEMA_VERSION, Store
-
-VERSION_1 = """
-CREATE TABLE runs (id INTEGER NOT NULL PRIMARY KEY, "check" VARCHAR NOT NULL, ts FLOAT NOT NULL,
-    ok BOOLEAN NOT NULL, error_class VARCHAR, status INTEGER, latency FLOAT,
-    reason VARCHAR NOT NULL, signals VARCHAR NOT NULL);
-CREATE INDEX ix_runs_check_ts ON runs ("check", ts);
-CREATE TABLE deprecations ("check" VARCHAR NOT NULL PRIMARY KEY, first_seen FLOAT NOT NULL,
-    last_seen FLOAT NOT NULL, deprecated_at FLOAT, sunset_at FLOAT, links VARCHAR NOT NULL,
-    sunset_links VARCHAR NOT NULL, message VARCHAR, active BOOLEAN NOT NULL);
-CREATE TABLE meta ("key" VARCHAR NOT NULL PRIMARY KEY, value VARCHAR NOT NULL);
-INSERT INTO meta VALUES ('schema_version', '1');
-"""
-
-VERSION_2 = (
-    VERSION_1.replace("'1');", "'2');")
-    + """
-CREATE TABLE rollups ("check" VARCHAR NOT NULL, hour INTEGER NOT NULL, count INTEGER NOT NULL,
-    failures INTEGER NOT NULL, rate_limited INTEGER NOT NULL, timed INTEGER NOT NULL,
-    p50 FLOAT, p95 FLOAT, p99 FLOAT, p95_ok FLOAT, PRIMARY KEY ("check", hour)) WITHOUT ROWID;
-INSERT INTO rollups VALUES ('api', 3600, 60, 1, 0, 59, 0.1, 0.2, 0.3, 0.19);
-INSERT INTO rollups VALUES ('old-api', 0, 2, 0, 0, 2, 0.5, 0.5, 0.5, 0.5);
-INSERT INTO meta VALUES ('rolled_up_until', '7200');
-"""
-)
+from tests.old_schemas import VERSION_1, VERSION_2
 
 QUOTA = '{"quota_remaining":7,"quota_limit":50}'
 # (check, ts, ok, error_class, status, latency, reason, signals), in insertion (id) order.

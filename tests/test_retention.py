@@ -15,6 +15,7 @@ from monitor.maintenance import Maintenance
 from monitor.stats import quantile
 from monitor.store import SCHEMA_VERSION, RunRecord, Store, hour_of
 from monitor.writer import Writer
+from tests.old_schemas import VERSION_1
 
 HOUR = 3600
 DAY = 86400
@@ -197,19 +198,6 @@ async def test_incremental_vacuum_gives_pruned_pages_back(
 def test_a_new_database_uses_incremental_auto_vacuum(store: Store, db_path: Path) -> None:
     with sqlite3.connect(db_path) as db:
         assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
-
-
-VERSION_1 = """
-CREATE TABLE runs (id INTEGER NOT NULL PRIMARY KEY, "check" VARCHAR NOT NULL, ts FLOAT NOT NULL,
-    ok BOOLEAN NOT NULL, error_class VARCHAR, status INTEGER, latency FLOAT,
-    reason VARCHAR NOT NULL, signals VARCHAR NOT NULL);
-CREATE INDEX ix_runs_check_ts ON runs ("check", ts);
-CREATE TABLE deprecations ("check" VARCHAR NOT NULL PRIMARY KEY, first_seen FLOAT NOT NULL,
-    last_seen FLOAT NOT NULL, deprecated_at FLOAT, sunset_at FLOAT, links VARCHAR NOT NULL,
-    sunset_links VARCHAR NOT NULL, message VARCHAR, active BOOLEAN NOT NULL);
-CREATE TABLE meta ("key" VARCHAR NOT NULL PRIMARY KEY, value VARCHAR NOT NULL);
-INSERT INTO meta VALUES ('schema_version', '1');
-"""
 
 
 async def test_a_version_1_database_opens_upgrades_and_gets_its_history_rolled_up(
