@@ -12,7 +12,7 @@ import jsonpath
 from pydantic import Field, field_validator
 
 from checks.base import Model
-from monitor.units import Duration, format_duration
+from monitor.core.units import Duration, format_duration
 
 _OPERATORS = {"exists", "eq", "ne", "gt", "gte", "lt", "lte", "regex", "contains", "in"}
 _STATUS_CLASS = re.compile(r"^[1-5]xx$")

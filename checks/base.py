@@ -9,15 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from checks.tls import CertificateCache
 from checks.tokens import TokenCache
-from monitor.heartbeats import HeartbeatBook
-from monitor.units import PositiveDuration
+from monitor.core.units import PositiveDuration
+from monitor.web.heartbeats import HeartbeatBook
 
 if TYPE_CHECKING:
     import aiohttp
     from multidict import CIMultiDictProxy
 
-    from monitor.clock import Clock
-    from monitor.redact import Redactor
+    from monitor.core.clock import Clock
+    from monitor.core.redact import Redactor
 
 # Why a run failed. The reason is the product: it is never collapsed to a bool.
 ERROR_CLASSES = (

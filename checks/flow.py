@@ -35,7 +35,7 @@ from checks.templating import (
     render_url,
 )
 from checks.transport import HttpTransport
-from monitor.units import require_http_url
+from monitor.core.units import require_http_url
 
 log = logging.getLogger(__name__)
 

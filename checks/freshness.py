@@ -15,7 +15,7 @@ from pydantic import Field
 
 from checks.base import CheckConfig, Model, Result, RunContext
 from checks.freshness_sources import HttpSource, SqlSource, read_http, read_sql
-from monitor.units import PositiveDuration, format_duration
+from monitor.core.units import PositiveDuration, format_duration
 
 
 class HeartbeatSource(Model):

@@ -1,6 +1,6 @@
 """Where a freshness check reads the newest timestamp: an HTTP API or a SQL database.
 
-(Heartbeats are pushed, not read: see checks/freshness.py and monitor/heartbeats.py.)
+(Heartbeats are pushed, not read: see checks/freshness.py and monitor/web/heartbeats.py.)
 """
 
 from __future__ import annotations

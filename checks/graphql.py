@@ -19,7 +19,7 @@ from checks.auth import AuthConfig
 from checks.base import CheckConfig, Result, RunContext
 from checks.http import RequestSpec, send
 from checks.transport import HttpTransport
-from monitor.units import HttpUrlText
+from monitor.core.units import HttpUrlText
 
 _ACCEPT = "application/graphql-response+json, application/json;q=0.9"
 

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from checks.assertions import Expect, check_response
 from checks.auth import AuthConfig, AuthError, Credentials, authorize, scrub
 from checks.base import CheckConfig, Model, Result, RunContext
-from monitor.units import HttpUrlText, Size
+from monitor.core.units import HttpUrlText, Size
 
 METHODS = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _READ_CHUNK = 64 * 1024

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import yarl
 
-from monitor.clock import Clock
+from monitor.core.clock import Clock
 
 log = logging.getLogger(__name__)
 REFRESH = 6 * 3600.0

@@ -8,7 +8,7 @@ from pydantic import Field, PrivateAttr
 
 from checks.base import Model
 from checks.http import HttpCheck, RequestSpec
-from monitor.units import Size
+from monitor.core.units import Size
 
 
 class HttpTransport(Model):

@@ -17,19 +17,19 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from checks.base import CheckConfig, Result, RunContext
 from monitor import __version__
-from monitor.clock import SystemClock
-from monitor.config import Config, load_config, resolve_config_path
-from monitor.daemon import Daemon
-from monitor.errors import ConfigError
+from monitor.alerting.notify import Notify
+from monitor.alerting.silences import add_silence, expire_silence, list_silences
+from monitor.config.loader import Config, load_config, resolve_config_path
+from monitor.core.clock import SystemClock
+from monitor.core.errors import ConfigError
+from monitor.core.redact import Redactor
+from monitor.core.units import format_duration, parse_duration
+from monitor.engine.daemon import Daemon
+from monitor.engine.runner import Runner, make_session
 from monitor.metrics import Metrics
-from monitor.notify import Notify
-from monitor.redact import Redactor
-from monitor.runner import Runner, make_session
 from monitor.sandbox import run_sandbox
 from monitor.service import Service
-from monitor.silences import add_silence, expire_silence, list_silences
-from monitor.store import SchemaError, Store
-from monitor.units import format_duration, parse_duration
+from monitor.storage.store import SchemaError, Store
 
 log = logging.getLogger("intmon")
 

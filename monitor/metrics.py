@@ -12,8 +12,8 @@ from prometheus_client.registry import Collector
 
 from checks.base import Result
 from monitor import __version__
-from monitor.maintenance import MaintenanceReport
-from monitor.signals import CheckSignals
+from monitor.signals.per_check import CheckSignals
+from monitor.storage.upkeep import MaintenanceReport
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)

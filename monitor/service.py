@@ -15,18 +15,18 @@ import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import __version__
-from monitor.clock import Clock
-from monitor.config import Config
-from monitor.daemon import Daemon
-from monitor.deadman import DeadMansSwitch
-from monitor.errors import ConfigError
+from monitor.config.loader import Config
+from monitor.config.reload import ReloadPlan
+from monitor.core.clock import Clock
+from monitor.core.errors import ConfigError
+from monitor.core.redact import Redactor
+from monitor.engine.daemon import Daemon
+from monitor.engine.runner import make_session
 from monitor.metrics import Metrics
-from monitor.redact import Redactor
-from monitor.reload import ReloadPlan
-from monitor.runner import make_session
-from monitor.server import build_app, serve
-from monitor.store import SchemaError, Store
-from monitor.systemd import SystemdNotifier
+from monitor.ops.deadman import DeadMansSwitch
+from monitor.ops.systemd import SystemdNotifier
+from monitor.storage.store import SchemaError, Store
+from monitor.web.server import build_app, serve
 
 log = logging.getLogger("intmon")
 EXIT_OK, EXIT_FAIL = 0, 1

@@ -11,11 +11,11 @@ import pytest
 from aiohttp import web
 
 from checks.base import RunContext
-from monitor.clock import FakeClock, SystemClock
-from monitor.redact import Redactor
-from monitor.runner import make_session
+from monitor.core.clock import FakeClock, SystemClock
+from monitor.core.redact import Redactor
+from monitor.engine.runner import make_session
 from monitor.sandbox import build_sandbox
-from monitor.store import Store
+from monitor.storage.store import Store
 from tests.receiver import Receiver
 
 

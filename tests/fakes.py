@@ -35,7 +35,7 @@ class View:
 
 @dataclass(frozen=True)
 class Notifier:
-    """Notifier settings as monitor.notify reads them, without a config file."""
+    """Notifier settings as monitor.alerting.notify reads them, without a config file."""
 
     name: str
     urls: list[str]

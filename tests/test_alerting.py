@@ -8,11 +8,11 @@ from datetime import datetime
 import pytest
 from pydantic import ValidationError
 
-from monitor.alerting import AlertBook, AlertState, Details, Kind, Phase, step
-from monitor.clock import FakeClock
-from monitor.rule_models import ErrorRateRule
-from monitor.rules import Evaluation, RuleConfig, parse_alerts
-from monitor.silences import SilenceConfig, Silences
+from monitor.alerting.machine import AlertBook, AlertState, Details, Kind, Phase, step
+from monitor.alerting.rule_models import ErrorRateRule
+from monitor.alerting.rules import Evaluation, RuleConfig, parse_alerts
+from monitor.alerting.silences import SilenceConfig, Silences
+from monitor.core.clock import FakeClock
 from tests.fakes import View
 
 W = Evaluation("warning", 0.02, 0.01, "error rate 2% >= warning 1%")

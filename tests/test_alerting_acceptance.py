@@ -25,12 +25,12 @@ import pytest
 from aiohttp import web
 
 from monitor.cli import main
-from monitor.clock import Clock, SystemClock
-from monitor.config import Config, parse_config
-from monitor.daemon import Daemon
+from monitor.config.loader import Config, parse_config
+from monitor.core.clock import Clock, SystemClock
+from monitor.engine.daemon import Daemon
 from monitor.metrics import Metrics
-from monitor.server import build_app
-from monitor.store import Store
+from monitor.storage.store import Store
+from monitor.web.server import build_app
 from tests.conftest import start_app
 from tests.receiver import Receiver
 

@@ -12,9 +12,9 @@ from aiohttp import web
 from checks.assertions import Expect
 from checks.base import Result, RunContext
 from checks.http import HttpCheck
-from monitor.clock import FakeClock
-from monitor.redact import Redactor
-from monitor.runner import Runner
+from monitor.core.clock import FakeClock
+from monitor.core.redact import Redactor
+from monitor.engine.runner import Runner
 from monitor.sandbox import SANDBOX_CLIENT_SECRET
 
 CLIENT = {"client_id": "sandbox-client", "client_secret": SANDBOX_CLIENT_SECRET}

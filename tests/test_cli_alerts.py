@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from monitor.alerting.silences import list_silences
 from monitor.cli import main
-from monitor.silences import list_silences
-from monitor.store import Store
+from monitor.storage.store import Store
 from tests.receiver import Receiver
 
 Intmon = Callable[..., Awaitable[tuple[int, str, str]]]

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from checks.http import HttpCheck
-from monitor.config import load_config, parse_config
-from monitor.errors import ConfigError
-from monitor.units import format_duration, parse_duration, parse_ratio, parse_size
+from monitor.config.loader import load_config, parse_config
+from monitor.core.errors import ConfigError
+from monitor.core.units import format_duration, parse_duration, parse_ratio, parse_size
 
 TESTDATA = Path(__file__).parent / "testdata"
 

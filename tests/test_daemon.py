@@ -8,12 +8,12 @@ from pathlib import Path
 
 import aiohttp
 
-from monitor.clock import SystemClock
-from monitor.config import parse_config
-from monitor.daemon import Daemon
+from monitor.config.loader import parse_config
+from monitor.core.clock import SystemClock
+from monitor.engine.daemon import Daemon
 from monitor.metrics import Metrics
-from monitor.server import build_app
-from monitor.store import Store
+from monitor.storage.store import Store
+from monitor.web.server import build_app
 from tests.conftest import start_app
 
 

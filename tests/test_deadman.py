@@ -13,11 +13,11 @@ import pytest
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from monitor.clock import FakeClock
-from monitor.config import parse_config
-from monitor.deadman import DeadMansSwitch
-from monitor.errors import ConfigError
+from monitor.config.loader import parse_config
+from monitor.core.clock import FakeClock
+from monitor.core.errors import ConfigError
 from monitor.metrics import Metrics
+from monitor.ops.deadman import DeadMansSwitch
 
 TOKEN = "5f3c1e0e-secret-ping-token"
 Serve = Callable[[web.Application], Awaitable[str]]
@@ -87,7 +87,7 @@ async def test_a_failing_receiver_is_counted_and_logged_without_the_url(
         url, 60.0, session, clock, on_attempt=lambda r: metrics.heartbeat_pings.labels(r).inc()
     )
     rec.status = 503
-    with caplog.at_level(logging.INFO, logger="monitor.deadman"):
+    with caplog.at_level(logging.INFO, logger="monitor.ops.deadman"):
         assert not await switch.ping()
         rec.status = 200
         assert await switch.ping()
@@ -128,7 +128,7 @@ async def test_a_receiver_that_does_not_answer_times_out(
     rec.hang = True
     results: list[str] = []
     switch = DeadMansSwitch(url, 60.0, session, clock, on_attempt=results.append, timeout=0.05)
-    with caplog.at_level(logging.WARNING, logger="monitor.deadman"):
+    with caplog.at_level(logging.WARNING, logger="monitor.ops.deadman"):
         assert not await switch.ping()
     assert results == ["failure"]
     assert caplog.messages == ["dead-man's switch ping failed: no answer within 0.05s"]

@@ -12,9 +12,9 @@ from pydantic import ValidationError
 from checks.base import Result, RunContext
 from checks.flow import FlowCheck
 from checks.templating import MissingVariable, render, render_url
-from monitor.clock import FakeClock
-from monitor.redact import Redactor
-from monitor.runner import Runner
+from monitor.core.clock import FakeClock
+from monitor.core.redact import Redactor
+from monitor.engine.runner import Runner
 from monitor.sandbox import SANDBOX_CLIENT_SECRET
 
 

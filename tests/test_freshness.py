@@ -16,9 +16,9 @@ from pydantic import ValidationError
 from checks.base import Result, RunContext
 from checks.freshness import FreshnessCheck
 from checks.timestamps import parse_timestamp
-from monitor.clock import FakeClock
-from monitor.redact import Redactor
-from monitor.runner import Runner
+from monitor.core.clock import FakeClock
+from monitor.core.redact import Redactor
+from monitor.engine.runner import Runner
 
 NOW = 1_700_000_000.0  # FakeClock's start
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from checks.base import Result, RunContext
 from checks.graphql import GraphqlCheck
-from monitor.runner import Runner
+from monitor.engine.runner import Runner
 
 
 def graphql(url: str, query: str, **fields: Any) -> GraphqlCheck:

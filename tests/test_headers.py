@@ -7,7 +7,7 @@ import json
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from monitor.headers import (
+from monitor.signals.headers import (
     Quota,
     parse_deprecation,
     parse_http_date,

@@ -13,13 +13,13 @@ import aiohttp
 import pytest
 
 from checks.freshness import FreshnessCheck
-from monitor.clock import SystemClock
-from monitor.config import parse_config
-from monitor.daemon import Daemon
-from monitor.heartbeats import HeartbeatBook, signature, verify_signature
+from monitor.config.loader import parse_config
+from monitor.core.clock import SystemClock
+from monitor.engine.daemon import Daemon
 from monitor.metrics import Metrics
-from monitor.server import build_app
-from monitor.store import Store
+from monitor.storage.store import Store
+from monitor.web.heartbeats import HeartbeatBook, signature, verify_signature
+from monitor.web.server import build_app
 from tests.conftest import start_app
 
 SECRET = "hb-secret-0123456789abcdef"

@@ -13,10 +13,10 @@ from aiohttp import web
 
 from checks.base import RunContext
 from checks.http import HttpCheck
-from monitor.clock import SystemClock
-from monitor.config import parse_config
-from monitor.redact import Redactor
-from monitor.runner import Runner
+from monitor.config.loader import parse_config
+from monitor.core.clock import SystemClock
+from monitor.core.redact import Redactor
+from monitor.engine.runner import Runner
 from tests.tls import make_pki
 
 

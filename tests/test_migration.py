@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor import migrate
-from monitor.store import SCHEMA_VERSION, Store
+from monitor.storage import migrate
+from monitor.storage.store import SCHEMA_VERSION, Store
 from tests.old_schemas import VERSION_1, VERSION_2
 
 QUOTA = '{"quota_remaining":7,"quota_limit":50}'
@@ -97,7 +97,7 @@ def test_the_upgrade_logs_its_progress(
     make_legacy(db_path, VERSION_2)
     monkeypatch.setattr(migrate, "CHECKS_PER_CHUNK", 1)
     store = Store(f"sqlite:///{db_path}")
-    with caplog.at_level(logging.INFO, logger="monitor.migrate"):
+    with caplog.at_level(logging.INFO, logger="monitor.storage.migrate"):
         store.open()
     store.close()
     progress = [r.getMessage() for r in caplog.records if "copied" in r.getMessage()]
@@ -149,7 +149,7 @@ def test_a_current_database_opens_without_an_upgrade(
     first = Store(f"sqlite:///{db_path}")
     first.open()
     first.close()
-    with caplog.at_level(logging.INFO, logger="monitor.store"):
+    with caplog.at_level(logging.INFO, logger="monitor.storage.store"):
         second = Store(f"sqlite:///{db_path}")
         second.open()
         second.close()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.alerting import Intent, Kind
-from monitor.errors import DeliveryError
-from monitor.notify import AlertingSettings, Notify, Queued, group, render, render_group
-from monitor.redact import Redactor
+from monitor.alerting.machine import Intent, Kind
+from monitor.alerting.notify import AlertingSettings, Notify, Queued, group, render, render_group
+from monitor.core.errors import DeliveryError
+from monitor.core.redact import Redactor
 from tests.fakes import Notifier
 from tests.receiver import Receiver
 

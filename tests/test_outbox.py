@@ -13,10 +13,9 @@ import pytest
 from sqlalchemy import Engine, inspect
 from sqlmodel import Session, SQLModel, create_engine, select
 
-from monitor.alerting import AlertBook, AlertState, Phase
-from monitor.clock import FakeClock
-from monitor.notify import AlertingSettings, Message, Notify
-from monitor.outbox import (
+from monitor.alerting.machine import AlertBook, AlertState, Phase
+from monitor.alerting.notify import AlertingSettings, Message, Notify
+from monitor.alerting.outbox import (
     Delivery,
     OutboxRow,
     StaleStateError,
@@ -27,9 +26,10 @@ from monitor.outbox import (
     load_states,
     pending,
 )
-from monitor.redact import Redactor
-from monitor.rules import RuleConfig, parse_alerts
-from monitor.silences import Silences, add_silence, expire_silence, list_silences
+from monitor.alerting.rules import RuleConfig, parse_alerts
+from monitor.alerting.silences import Silences, add_silence, expire_silence, list_silences
+from monitor.core.clock import FakeClock
+from monitor.core.redact import Redactor
 from tests.fakes import Notifier, View
 from tests.receiver import Receiver
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import load_config
+from monitor.config.loader import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "packaging" / "intmon.service"
@@ -321,7 +321,8 @@ def test_every_copy_source_exists_and_is_not_dockerignored() -> None:
 def test_the_copied_files_are_what_pip_install_needs() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     needed = {"pyproject.toml", project["project"]["readme"]}
-    needed |= {pkg.split(".")[0] for pkg in project["tool"]["setuptools"]["packages"]}
+    found = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    needed |= {pkg.split(".")[0] for pkg in found}
     assert needed <= set(copy_sources())
     assert any("pip install ." in run for run in instructions("RUN"))
 

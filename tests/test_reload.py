@@ -18,14 +18,14 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from monitor.clock import SystemClock
-from monitor.config import load_config, parse_config
-from monitor.daemon import Daemon
-from monitor.errors import ConfigError
+from monitor.config.loader import load_config, parse_config
+from monitor.config.reload import plan
+from monitor.core.clock import SystemClock
+from monitor.core.errors import ConfigError
+from monitor.engine.daemon import Daemon
 from monitor.metrics import Metrics
-from monitor.reload import plan
-from monitor.server import build_app, reload_config
-from monitor.store import Store
+from monitor.storage.store import Store
+from monitor.web.server import build_app, reload_config
 from tests.conftest import start_app
 from tests.receiver import Receiver
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from monitor.clock import FakeClock
-from monitor.config import Retention, parse_config
-from monitor.maintenance import Maintenance
-from monitor.stats import quantile
-from monitor.store import SCHEMA_VERSION, RunRecord, Store, hour_of
-from monitor.writer import Writer
+from monitor.config.loader import Retention, parse_config
+from monitor.core.clock import FakeClock
+from monitor.signals.stats import quantile
+from monitor.storage.store import SCHEMA_VERSION, RunRecord, Store, hour_of
+from monitor.storage.upkeep import Maintenance
+from monitor.storage.writer import Writer
 from tests.old_schemas import VERSION_1
 
 HOUR = 3600

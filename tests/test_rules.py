@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from monitor.rules import (
+from monitor.alerting.rules import (
     AlertConfigError,
     Bound,
     evaluate,

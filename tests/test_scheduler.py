@@ -7,8 +7,8 @@ import itertools
 
 import pytest
 
-from monitor.clock import FakeClock
-from monitor.scheduler import Dispatch, Schedule, Scheduler, next_due, phase_of
+from monitor.core.clock import FakeClock
+from monitor.engine.scheduler import Dispatch, Schedule, Scheduler, next_due, phase_of
 
 
 async def run_until(clock: FakeClock, when: float, max_steps: int = 100_000) -> None:

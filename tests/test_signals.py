@@ -5,9 +5,9 @@ from __future__ import annotations
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from checks.base import Result
-from monitor.clock import FakeClock
-from monitor.signals import LAST_SEEN_WRITE_INTERVAL, CheckSignals
-from monitor.store import RunRecord, Store
+from monitor.core.clock import FakeClock
+from monitor.signals.per_check import LAST_SEEN_WRITE_INTERVAL, CheckSignals
+from monitor.storage.store import RunRecord, Store
 
 HOUR = 3600.0
 

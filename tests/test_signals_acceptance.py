@@ -23,17 +23,17 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.clock import SystemClock
-from monitor.config import parse_config
-from monitor.daemon import Daemon
+from monitor.config.loader import parse_config
+from monitor.core.clock import SystemClock
+from monitor.engine.daemon import Daemon
+from monitor.engine.scheduler import phase_of
 from monitor.metrics import Metrics
 from monitor.sandbox import build_sandbox
 from monitor.sandbox.basic import ENVELOPES
 from monitor.sandbox.common import COUNTERS
 from monitor.sandbox.signals import HITS, MIGRATION_URL, Hit
-from monitor.scheduler import phase_of
-from monitor.server import build_app
-from monitor.store import DeprecationRow, RunRow, Store
+from monitor.storage.store import DeprecationRow, RunRow, Store
+from monitor.web.server import build_app
 from tests.conftest import start_app
 from tests.tls import make_pki
 

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from monitor.clock import FakeClock
-from monitor.stats import HOUR, CheckWindows, HourlyBaseline, baseline_p95, quantile
+from monitor.core.clock import FakeClock
+from monitor.signals.stats import HOUR, CheckWindows, HourlyBaseline, baseline_p95, quantile
 
 MINUTE = 60.0
 

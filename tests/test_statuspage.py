@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from monitor.clock import SystemClock
-from monitor.config import parse_config
-from monitor.daemon import Daemon
+from monitor.config.loader import parse_config
+from monitor.core.clock import SystemClock
+from monitor.engine.daemon import Daemon
 from monitor.metrics import Metrics
-from monitor.server import build_app
-from monitor.statuspage import render_status
-from monitor.store import Store
+from monitor.storage.store import Store
+from monitor.web.server import build_app
+from monitor.web.statuspage import render_status
 from tests.conftest import start_app
 
 NOW = 1_750_000_000.0

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy.exc
 from sqlalchemy import text
 
-from monitor.store import SCHEMA_VERSION, RunRecord, SchemaError, Store
-from monitor.writer import Writer
+from monitor.storage.store import SCHEMA_VERSION, RunRecord, SchemaError, Store
+from monitor.storage.writer import Writer
 
 
 def record(check: str, ts: float, ok: bool = True, **extra: object) -> RunRecord:

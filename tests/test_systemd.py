@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.clock import FakeClock, SystemClock
-from monitor.systemd import SystemdNotifier
+from monitor.core.clock import FakeClock, SystemClock
+from monitor.ops.systemd import SystemdNotifier
 
 HALF_MINUTE_USEC = "30000000"  # WatchdogSec=30s
 
@@ -235,7 +235,7 @@ def test_a_missing_socket_is_logged_once_and_never_raises(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     notifier = SystemdNotifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")}, FakeClock())
-    with caplog.at_level(logging.WARNING, logger="monitor.systemd"):
+    with caplog.at_level(logging.WARNING, logger="monitor.ops.systemd"):
         assert not notifier.ready()
         assert not notifier.ping_watchdog()
     assert [r.getMessage() for r in caplog.records] == [
@@ -247,7 +247,7 @@ def test_a_missing_socket_is_logged_once_and_never_raises(
 def test_an_unsupported_socket_address_disables_notification(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="monitor.systemd"):
+    with caplog.at_level(logging.WARNING, logger="monitor.ops.systemd"):
         notifier = SystemdNotifier({"NOTIFY_SOCKET": "vsock:2:1234"}, FakeClock())
     assert not notifier.enabled
     assert "only paths and @abstract names" in caplog.text

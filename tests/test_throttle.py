@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.clock import FakeClock
-from monitor.headers import Quota
-from monitor.throttle import Throttle, throttle_key
+from monitor.core.clock import FakeClock
+from monitor.engine.throttle import Throttle, throttle_key
+from monitor.signals.headers import Quota
 
 KEY = "check:orders-api"
 

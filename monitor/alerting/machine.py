@@ -1,0 +1,288 @@
+"""The alert state machine per (check, rule): ok -> pending -> firing -> resolved (-> ok).
+
+Pure: `step` takes the previous state, a rule evaluation and the time, and returns the next
+state plus the notifications it calls for. Persistence (outbox.py) and delivery (notify.py)
+sit outside. Decisions worth knowing:
+
+- Pending resets when the condition clears, like Prometheus' `for:`.
+- Firing -> resolved needs `resolve_after` consecutive false evaluations and, when set,
+  `keep_firing_for` since the first of them, so a flapping target does not page twice.
+- Warning -> critical notifies (ESCALATED). Critical -> warning is silent: it is good news
+  that needs no action, and the RESOLVED message follows. It waits `resolve_after` evaluations
+  like a resolution does. The critical page still stands until RESOLVED, so going back to
+  critical does not page again: a value hovering at the critical line pages once.
+- A silenced alert still advances; its intents are marked silenced and not sent. When the
+  silence ends, an alert still firing that nobody heard of pages FIRING then. RESOLVED is sent
+  exactly when a FIRING was: whoever heard the page hears that it is over, nobody else.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from monitor.alerting.rules import Evaluation, RuleConfig, Severity, SignalView, evaluate
+
+RANK: dict[Severity | None, int] = {None: 0, "warning": 1, "critical": 2}
+
+
+class Phase(enum.StrEnum):
+    OK = "ok"
+    PENDING = "pending"
+    FIRING = "firing"
+
+
+class Kind(enum.StrEnum):
+    FIRING = "FIRING"
+    RESOLVED = "RESOLVED"
+    REMINDER = "REMINDER"
+    ESCALATED = "ESCALATED"
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """What survives a restart. `version` increases on every committed change (CAS key)."""
+
+    check: str
+    rule: str
+    phase: Phase = Phase.OK
+    severity: Severity | None = None
+    since: float | None = None  # when the condition became true (start of pending)
+    fired_at: float | None = None
+    notified_severity: Severity | None = None  # highest severity actually sent; None: unheard
+    last_notified: float | None = None  # last FIRING / ESCALATED / REMINDER sent
+    clear_count: int = 0  # consecutive evaluations with the condition false
+    clear_since: float | None = None
+    lower_count: int = 0  # consecutive evaluations below the current severity
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class Details:
+    """Context for the message, taken from the check's signals at evaluation time."""
+
+    last_error: str | None = None
+    migration_link: str | None = None
+    provider: str | None = None
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A notification the state machine asks for. Silenced intents are recorded, not sent."""
+
+    kind: Kind
+    check: str
+    rule: str
+    severity: Severity
+    value: float | None
+    threshold: float | str | None
+    summary: str
+    since: float
+    at: float
+    last_error: str | None = None
+    migration_link: str | None = None
+    provider: str | None = None
+    silenced: bool = False
+
+    @property
+    def dedup_key(self) -> str:
+        """The same intent computed twice (a retried commit) is one notification."""
+        return f"{self.check}/{self.rule}/{self.kind}/{self.since:.3f}/{self.at:.3f}"
+
+
+def step(
+    state: AlertState,
+    evaluation: Evaluation,
+    rule: RuleConfig,
+    now: float,
+    *,
+    silenced: bool = False,
+    details: Details = Details(),  # frozen, so one shared default is safe
+) -> tuple[AlertState, list[Intent]]:
+    if not evaluation.known:
+        return state, []  # not enough data to judge: neither fire, nor count towards resolving
+    severity = evaluation.severity
+    if state.phase is Phase.OK:
+        if severity is None:
+            return state, []
+        state = replace(state, phase=Phase.PENDING, severity=severity, since=now)
+    if state.phase is Phase.PENDING:
+        if severity is None:
+            return AlertState(state.check, state.rule, version=state.version), []
+        state = replace(state, severity=_max(state.severity, severity))
+        if now - (state.since or now) < rule.for_:
+            return state, []
+        state = replace(state, phase=Phase.FIRING, fired_at=now)
+        return _announce(state, evaluation, now, silenced, details)
+    if severity is None:
+        return _clearing(state, evaluation, rule, now, silenced, details)
+    return _still_firing(state, evaluation, rule, now, silenced, details)
+
+
+def _clearing(
+    state: AlertState,
+    evaluation: Evaluation,
+    rule: RuleConfig,
+    now: float,
+    silenced: bool,
+    details: Details,
+) -> tuple[AlertState, list[Intent]]:
+    clear_since = state.clear_since if state.clear_since is not None else now
+    state = replace(
+        state, clear_count=state.clear_count + 1, clear_since=clear_since, lower_count=0
+    )
+    held = rule.keep_firing_for is not None and now - clear_since < rule.keep_firing_for
+    if state.clear_count < rule.resolve_after or held:
+        return _remind(state, evaluation, rule, now, silenced, details)
+    heard = state.notified_severity is not None
+    intent = _intent(
+        Kind.RESOLVED,
+        state,
+        evaluation,
+        now,
+        details,
+        severity=state.notified_severity or state.severity or "warning",
+        silenced=not heard,
+    )
+    return AlertState(state.check, state.rule, version=state.version), [intent]
+
+
+def _still_firing(
+    state: AlertState,
+    evaluation: Evaluation,
+    rule: RuleConfig,
+    now: float,
+    silenced: bool,
+    details: Details,
+) -> tuple[AlertState, list[Intent]]:
+    severity = evaluation.severity
+    before = state.severity
+    state = replace(state, clear_count=0, clear_since=None)
+    if RANK[severity] < RANK[state.severity]:
+        state = replace(state, lower_count=state.lower_count + 1)
+        if state.lower_count >= rule.resolve_after:
+            state = replace(state, severity=severity, lower_count=0)
+    else:
+        state = replace(state, severity=_max(state.severity, severity), lower_count=0)
+    heard = state.notified_severity
+    unheard = heard is None or RANK[state.severity] > RANK[heard]
+    # While silenced, a change is recorded once (as a silenced intent), not on every evaluation.
+    if unheard and (not silenced or RANK[state.severity] > RANK[before]):
+        return _announce(state, evaluation, now, silenced, details)
+    return _remind(state, evaluation, rule, now, silenced, details)
+
+
+def _announce(
+    state: AlertState, evaluation: Evaluation, now: float, silenced: bool, details: Details
+) -> tuple[AlertState, list[Intent]]:
+    """FIRING the first time anyone hears of it, ESCALATED when it got worse since."""
+    kind = Kind.FIRING if state.notified_severity is None else Kind.ESCALATED
+    intent = _intent(kind, state, evaluation, now, details, silenced=silenced)
+    if not silenced:
+        state = replace(state, notified_severity=state.severity, last_notified=now)
+    return state, [intent]
+
+
+def _remind(
+    state: AlertState,
+    evaluation: Evaluation,
+    rule: RuleConfig,
+    now: float,
+    silenced: bool,
+    details: Details,
+) -> tuple[AlertState, list[Intent]]:
+    if state.notified_severity is None:
+        return state, []  # fired during a silence: nobody to remind
+    last = state.last_notified if state.last_notified is not None else now
+    if rule.repeat <= 0 or now - last < rule.repeat:
+        return state, []
+    intent = _intent(Kind.REMINDER, state, evaluation, now, details, silenced=silenced)
+    if not silenced:
+        state = replace(state, last_notified=now)
+    return state, [intent]
+
+
+def _intent(
+    kind: Kind,
+    state: AlertState,
+    evaluation: Evaluation,
+    now: float,
+    details: Details,
+    *,
+    silenced: bool,
+    severity: Severity | None = None,
+) -> Intent:
+    return Intent(
+        kind=kind,
+        check=state.check,
+        rule=state.rule,
+        severity=severity or state.severity or "warning",
+        value=evaluation.value,
+        threshold=evaluation.threshold,
+        summary=evaluation.summary,
+        since=state.since if state.since is not None else now,
+        at=now,
+        last_error=details.last_error,
+        migration_link=details.migration_link,
+        provider=details.provider,
+        silenced=silenced,
+    )
+
+
+def _max(a: Severity | None, b: Severity | None) -> Severity | None:
+    return a if RANK[a] >= RANK[b] else b
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One evaluation round of one check: state changes to commit and what to notify."""
+
+    changes: list[tuple[AlertState, AlertState]]  # (as loaded, new with version + 1)
+    intents: list[Intent]
+
+
+class AlertBook:
+    """The current state of every (check, rule), in memory. Still pure: the daemon commits
+    `Outcome.changes` (outbox.commit) and only then calls `accept`, so memory never runs
+    ahead of the database."""
+
+    def __init__(self, states: Iterable[AlertState] = ()) -> None:
+        self._states: dict[tuple[str, str], AlertState] = {(s.check, s.rule): s for s in states}
+        self.evaluations: dict[tuple[str, str], Evaluation] = {}
+
+    def get(self, check: str, rule: str) -> AlertState:
+        return self._states.get((check, rule)) or AlertState(check, rule)
+
+    def evaluate(
+        self,
+        view: SignalView,
+        rules: dict[str, RuleConfig],
+        now: float,
+        *,
+        silenced: bool = False,
+        provider: str | None = None,
+    ) -> Outcome:
+        details = Details(view.last_error, view.migration_link, provider)
+        changes, intents = [], []
+        for name, rule in rules.items():
+            evaluation = evaluate(name, rule, view, now)
+            self.evaluations[(view.check, name)] = evaluation
+            old = self.get(view.check, name)
+            new, wanted = step(old, evaluation, rule, now, silenced=silenced, details=details)
+            if new != old:
+                changes.append((old, replace(new, version=old.version + 1)))
+            intents.extend(wanted)
+        return Outcome(changes, intents)
+
+    def accept(self, outcome: Outcome) -> None:
+        for _, new in outcome.changes:
+            self._states[(new.check, new.rule)] = new
+
+    def replace_all(self, states: Iterable[AlertState]) -> None:
+        """After a lost compare-and-set: the database is the truth."""
+        self._states = {(s.check, s.rule): s for s in states}
+
+    def active(self) -> list[AlertState]:
+        """Pending and firing alerts, for `/api/alerts` and the `intmon_alert_firing` gauge."""
+        return [s for s in self._states.values() if s.phase is not Phase.OK]

@@ -1,0 +1,256 @@
+"""Notifications through Apprise: routing, message text, grouping, and the (threaded) send.
+
+Apprise is synchronous; every call runs on a small thread pool under a timeout, so a slow
+notifier never holds up the event loop or the checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+import apprise
+from pydantic import Field
+
+from checks.base import Model
+from monitor.alerting.machine import Intent, Kind
+from monitor.core.errors import DeliveryError
+from monitor.core.redact import Redactor
+from monitor.core.units import Duration, format_duration
+
+NOTIFY_TYPES = {"critical": "failure", "warning": "warning", "resolved": "success"}
+_SEVERITY_RANK = {"warning": 1, "critical": 2}
+_TYPE_RANK = {"success": 0, "info": 0, "warning": 1, "failure": 2}
+
+
+class NotifierSettings(Protocol):
+    """The shape of `notifiers[]` in the config (monitor.config.loader.NotifierConfig)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def urls(self) -> list[str]: ...
+    @property
+    def min_severity(self) -> str: ...
+
+
+class AlertingSettings(Model):
+    """Proposed top-level `alerting:` config section."""
+
+    group_wait: Duration = 30.0  # same-provider FIRINGs within this go out as one message
+    expire_after: Duration = Field(default=24 * 3600.0, gt=0)  # give up delivering after this
+    send_timeout: Duration = Field(default=60.0, gt=0)  # one Apprise call, all its URLs
+
+
+@dataclass(frozen=True)
+class Message:
+    """One notification for one notifier, ready for the outbox."""
+
+    notifier: str
+    check: str
+    rule: str
+    kind: str
+    title: str
+    body: str
+    notify_type: str
+    dedup_key: str
+    created_at: float
+    not_before: float  # later than created_at while it waits for its group
+    expires_at: float
+    group_key: str | None = None
+
+
+def render(intent: Intent) -> tuple[str, str, str]:
+    """(title, body, Apprise notify type) for one intent, as INTERFACE.md describes."""
+    where = f"{intent.check} {intent.rule}"
+    if intent.kind is Kind.RESOLVED:
+        title = f"RESOLVED: {where}"
+        lines = [
+            f"Resolved after {format_duration(intent.at - intent.since)} "
+            f"(was {intent.severity}, firing since {_iso(intent.since)}).",
+            f"Now: {intent.summary}",
+        ]
+        return title, "\n".join(lines), NOTIFY_TYPES["resolved"]
+    note = {Kind.REMINDER: ", still", Kind.ESCALATED: ", escalated"}.get(intent.kind, "")
+    title = f"FIRING: {where} ({intent.severity}{note})"
+    lines = [
+        intent.summary,
+        f"Since: {_iso(intent.since)} ({format_duration(intent.at - intent.since)} ago)",
+    ]
+    if intent.last_error:
+        lines.append(f"Last error: {intent.last_error}")
+    if intent.migration_link:
+        lines.append(f"Migration: {intent.migration_link}")
+    return title, "\n".join(lines), NOTIFY_TYPES[intent.severity]
+
+
+def render_group(provider: str, parts: Sequence[tuple[str, str, str]]) -> tuple[str, str, str]:
+    """One message for several (title, body, type) of the same provider."""
+    names = ", ".join(title.split(": ", 1)[-1] for title, _, _ in parts)
+    state = "RESOLVED" if all(t.startswith("RESOLVED") for t, _, _ in parts) else "FIRING"
+    title = f"{state}: {len(parts)} alerts for {provider}: {names}"
+    body = "\n\n".join(f"{t}\n{b}" for t, b, _ in parts)
+    worst = max((kind for _, _, kind in parts), key=lambda kind: _TYPE_RANK.get(kind, 0))
+    return title, body, worst
+
+
+@dataclass(frozen=True)
+class Queued:
+    """What grouping needs to know of a pending outbox row."""
+
+    id: int
+    notifier: str
+    group_key: str | None
+    created_at: float
+    due: bool
+
+
+def group(rows: Iterable[Queued], group_wait: float) -> list[list[Queued]]:
+    """Batches to send now. Rows of one (notifier, group) created within `group_wait` of the
+    batch's first row go together; a batch is sent once any of its rows is due."""
+    batches: list[list[Queued]] = []
+    keyed: dict[tuple[str, str], list[Queued]] = {}
+    for row in sorted(rows, key=lambda r: (r.created_at, r.id)):
+        if row.group_key is None:
+            if row.due:
+                batches.append([row])
+        else:
+            keyed.setdefault((row.notifier, row.group_key), []).append(row)
+    for members in keyed.values():
+        batch: list[Queued] = []
+        for row in members:
+            if batch and row.created_at > batch[0].created_at + group_wait:
+                batches.append(batch)
+                batch = []
+            batch.append(row)
+        batches.append(batch)
+    return [b for b in batches if any(r.due for r in b)]
+
+
+@contextlib.contextmanager
+def _quiet_plugin_loading() -> Iterator[None]:
+    with warnings.catch_warnings():
+        # Apprise's email plugin imports the stdlib `imghdr`, deprecated since 3.11, while
+        # it loads its plugins on the first `add`. Not ours to fix; everything else warns.
+        warnings.filterwarnings(
+            "ignore", message="'imghdr' is deprecated", category=DeprecationWarning
+        )
+        yield
+
+
+def apprise_rejects(url: str) -> bool:
+    """True if Apprise cannot parse `url` (unknown scheme, missing parts): a config error."""
+    with _quiet_plugin_loading():
+        return apprise.Apprise.instantiate(url) is None
+
+
+class Notify:
+    def __init__(
+        self,
+        notifiers: Iterable[NotifierSettings],
+        redactor: Redactor,
+        settings: AlertingSettings | None = None,
+        on_result: Callable[[str, str], None] = lambda notifier, result: None,
+    ) -> None:
+        self.settings = settings or AlertingSettings()
+        self.redact = redactor
+        self.on_result = on_result  # (notifier, "success" | "failure") per attempt
+        self.notifiers = {n.name: n for n in notifiers}
+        self._apprise = {n.name: self._build(n) for n in self.notifiers.values()}
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="intmon-notify")
+
+    def _build(self, notifier: NotifierSettings) -> apprise.Apprise:
+        instance = apprise.Apprise()
+        with _quiet_plugin_loading():
+            bad = [self.redact(url) for url in notifier.urls if not instance.add(url)]
+        if bad:
+            raise ValueError(f"notifier {notifier.name!r}: Apprise cannot use {', '.join(bad)}")
+        return instance
+
+    def route(self, intent: Intent, notify: Sequence[str]) -> list[str]:
+        """The check's notifiers whose min_severity this intent's severity reaches."""
+        rank = _SEVERITY_RANK[intent.severity]
+        return [
+            name
+            for name in notify
+            if name in self.notifiers and rank >= _SEVERITY_RANK[self.notifiers[name].min_severity]
+        ]
+
+    def messages(
+        self, intents: Iterable[Intent], notify: Mapping[str, Sequence[str]]
+    ) -> list[Message]:
+        """Outbox rows for the intents that are to be sent; `notify` maps check -> notifiers."""
+        out = []
+        for intent in intents:
+            if intent.silenced:
+                continue
+            title, body, kind = render(intent)
+            title, body = self.redact(title), self.redact(body)
+            grouped = intent.kind is Kind.FIRING and intent.provider is not None
+            wait = self.settings.group_wait if grouped else 0.0
+            for name in self.route(intent, notify.get(intent.check, ())):
+                out.append(
+                    Message(
+                        notifier=name,
+                        check=intent.check,
+                        rule=intent.rule,
+                        kind=str(intent.kind),
+                        title=title,
+                        body=body,
+                        notify_type=kind,
+                        dedup_key=f"{intent.dedup_key}/{name}",
+                        created_at=intent.at,
+                        not_before=intent.at + wait,
+                        expires_at=intent.at + self.settings.expire_after,
+                        group_key=intent.provider if grouped else None,
+                    )
+                )
+        return out
+
+    async def send(self, notifier: str, title: str, body: str, notify_type: str) -> None:
+        """Deliver through every URL of the notifier; DeliveryError unless Apprise says yes."""
+        instance = self._apprise.get(notifier)
+        if instance is None:
+            raise DeliveryError(f"no notifier named {notifier!r}", permanent=True)
+
+        def call() -> bool:
+            return bool(instance.notify(title=title, body=body, notify_type=notify_type))
+
+        loop = asyncio.get_running_loop()
+        try:
+            ok = await asyncio.wait_for(
+                loop.run_in_executor(self._pool, call), self.settings.send_timeout
+            )
+        except TimeoutError:
+            # The thread cannot be killed and may still deliver; counting it failed risks one
+            # duplicate, which beats a stuck outbox. Apprise's own timeouts make this rare.
+            ok = False
+        self.on_result(notifier, "success" if ok else "failure")
+        if not ok:
+            raise DeliveryError(f"notifier {notifier!r}: Apprise reported a failed delivery")
+
+    async def test(self, notifier: str) -> bool:
+        """For `intmon notify-test`: one direct message, not through the outbox."""
+        try:
+            await self.send(
+                notifier,
+                "intmon test notification",
+                f"If you read this, notifier {notifier!r} works.",
+                "info",
+            )
+        except DeliveryError:
+            return False
+        return True
+
+    def close(self, cancel_pending: bool = True) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=cancel_pending)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

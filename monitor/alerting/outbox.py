@@ -1,0 +1,285 @@
+"""Durable alert state and the notification outbox, in the daemon's database.
+
+Alert state changes and the notifications they cause are committed in one transaction, with
+compare-and-set on the state row: a restart neither re-pages a firing alert nor forgets one, and
+a notification exists exactly when its transition does. The delivery loop then sends what is
+due, claiming rows by compare-and-set so no two workers send the same row, and marks a row sent
+only when Apprise reports success. A crash between Apprise's success and the `sent` mark would
+send that row again after its backoff: the one duplicate a process crash can cause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+
+from sqlalchemy import Engine, Index, insert, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from monitor.alerting.machine import AlertState, Phase
+from monitor.alerting.notify import Message, Notify, Queued, group, render_group
+from monitor.alerting.silences import SilenceRow
+from monitor.core.clock import Clock
+from monitor.core.errors import DeliveryError
+
+log = logging.getLogger(__name__)
+PENDING, SENT, EXPIRED, FAILED = "pending", "sent", "expired", "failed"
+
+
+class AlertStateRow(SQLModel, table=True):
+    __tablename__ = "alert_states"
+
+    check: str = Field(primary_key=True)
+    rule: str = Field(primary_key=True)
+    phase: str
+    severity: str | None = None
+    since: float | None = None
+    fired_at: float | None = None
+    notified_severity: str | None = None
+    last_notified: float | None = None
+    clear_count: int = 0
+    clear_since: float | None = None
+    lower_count: int = 0
+    version: int = 0
+
+
+class OutboxRow(SQLModel, table=True):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedup_key: str = Field(unique=True)
+    notifier: str
+    check: str
+    rule: str
+    kind: str
+    group_key: str | None = None
+    title: str
+    body: str
+    notify_type: str
+    created_at: float
+    next_attempt_at: float
+    expires_at: float
+    attempts: int = 0
+    status: str = PENDING  # pending | sent | expired | failed (permanent error)
+    sent_at: float | None = None
+    last_error: str | None = None
+
+
+class StaleStateError(Exception):
+    """Another writer changed an alert state since it was loaded; reload and re-evaluate."""
+
+
+def create_tables(engine: Engine) -> None:
+    names = (AlertStateRow.__tablename__, OutboxRow.__tablename__, SilenceRow.__tablename__)
+    tables = [SQLModel.metadata.tables[str(name)] for name in names]
+    SQLModel.metadata.create_all(engine, tables=tables)
+
+
+def load_states(engine: Engine) -> list[AlertState]:
+    with Session(engine) as session:
+        rows = session.exec(select(AlertStateRow)).all()
+    return [_to_state(row) for row in rows]
+
+
+def _to_state(row: AlertStateRow) -> AlertState:
+    data = row.model_dump()
+    data["phase"] = Phase(row.phase)
+    return AlertState(**data)
+
+
+def commit(
+    engine: Engine, changes: Iterable[tuple[AlertState, AlertState]], messages: Iterable[Message]
+) -> None:
+    """State changes (old, new) and their messages, all or nothing. Raises StaleStateError when
+    a state row is no longer what `old` says."""
+    try:
+        with engine.begin() as connection:
+            for old, new in changes:
+                values = {**asdict(new), "phase": str(new.phase)}
+                if old.version == 0:
+                    connection.execute(insert(AlertStateRow).values(**values))
+                    continue
+                result = connection.execute(
+                    update(AlertStateRow)
+                    .where(col(AlertStateRow.check) == old.check)
+                    .where(col(AlertStateRow.rule) == old.rule)
+                    .where(col(AlertStateRow.phase) == str(old.phase))
+                    .where(col(AlertStateRow.version) == old.version)
+                    .values(**values)
+                )
+                if result.rowcount != 1:
+                    raise StaleStateError(f"alert {old.check}/{old.rule} changed underneath us")
+            rows = [_outbox_values(m) for m in messages]
+            if rows:
+                connection.execute(insert(OutboxRow), rows)
+    except IntegrityError as exc:
+        # A state row that appeared since we loaded, or a message already queued: both mean
+        # another writer got here first.
+        raise StaleStateError(str(exc.orig)) from None
+
+
+def _outbox_values(m: Message) -> dict[str, object]:
+    return {
+        "dedup_key": m.dedup_key,
+        "notifier": m.notifier,
+        "check": m.check,
+        "rule": m.rule,
+        "kind": m.kind,
+        "group_key": m.group_key,
+        "title": m.title,
+        "body": m.body,
+        "notify_type": m.notify_type,
+        "created_at": m.created_at,
+        "next_attempt_at": m.not_before,
+        "expires_at": m.expires_at,
+    }
+
+
+def backoff(attempts: int, cap: float = 30.0) -> float:
+    """Seconds before the next try after `attempts` tries: 1, 2, 4, ... capped."""
+    return float(min(cap, 2 ** max(attempts - 1, 0)))
+
+
+def expire(engine: Engine, now: float) -> list[OutboxRow]:
+    """Give up on pending rows past their expiry; returns them for logging and metrics."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(OutboxRow).where(OutboxRow.status == PENDING, col(OutboxRow.expires_at) <= now)
+        ).all()
+    gone = []
+    with engine.begin() as connection:
+        for row in rows:
+            result = connection.execute(
+                update(OutboxRow)
+                .where(col(OutboxRow.id) == row.id, col(OutboxRow.status) == PENDING)
+                .values(status=EXPIRED)
+            )
+            if result.rowcount == 1:
+                gone.append(row)
+    return gone
+
+
+def pending(engine: Engine) -> list[OutboxRow]:
+    with Session(engine) as session:
+        query = select(OutboxRow).where(OutboxRow.status == PENDING).order_by(col(OutboxRow.id))
+        return list(session.exec(query).all())
+
+
+def claim(engine: Engine, rows: list[OutboxRow], now: float, cap: float) -> bool:
+    """Take a batch for one attempt: bump attempts and push next_attempt_at out by the backoff,
+    all rows or none, each only if still as read. A crash mid-send is retried after it."""
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        for row in rows:
+            retry_at = now + backoff(row.attempts + 1, cap)
+            result = connection.execute(
+                update(OutboxRow)
+                .where(col(OutboxRow.id) == row.id)
+                .where(col(OutboxRow.status) == PENDING)
+                .where(col(OutboxRow.attempts) == row.attempts)
+                .values(attempts=row.attempts + 1, next_attempt_at=retry_at)
+            )
+            if result.rowcount != 1:
+                transaction.rollback()
+                return False
+        transaction.commit()
+    return True
+
+
+def finish(engine: Engine, ids: list[int], status: str, now: float, error: str | None) -> None:
+    values: dict[str, object] = {"last_error": error}
+    if status != PENDING:
+        values.update(status=status, sent_at=now if status == SENT else None)
+    with engine.begin() as connection:
+        connection.execute(update(OutboxRow).where(col(OutboxRow.id).in_(ids)).values(**values))
+
+
+class Delivery:
+    """The async loop that drains the outbox. Database calls run in worker threads."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        notify: Notify,
+        clock: Clock,
+        *,
+        poll: float = 1.0,
+        max_backoff: float = 30.0,
+        on_expired: Callable[[str], None] = lambda notifier: None,
+    ) -> None:
+        self.engine = engine
+        self.notify = notify
+        self.clock = clock
+        self.poll = poll
+        self.max_backoff = max_backoff
+        self.on_expired = on_expired
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        """Call after committing messages: deliver now rather than at the next poll."""
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """One pass: expire, group what is due, send each batch. Returns rows delivered."""
+        now = self.clock.time()
+        for row in await asyncio.to_thread(expire, self.engine, now):
+            log.warning("gave up on notification %s to %s: expired", row.title, row.notifier)
+            self.on_expired(row.notifier)
+        rows = {r.id: r for r in await asyncio.to_thread(pending, self.engine) if r.id is not None}
+        queued = [
+            Queued(i, r.notifier, r.group_key, r.created_at, r.next_attempt_at <= now)
+            for i, r in rows.items()
+        ]
+        batches = group(queued, self.notify.settings.group_wait)
+        results = await asyncio.gather(
+            *(self._deliver([rows[q.id] for q in b], now) for b in batches)
+        )
+        return sum(results)
+
+    async def _deliver(self, rows: list[OutboxRow], now: float) -> int:
+        if not await asyncio.to_thread(claim, self.engine, rows, now, self.max_backoff):
+            return 0  # another worker has it
+        ids = [r.id for r in rows if r.id is not None]
+        if len(rows) == 1:
+            title, body, kind = rows[0].title, rows[0].body, rows[0].notify_type
+        else:
+            parts = [(r.title, r.body, r.notify_type) for r in rows]
+            title, body, kind = render_group(rows[0].group_key or "", parts)
+        try:
+            await self.notify.send(rows[0].notifier, title, body, kind)
+        except DeliveryError as exc:
+            status = FAILED if exc.permanent else PENDING
+            log.warning(
+                "notification to %s failed (attempt %d): %s",
+                rows[0].notifier,
+                rows[0].attempts + 1,
+                exc,
+            )
+            await asyncio.to_thread(finish, self.engine, ids, status, now, str(exc))
+            return 0
+        await asyncio.to_thread(finish, self.engine, ids, SENT, self.clock.time(), None)
+        return len(rows)
+
+    async def run(self) -> None:
+        """Until `stop`: a pass, then wait for `wake` or the poll interval."""
+        while not self._stopping:
+            try:
+                await self.run_once()
+            except Exception:
+                # A database hiccup must not end delivery; the rows are still there next pass.
+                log.exception("outbox delivery pass failed")
+            sleeper = asyncio.ensure_future(self.clock.sleep(self.poll))
+            waker = asyncio.ensure_future(self._wake.wait())
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (sleeper, waker):
+                task.cancel()
+            self._wake.clear()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()

@@ -1,0 +1,350 @@
+"""Alert rules: their config models, which checks they apply to, and how each is evaluated.
+
+Evaluation is pure: a rule looks at a `SignalView` and the time and says which severity (if any)
+its condition has right now. Whether that pages is the state machine's business (alerting.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from monitor.alerting.rule_models import (
+    DAY,
+    AlertConfigError,
+    Bound,
+    CertificateRule,
+    ConsecutiveFailuresRule,
+    DeprecationRule,
+    ErrorRateRule,
+    FreshnessRule,
+    LatencyRule,
+    RateLimitedRule,
+    RuleConfig,
+    Severity,
+    SunsetRule,
+    ThresholdRule,
+)
+from monitor.core.units import format_duration
+
+__all__ = [
+    "RULES",
+    "AlertConfigError",
+    "Bound",
+    "Evaluation",
+    "RuleConfig",
+    "Severity",
+    "SignalView",
+    "evaluate",
+    "parse_alerts",
+    "validate_defaults",
+]
+
+
+class SignalView(Protocol):
+    """What the daemon knows about one check, as the rules need it."""
+
+    # Read-only properties, so implementations may compute them.
+    @property
+    def check(self) -> str: ...
+    @property
+    def consecutive_failures(self) -> int: ...
+    @property
+    def deprecated_since(self) -> float | None: ...
+    @property
+    def sunset_at(self) -> float | None: ...
+    @property
+    def certificate_not_after(self) -> float | None: ...
+    @property
+    def freshness_age(self) -> float | None: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def migration_link(self) -> str | None: ...
+
+    def error_rate(self, window: float) -> tuple[float | None, int]: ...
+    def latency_p95(self, window: float) -> tuple[float | None, int]: ...
+    def baseline_p95(self) -> float | None: ...
+    def rate_limited(self, window: float) -> int: ...
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    severity: Severity | None
+    value: float | None
+    threshold: float | str | None
+    summary: str
+    # False when there is not enough data to judge (a thin window, no baseline, no reading).
+    # The state machine then holds its state: "unknown" must neither fire nor resolve.
+    known: bool = True
+
+
+# ---- evaluation ------------------------------------------------------------------------------
+
+
+def _percent(ratio: float) -> str:
+    return f"{ratio * 100:.4g}%"
+
+
+def _seconds(value: float) -> str:
+    if value < 1:
+        return f"{value * 1000:.0f}ms"
+    return f"{value:.3g}s" if value < 60 else format_duration(value)
+
+
+def _span(seconds: float) -> str:
+    """Coarse time left or age: `45d`, `5h`, `12m`; precision beyond that is noise in a page."""
+    seconds = abs(seconds)
+    for unit, size in (("d", DAY), ("h", 3600.0), ("m", 60.0)):
+        if seconds >= 2 * size or (seconds >= size and seconds % size == 0):
+            return f"{seconds / size:.0f}{unit}"
+    return format_duration(seconds)
+
+
+def _grade(
+    value: float, warning: float | None, critical: float | None, higher_is_worse: bool
+) -> tuple[Severity | None, float | None, Severity]:
+    """(severity crossed or None, its threshold or the nearest one, that threshold's level)."""
+    levels: tuple[tuple[Severity, float | None], ...] = (
+        ("critical", critical),
+        ("warning", warning),
+    )
+    for severity, threshold in levels:
+        if threshold is not None and (
+            value >= threshold if higher_is_worse else value <= threshold
+        ):
+            return severity, threshold, severity
+    if warning is not None:
+        return None, warning, "warning"
+    return None, critical, "critical"
+
+
+def _verdict(
+    grade: tuple[Severity | None, float | None, Severity], shown: str, worse: str, better: str
+) -> str:
+    fired, _, level = grade
+    return f"{worse if fired else better} {level} {shown}"
+
+
+def _error_rate(rule: ErrorRateRule, view: SignalView, now: float) -> Evaluation:
+    ratio, runs = view.error_rate(rule.window)
+    where = f"over {format_duration(rule.window)} ({runs} runs)"
+    if ratio is None or runs < rule.min_runs:
+        shown = "n/a" if ratio is None else _percent(ratio)
+        summary = f"error rate {shown} {where}: fewer than min_runs {rule.min_runs}"
+        return Evaluation(None, ratio, None, summary, known=False)
+    grade = severity, threshold, _ = _grade(ratio, rule.warning, rule.critical, True)
+    verdict = _verdict(grade, _percent(threshold or 0.0), ">=", "<")
+    return Evaluation(severity, ratio, threshold, f"error rate {_percent(ratio)} {where} {verdict}")
+
+
+def _latency(rule: LatencyRule, view: SignalView, now: float) -> Evaluation:
+    p95, runs = view.latency_p95(rule.window)
+    where = f"over {format_duration(rule.window)} ({runs} runs)"
+    if p95 is None or runs < rule.min_runs:
+        shown = "n/a" if p95 is None else _seconds(p95)
+        summary = f"p95 latency {shown} {where}: fewer than min_runs {rule.min_runs}"
+        return Evaluation(None, p95, None, summary, known=False)
+    baseline = view.baseline_p95()
+    bounds = {"warning": rule.warning, "critical": rule.critical}
+    limits = {sev: b.resolve(baseline) if b is not None else None for sev, b in bounds.items()}
+    if all(limit is None for limit in limits.values()):
+        summary = f"p95 latency {_seconds(p95)} {where}: no baseline yet for {rule.warning}"
+        return Evaluation(None, p95, None, summary, known=False)
+    grade = severity, threshold, level = _grade(p95, limits["warning"], limits["critical"], True)
+    bound = bounds[level]
+    shown = _seconds(threshold or 0.0)
+    if bound is not None and bound.factor is not None and baseline is not None:
+        shown = f"{bound} {_seconds(baseline)} ({shown})"
+    verdict = _verdict(grade, shown, ">=", "<")
+    return Evaluation(severity, p95, threshold, f"p95 latency {_seconds(p95)} {where} {verdict}")
+
+
+def _rate_limited(rule: RateLimitedRule, view: SignalView, now: float) -> Evaluation:
+    count = view.rate_limited(rule.window)
+    grade = severity, threshold, _ = _grade(count, rule.warning, rule.critical, True)
+    verdict = _verdict(grade, f"{threshold:g}", ">=", "<")
+    where = f"in {format_duration(rule.window)}"
+    return Evaluation(severity, count, threshold, f"{count} HTTP 429 responses {where} {verdict}")
+
+
+def _consecutive(rule: ConsecutiveFailuresRule, view: SignalView, now: float) -> Evaluation:
+    count = view.consecutive_failures
+    grade = severity, threshold, _ = _grade(count, rule.warning, rule.critical, True)
+    verdict = _verdict(grade, f"{threshold:g}", ">=", "<")
+    return Evaluation(severity, count, threshold, f"{count} consecutive failures {verdict}")
+
+
+def _deprecation(rule: DeprecationRule, view: SignalView, now: float) -> Evaluation:
+    since = view.deprecated_since
+    if since is None:
+        return Evaluation(None, None, None, "no Deprecation announced")
+    summary = f"the API announces deprecation (first seen {_iso(since)})"
+    return Evaluation(rule.severity, since, None, summary)
+
+
+def _time_left(
+    what: str, deadline: float | None, rule: ThresholdRule, now: float, *, announced: bool
+) -> Evaluation:
+    if deadline is None:
+        # No Sunset header means none is announced; an unreadable certificate means unknown.
+        return Evaluation(None, None, None, f"no {what} known", known=announced)
+    left = deadline - now
+    warning, critical = getattr(rule, "warning", None), getattr(rule, "critical", None)
+    grade = severity, threshold, _ = _grade(left, warning, critical, False)
+    when = f"in {_span(left)}" if left >= 0 else f"{_span(left)} ago"
+    verdict = _verdict(grade, f"{_span(threshold or 0.0)} left", "<=", ">")
+    return Evaluation(severity, left, threshold, f"{what} {when} ({_iso(deadline)}) {verdict}")
+
+
+def _sunset(rule: SunsetRule, view: SignalView, now: float) -> Evaluation:
+    return _time_left("Sunset", view.sunset_at, rule, now, announced=True)
+
+
+def _certificate(rule: CertificateRule, view: SignalView, now: float) -> Evaluation:
+    return _time_left("certificate expiry", view.certificate_not_after, rule, now, announced=False)
+
+
+def _freshness(rule: FreshnessRule, view: SignalView, now: float) -> Evaluation:
+    age = view.freshness_age
+    if age is None:
+        return Evaluation(None, None, None, "no data timestamp yet", known=False)
+    grade = severity, threshold, _ = _grade(age, rule.warning, rule.critical, True)
+    verdict = _verdict(grade, _span(threshold or 0.0), "older than", "within")
+    return Evaluation(severity, age, threshold, f"newest data is {_span(age)} old, {verdict}")
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---- the registry: one entry per rule ------------------------------------------------------
+
+
+def _everywhere(check_type: str) -> bool:
+    return True
+
+
+def _http_signals(check_type: str) -> bool:
+    # Headers, latency and certificates come from HTTP-speaking checks; every type except
+    # freshness speaks HTTP to its target (check types added later are assumed to as well).
+    return check_type != "freshness"
+
+
+def _freshness_only(check_type: str) -> bool:
+    return check_type == "freshness"
+
+
+@dataclass(frozen=True)
+class RuleType:
+    model: type[RuleConfig]
+    evaluate: Callable[[Any, SignalView, float], Evaluation]
+    applies: Callable[[str], bool]
+    on_by_default: bool  # False: only where `alerts:` or `defaults.alerts` names it
+
+
+RULES: dict[str, RuleType] = {
+    "error_rate": RuleType(ErrorRateRule, _error_rate, _everywhere, True),
+    "latency_p95": RuleType(LatencyRule, _latency, _http_signals, True),
+    "rate_limited": RuleType(RateLimitedRule, _rate_limited, _http_signals, True),
+    "consecutive_failures": RuleType(ConsecutiveFailuresRule, _consecutive, _everywhere, False),
+    "deprecation": RuleType(DeprecationRule, _deprecation, _http_signals, True),
+    "sunset": RuleType(SunsetRule, _sunset, _http_signals, True),
+    "certificate": RuleType(CertificateRule, _certificate, _http_signals, True),
+    "freshness": RuleType(FreshnessRule, _freshness, _freshness_only, True),
+}
+
+
+def evaluate(name: str, rule: RuleConfig, view: SignalView, now: float) -> Evaluation:
+    return RULES[name].evaluate(rule, view, now)
+
+
+def parse_alerts(
+    raw: dict[str, Any], defaults: dict[str, Any], check_type: str, max_age: float | None = None
+) -> dict[str, RuleConfig]:
+    """The enabled rules of one check: built-ins < `defaults.alerts` < the check's `alerts:`.
+
+    A layer that sets `warning` or `critical` replaces both thresholds below it, so a check
+    that says `critical: 10%` does not inherit a default warning that might exceed it.
+    Raises AlertConfigError (paths relative to the check's `alerts:`).
+    """
+    issues: list[tuple[tuple[str | int, ...], str]] = []
+    for name in raw:
+        if name not in RULES:
+            issues.append(((name,), f"unknown alert rule (known: {', '.join(RULES)})"))
+        elif not RULES[name].applies(check_type):
+            issues.append(((name,), f"does not apply to {check_type} checks"))
+    rules: dict[str, RuleConfig] = {}
+    for name, kind in RULES.items():
+        if not kind.applies(check_type):
+            continue
+        merged: dict[str, Any] | None = {} if kind.on_by_default else None
+        for layer in (defaults, raw):
+            if name in layer:
+                merged = _overlay(merged, layer[name], name, issues)
+        if merged is None:
+            continue
+        if name == "freshness" and "critical" not in merged:
+            if max_age is None and "warning" not in merged:
+                issues.append(((name,), "set warning or critical (the check has no max_age)"))
+                continue
+            merged = {**merged, "critical": max_age}
+        try:
+            rule = kind.model.model_validate(merged)
+        except ValidationError as exc:
+            issues.extend(((name, *e["loc"]), _message(e["msg"])) for e in exc.errors())
+            continue
+        if rule.enabled:
+            rules[name] = rule
+    if issues:
+        raise AlertConfigError(issues)
+    return rules
+
+
+def validate_defaults(defaults: dict[str, Any]) -> None:
+    """Check `defaults.alerts` on its own, so its errors point at it rather than at a check."""
+    issues: list[tuple[tuple[str | int, ...], str]] = []
+    for name, value in defaults.items():
+        if name not in RULES:
+            issues.append(((name,), f"unknown alert rule (known: {', '.join(RULES)})"))
+            continue
+        merged = _overlay({}, value, name, issues)
+        if merged is None:
+            continue
+        if name == "freshness" and not {"warning", "critical"} & merged.keys():
+            continue  # the check's max_age fills it in
+        try:
+            RULES[name].model.model_validate(merged)
+        except ValidationError as exc:
+            issues.extend(((name, *e["loc"]), _message(e["msg"])) for e in exc.errors())
+    if issues:
+        raise AlertConfigError(issues)
+
+
+def _overlay(
+    base: dict[str, Any] | None,
+    value: Any,
+    name: str,
+    issues: list[tuple[tuple[str | int, ...], str]],
+) -> dict[str, Any] | None:
+    if value is False or value is None:
+        return {**(base or {}), "enabled": False}
+    if value is True:
+        return {**(base or {}), "enabled": True}
+    if not isinstance(value, dict):
+        issues.append(((name,), "must be a mapping of settings, true or false"))
+        return base
+    merged = dict(base or {})
+    if {"warning", "critical"} & value.keys():
+        # The layer's thresholds are the pair; the one it leaves out is off, not inherited.
+        merged.update({"warning": None, "critical": None})
+    merged.update(value)
+    return merged
+
+
+def _message(text: str) -> str:
+    return text.removeprefix("Value error, ")

@@ -1,0 +1,195 @@
+"""Alerting at run time: evaluates rules after each run, commits transitions and their
+notifications in one transaction, and keeps the outbox draining.
+
+The order matters: state and outbox rows are committed *before* memory moves on, so a crash
+or a database outage can only make an evaluation happen again, never lose or repeat a page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import col
+
+from checks.base import CheckConfig
+from monitor.alerting.machine import AlertBook, Outcome, Phase
+from monitor.alerting.notify import Notify
+from monitor.alerting.outbox import (
+    PENDING,
+    Delivery,
+    OutboxRow,
+    StaleStateError,
+    commit,
+    load_states,
+)
+from monitor.alerting.silences import Silences, load_active
+from monitor.config.loader import Config
+from monitor.core.clock import Clock
+from monitor.core.redact import Redactor
+from monitor.metrics import Firing, Metrics
+from monitor.signals.per_check import CheckSignals
+
+log = logging.getLogger(__name__)
+SILENCE_RELOAD = 15.0  # `intmon silence` writes from another process; pick it up this often
+
+
+class Alerter:
+    def __init__(
+        self, config: Config, engine: Engine, metrics: Metrics, clock: Clock, redactor: Redactor
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.metrics = metrics
+        self.clock = clock
+        self.book = AlertBook()
+        self.redactor = redactor
+        self.notify = self._make_notify(config)
+        self.delivery = Delivery(
+            engine,
+            self.notify,
+            clock,
+            on_expired=lambda notifier: metrics.notifications.labels(notifier, "expired").inc(),
+        )
+        self.silences = Silences(config=tuple(config.silences))
+        self.outbox_depth = 0
+        self._routes = {c.name: c.notify for c in config.checks}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+
+    def _make_notify(self, config: Config) -> Notify:
+        def count(notifier: str, result: str) -> None:
+            self.metrics.notifications.labels(notifier, result).inc()
+
+        return Notify(config.notifiers, self.redactor, config.alerting, on_result=count)
+
+    def reload(self, config: Config) -> None:
+        """Take a reloaded config. Alert states stay: they are keyed by check and rule names."""
+        rebuild = (config.notifiers, config.alerting) != (
+            self.config.notifiers,
+            self.config.alerting,
+        )
+        self.config = config
+        self._routes = {c.name: c.notify for c in config.checks}
+        self.silences = Silences(config=tuple(config.silences), runtime=self.silences.runtime)
+        if rebuild:
+            previous, self.notify = self.notify, self._make_notify(config)
+            self.delivery.notify = self.notify
+            previous.close(cancel_pending=False)  # a send under way may finish
+
+    def _configured(self, check: str, rule: str) -> bool:
+        """Alerts of checks or rules removed by a reload are kept on disk but not shown."""
+        return rule in self.config.rules.get(check, {})
+
+    async def start(self) -> None:
+        self.book = AlertBook(await asyncio.to_thread(load_states, self.engine))
+        await self._reload_silences()
+        await self._count_outbox()  # a backlog from the last run shows now, not in 15 s
+        self._tasks = [
+            asyncio.create_task(self.delivery.run(), name="intmon-delivery"),
+            asyncio.create_task(self._housekeeping(), name="intmon-alert-housekeeping"),
+        ]
+
+    async def stop(self) -> None:
+        self.delivery.stop()
+        self._stopping.set()
+        await asyncio.gather(*self._tasks)
+        self.notify.close()
+
+    async def evaluate(self, check: CheckConfig, signals: CheckSignals) -> None:
+        """After a run: move the state machine, commit, then let delivery know."""
+        rules = self.config.rules.get(check.name, {})
+        if not rules:
+            return
+        now = self.clock.time()
+        outcome = self.book.evaluate(
+            signals,
+            rules,
+            now,
+            silenced=self.silences.is_silenced(check.name, now),
+            provider=check.provider,
+        )
+        if not outcome.changes and not outcome.intents:
+            return
+        await self._commit(outcome)
+
+    async def _commit(self, outcome: Outcome) -> None:
+        messages = self.notify.messages(outcome.intents, self._routes)
+        try:
+            await asyncio.to_thread(commit, self.engine, outcome.changes, messages)
+        except StaleStateError as exc:
+            log.warning("alert state changed underneath us, reloading: %s", exc)
+            self.book.replace_all(await asyncio.to_thread(load_states, self.engine))
+            return
+        except SQLAlchemyError as exc:
+            # Memory stays where the database is, so the next run evaluates this again.
+            log.warning("could not commit alert state, retrying at the next run: %s", exc)
+            self.metrics.db_write_errors.inc()
+            return
+        self.book.accept(outcome)
+        for intent in outcome.intents:
+            note = " (silenced)" if intent.silenced else ""
+            log.info(
+                "alert %s %s/%s %s%s", intent.kind, intent.check, intent.rule, intent.severity, note
+            )
+        if messages:
+            self.delivery.wake()
+
+    async def _housekeeping(self) -> None:
+        # Waits on the injected clock like the scheduler and the delivery loop, so all three
+        # agree on how long 15 s is.
+        while not self._stopping.is_set():
+            sleeper = asyncio.ensure_future(self.clock.sleep(SILENCE_RELOAD))
+            stopper = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (sleeper, stopper):
+                task.cancel()
+            if not self._stopping.is_set():
+                await self._reload_silences()
+                await self._count_outbox()
+
+    async def _reload_silences(self) -> None:
+        try:
+            runtime = await asyncio.to_thread(load_active, self.engine, self.clock.time())
+        except SQLAlchemyError as exc:
+            log.warning("could not reload silences, keeping the previous ones: %s", exc)
+            return
+        self.silences = Silences(config=tuple(self.config.silences), runtime=runtime)
+
+    async def _count_outbox(self) -> None:
+        def count() -> int:
+            with self.engine.connect() as connection:
+                query = select(func.count()).where(col(OutboxRow.status) == PENDING)
+                return int(connection.execute(query).scalar_one())
+
+        try:
+            self.outbox_depth = await asyncio.to_thread(count)
+        except SQLAlchemyError as exc:
+            log.warning("could not count the outbox: %s", exc)
+
+    def firing(self) -> list[Firing]:
+        return [
+            Firing(s.check, s.rule, s.severity or "warning")
+            for s in self.book.active()
+            if s.phase is Phase.FIRING and self._configured(s.check, s.rule)
+        ]
+
+    def status(self) -> list[dict[str, Any]]:
+        """Every pending or firing alert with its latest evaluation, for /api/alerts."""
+        out = []
+        for state in self.book.active():
+            if not self._configured(state.check, state.rule):
+                continue
+            entry: dict[str, Any] = {**asdict(state), "phase": str(state.phase)}
+            evaluation = self.book.evaluations.get((state.check, state.rule))
+            if evaluation is not None:
+                entry["summary"] = evaluation.summary
+                entry["value"] = evaluation.value
+                entry["threshold"] = evaluation.threshold
+            entry["silenced"] = self.silences.is_silenced(state.check, self.clock.time())
+            out.append(entry)
+        return out

@@ -1,0 +1,378 @@
+"""The config file: YAML -> validated models, with errors that name the file, line and key."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import AfterValidator, Field, ValidationError, field_validator
+
+from checks import REGISTRY
+from checks.base import NAME_PATTERN, CheckConfig, Model
+from monitor.alerting.notify import AlertingSettings, apprise_rejects
+from monitor.alerting.rules import AlertConfigError, RuleConfig, parse_alerts, validate_defaults
+from monitor.alerting.silences import SilenceConfig
+from monitor.config.yamlsrc import Path, SourceMap, interpolate, load_yaml
+from monitor.core.errors import ConfigError, ConfigIssue
+from monitor.core.units import Duration
+
+DEFAULT_CONFIG = "config/monitor.yaml"
+SECTIONS = ("monitor", "defaults", "notifiers", "checks", "alerting", "silences")
+M = TypeVar("M", bound=Model)
+
+
+class Retention(Model):
+    """How long history is kept: raw runs, then their hourly rollups (monitor.storage.upkeep)."""
+
+    raw: Duration = Field(default=7 * 86400.0, gt=0)
+    rollups: Duration = Field(default=400 * 86400.0, gt=0)
+
+
+class MonitorSettings(Model):
+    database: str = "monitor.db"
+    listen: str = "127.0.0.1:9464"
+    concurrency: int = Field(default=100, ge=1)
+    per_host_concurrency: int = Field(default=8, ge=1)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_grace: Duration = 10.0
+    retention: Retention = Field(default_factory=Retention)
+    # A dead-man's switch (e.g. healthchecks.io) pinged every heartbeat_interval while the
+    # daemon is healthy. Usually a secret: write it as ${HEARTBEAT_URL}.
+    heartbeat_url: str | None = Field(default=None, repr=False)
+    heartbeat_interval: Duration = Field(default=60.0, gt=0)
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _heartbeat_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # `${HEARTBEAT_URL:-}` unset: no dead-man's switch
+        # Anyone holding the URL can keep the switch quiet: the error never repeats it.
+        scheme, _, rest = (value or "").partition("://")
+        if value is not None and (scheme not in ("http", "https") or rest[:1] in ("", "/")):
+            raise ValueError("not an http(s) URL")
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:9464)")
+        return value
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def database_url(self) -> str:
+        return self.database if "://" in self.database else f"sqlite:///{self.database}"
+
+
+def _apprise_url(url: str) -> str:
+    if apprise_rejects(url):
+        # The URL may carry a token: the error's key path says which one, never what it is.
+        raise ValueError("not a URL Apprise can use (unknown service or missing parts)")
+    return url
+
+
+class NotifierConfig(Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    # Validated one by one, so an error points at `notifiers[i].urls[j]` and its line.
+    urls: list[Annotated[str, AfterValidator(_apprise_url)]] = Field(min_length=1)
+    min_severity: Literal["warning", "critical"] = "warning"
+
+
+@dataclass
+class Config:
+    monitor: MonitorSettings
+    checks: list[CheckConfig]
+    notifiers: list[NotifierConfig] = field(default_factory=list)
+    # check name -> rule name -> rule, with defaults.alerts and built-in defaults applied
+    rules: dict[str, dict[str, RuleConfig]] = field(default_factory=dict)
+    alerting: AlertingSettings = field(default_factory=AlertingSettings)
+    silences: list[SilenceConfig] = field(default_factory=list)
+    secrets: frozenset[str] = frozenset()
+    source: str = "<memory>"
+
+    def check(self, name: str) -> CheckConfig:
+        for check in self.checks:
+            if check.name == name:
+                return check
+        raise KeyError(name)
+
+
+def resolve_config_path(arg: str | None) -> str:
+    return arg or os.environ.get("INTMON_CONFIG") or DEFAULT_CONFIG
+
+
+def load_config(
+    file: str,
+    env: dict[str, str] | None = None,
+    registry: dict[str, type[CheckConfig]] | None = None,
+) -> Config:
+    try:
+        text = FsPath(file).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(file, [ConfigIssue("", f"cannot read config: {exc.strerror}")]) from None
+    return parse_config(text, file, env, registry)
+
+
+def parse_config(
+    text: str,
+    file: str = "<memory>",
+    env: dict[str, str] | None = None,
+    registry: dict[str, type[CheckConfig]] | None = None,
+) -> Config:
+    """Validate everything in one pass; raise ConfigError listing every problem found."""
+    try:
+        raw, source = load_yaml(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(file, [ConfigIssue("", f"invalid YAML: {problem}", line)]) from None
+    return _Validator(file, source, registry or REGISTRY).run(
+        raw, os.environ if env is None else env
+    )
+
+
+class _Validator:
+    def __init__(
+        self, file: str, source: SourceMap, registry: dict[str, type[CheckConfig]]
+    ) -> None:
+        self.file = file
+        self.source = source
+        self.registry = registry
+        self.issues: list[ConfigIssue] = []
+        # Keys whose ${VAR} is unset: their empty value would only add a second, confusing error.
+        self.unset: set[Path] = set()
+        self.rule_cache: dict[str, dict[str, RuleConfig]] = {}
+
+    def fail(self, path: Path, message: str) -> None:
+        self.issues.append(ConfigIssue(format_path(path), message, self.source.line(path)))
+
+    def run(self, raw: Any, env: Any) -> Config:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            self.fail((), "the config must be a mapping with monitor, defaults, notifiers, checks")
+            raise ConfigError(self.file, self.issues)
+        secrets: set[str] = set()
+        raw = interpolate(
+            raw,
+            dict(env),
+            self.unset_variable,
+            secrets,
+        )
+        for key in raw:
+            if key not in SECTIONS:
+                self.fail((key,), f"unknown key (expected {', '.join(SECTIONS)})")
+
+        monitor = self.model(MonitorSettings, raw.get("monitor") or {}, ("monitor",))
+        raw_notifiers = self.sequence(raw, "notifiers")
+        notifiers = [
+            self.model(NotifierConfig, item, ("notifiers", i))
+            for i, item in enumerate(raw_notifiers)
+        ]
+        alerting = self.model(AlertingSettings, raw.get("alerting") or {}, ("alerting",))
+        silences = [
+            self.model(SilenceConfig, item, ("silences", i))
+            for i, item in enumerate(self.sequence(raw, "silences"))
+        ]
+        defaults = self.defaults(raw.get("defaults") or {})
+        default_alerts = defaults.pop("alerts", {})
+        self.default_alerts(default_alerts)
+        checks = [
+            self.check(item, defaults, ("checks", i))
+            for i, item in enumerate(self.sequence(raw, "checks"))
+        ]
+        rules = {
+            check.name: self.rules(check, default_alerts, ("checks", i))
+            for i, check in enumerate(checks)
+            if check is not None
+        }
+        valid_checks = [c for c in checks if c is not None]
+        # A notifier with a bad URL is reported once, at its URL: checks routing to it by
+        # name are not wrong, so they get no second, misleading "no notifier named" error.
+        named = {
+            item["name"]
+            for item in raw_notifiers
+            if isinstance(item, dict) and isinstance(item.get("name"), str)
+        }
+        self.cross_checks(valid_checks, [n for n in notifiers if n is not None], named)
+        if self.issues:
+            raise ConfigError(self.file, self.issues)
+        # An invalid section would have raised above.
+        assert monitor is not None
+        assert alerting is not None
+        return Config(
+            monitor=monitor,
+            checks=valid_checks,
+            notifiers=[n for n in notifiers if n is not None],
+            rules=rules,
+            alerting=alerting,
+            silences=[s for s in silences if s is not None],
+            secrets=frozenset(secrets),
+            source=self.file,
+        )
+
+    def default_alerts(self, value: Any) -> None:
+        if not isinstance(value, dict):
+            self.fail(("defaults", "alerts"), "must be a mapping of rule name to settings")
+            return
+        try:
+            validate_defaults(value)
+        except AlertConfigError as exc:
+            for sub, message in exc.issues:
+                self.fail(("defaults", "alerts", *sub), message)
+
+    def rules(self, check: CheckConfig, default_alerts: Any, path: Path) -> dict[str, RuleConfig]:
+        defaults = default_alerts if isinstance(default_alerts, dict) else {}
+        max_age = getattr(check, "max_age", None)
+        # Most checks end up with identical (frozen) rules: share them. At 10,000 checks the
+        # copies would be tens of megabytes.
+        key = json.dumps([check.alerts, check.type, max_age], sort_keys=True, default=str)
+        if key in self.rule_cache:
+            return self.rule_cache[key]
+        try:
+            rules = parse_alerts(check.alerts, defaults, check.type, max_age=max_age)
+        except AlertConfigError as exc:
+            for sub, message in exc.issues:
+                self.fail((*path, "alerts", *sub), message)
+            return {}
+        self.rule_cache[key] = rules
+        return rules
+
+    def unset_variable(self, path: Path, name: str) -> None:
+        self.unset.add(path)
+        self.fail(path, f"environment variable {name} is not set")
+
+    def sequence(self, raw: dict[str, Any], key: str) -> list[Any]:
+        value = raw.get(key) or []
+        if not isinstance(value, list):
+            self.fail((key,), "must be a list")
+            return []
+        return value
+
+    def defaults(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(("defaults",), "must be a mapping of check fields")
+            return {}
+        known = {name for cls in self.registry.values() for name in _field_names(cls)}
+        for key in value:
+            if key not in known or key in ("name", "type"):
+                self.fail(("defaults", key), "unknown key: not a field of any check type")
+        return {k: v for k, v in value.items() if k in known and k not in ("name", "type")}
+
+    def check(self, item: Any, defaults: dict[str, Any], path: Path) -> CheckConfig | None:
+        if not isinstance(item, dict):
+            self.fail(path, "each check must be a mapping")
+            return None
+        kind = item.get("type", "http")
+        cls = self.registry.get(kind) if isinstance(kind, str) else None
+        if cls is None:
+            known = ", ".join(sorted(self.registry))
+            self.fail((*path, "type"), f"unknown check type {kind!r} (one of: {known})")
+            return None
+        fields = _field_names(cls)
+        # defaults.alerts is layered by the rules themselves (monitor.alerting.rules.parse_alerts).
+        merged = deep_merge({k: v for k, v in defaults.items() if k in fields}, item)
+        merged["type"] = kind
+        return self.model(cls, merged, path)
+
+    def model(self, cls: type[M], data: Any, path: Path) -> M | None:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            for error in exc.errors():
+                full = (*path, *_data_path(data, error["loc"]))
+                if full not in self.unset:
+                    self.fail(full, _message(error))
+            return None
+
+    def cross_checks(
+        self, checks: list[CheckConfig], notifiers: list[NotifierConfig], notifier_names: set[str]
+    ) -> None:
+        seen: dict[str, int] = {}
+        for index, check in enumerate(checks):
+            if check.name in seen:
+                self.fail(
+                    ("checks", index, "name"),
+                    f"duplicate check name {check.name!r} (also checks[{seen[check.name]}])",
+                )
+            seen.setdefault(check.name, index)
+            for j, target in enumerate(check.notify):
+                if target not in notifier_names:
+                    self.fail(("checks", index, "notify", j), f"no notifier named {target!r}")
+        names = [n.name for n in notifiers]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                self.fail(("notifiers", index, "name"), f"duplicate notifier name {name!r}")
+
+
+def _field_names(cls: type[Model]) -> set[str]:
+    names = set(cls.model_fields)
+    names.update(f.alias for f in cls.model_fields.values() if f.alias)
+    return names
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` wins; nested mappings are merged key by key (defaults.request.headers...)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _data_path(data: Any, loc: tuple[int | str, ...]) -> Path:
+    """Keep only the parts of a pydantic error location that exist in the data.
+
+    Pydantic adds union member and validator names to locations; the user only knows keys.
+    """
+    path: list[str | int] = []
+    node = data
+    for index, part in enumerate(loc):
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
+            node = node[part]
+            path.append(part)
+        elif index == len(loc) - 1:
+            path.append(part)  # a missing required key, or an unknown one: name it
+    return tuple(path)
+
+
+def _message(error: Any) -> str:
+    kind, msg, value = error["type"], error["msg"], error.get("input")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if msg.startswith("Value error, "):
+        return str(msg).removeprefix("Value error, ")
+    if kind == "string_pattern_mismatch":
+        return f"{value!r} must match {error['ctx']['pattern']}"
+    if kind == "literal_error":
+        return f"{value!r} is not allowed: {msg.removeprefix('Input should be ')}"
+    if isinstance(value, str | int | float | bool) and not isinstance(value, dict):
+        return f"{value!r}: {msg[0].lower()}{msg[1:]}"
+    return str(msg[0].lower() + msg[1:])
+
+
+def format_path(path: Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

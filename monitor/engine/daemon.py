@@ -1,0 +1,318 @@
+"""The daemon: wires config, scheduler, runner, store, signals, alerting and metrics together."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import Any
+
+import aiohttp
+
+from checks.base import CheckConfig, Result, RunContext
+from monitor import __version__
+from monitor.alerting.runtime import Alerter
+from monitor.config.loader import Config, load_config
+from monitor.config.reload import ReloadPlan, plan
+from monitor.core.clock import Clock
+from monitor.core.redact import Redactor
+from monitor.engine.runner import Runner, make_session
+from monitor.engine.scheduler import Dispatch, Schedule, Scheduler
+from monitor.engine.state import CheckState
+from monitor.engine.throttle import Throttle, throttle_key
+from monitor.metrics import Metrics, SignalCollector
+from monitor.signals.per_check import (
+    DEFAULT_ERROR_WINDOW,
+    DEFAULT_LATENCY_WINDOW,
+    CheckSignals,
+    DeprecationRecord,
+)
+from monitor.storage.store import RunRecord, Store
+from monitor.storage.upkeep import Maintenance
+from monitor.storage.writer import Writer
+from monitor.web.heartbeats import HeartbeatBook
+
+log = logging.getLogger(__name__)
+BASELINE_HISTORY = 7 * 86400.0  # the baseline p95 is the median hourly p95 of a week
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        metrics: Metrics,
+        clock: Clock,
+        redactor: Redactor | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        # Shared with the log formatter when given, so a reload updates both.
+        self.redactor = redactor or Redactor(config.secrets)
+        self.checks: dict[str, CheckConfig] = {c.name: c for c in config.checks}
+        self.states: dict[str, CheckState] = {name: CheckState(name) for name in self.checks}
+        self.signals: dict[str, CheckSignals] = {
+            c.name: self._signals_for(c) for c in config.checks
+        }
+        self.throttle = Throttle()
+        self.heartbeats = HeartbeatBook()
+        self.writer = Writer(store, on_error=metrics.db_write_errors.inc)
+        self.alerter = Alerter(config, store.engine, metrics, clock, self.redactor)
+        self.maintenance = Maintenance(
+            store,
+            self.writer,
+            config.monitor.retention,
+            clock,
+            on_error=metrics.maintenance_errors.inc,
+            on_report=metrics.maintained,
+        )
+        metrics.registry.register(
+            SignalCollector(
+                self.signals.values,
+                firing=self.alerter.firing,
+                outbox_depth=lambda: self.alerter.outbox_depth,
+            )
+        )
+        self.ready = False
+        self._reloading = asyncio.Lock()
+        self._session: aiohttp.ClientSession | None = None
+        self._scheduler: Scheduler | None = None
+        self._scheduler_task: asyncio.Task[None] | None = None
+        self._maintenance_task: asyncio.Task[None] | None = None
+
+    def _signals_for(self, check: CheckConfig) -> CheckSignals:
+        """Window lengths follow the check's alert rules, so the gauge is what the rule sees."""
+        rules = self.config.rules.get(check.name, {})
+        windows = [getattr(rule, "window", 0.0) for rule in rules.values()]
+        return CheckSignals(
+            check.name,
+            self.clock,
+            error_window=getattr(rules.get("error_rate"), "window", DEFAULT_ERROR_WINDOW),
+            latency_window=getattr(rules.get("latency_p95"), "window", DEFAULT_LATENCY_WINDOW),
+            longest_window=max([*windows, DEFAULT_LATENCY_WINDOW]),
+        )
+
+    async def start(self) -> None:
+        """Open storage, restore what the last run of the daemon knew, and start scheduling."""
+        await asyncio.to_thread(self.store.open)
+        await asyncio.to_thread(self.restore)
+        for name in self.checks:
+            self.metrics.declare(name)
+        for notifier in self.config.notifiers:
+            self.metrics.declare_notifier(notifier.name)
+        self._session = make_session(self.config.monitor.concurrency)
+        ctx = RunContext(
+            session=self._session,
+            clock=self.clock,
+            redactor=self.redactor,
+            user_agent=f"intmon/{__version__}",
+            heartbeats=self.heartbeats,
+        )
+        self.runner = Runner(
+            ctx, self.config.monitor.concurrency, self.config.monitor.per_host_concurrency
+        )
+        self.writer.start()
+        self._maintenance_task = asyncio.create_task(self.maintenance.run(), name="intmon-db")
+        await self.alerter.start()
+        schedule = Schedule({n: c.interval for n, c in self.checks.items()}, self.clock.time())
+        self._scheduler = Scheduler(schedule, self.clock, self._dispatch, on_skip=self._skipped)
+        self._scheduler_task = asyncio.create_task(self._scheduler.run(), name="intmon-scheduler")
+        self.ready = True
+        log.info("watching %d checks", len(self.checks))
+
+    def restore(self, only: set[str] | None = None) -> None:
+        """Blocking reads at start-up (or for checks a reload adds): last results, failure
+        streaks, recent windows, deprecations, baselines and heartbeats."""
+        names = set(self.checks) if only is None else only
+        now = self.clock.time()
+        for name, row in self.store.latest_runs().items():
+            if name in names:
+                self.states[name].seed(row)
+                self.signals[name].seed_last(self.states[name].last)
+                self._restore_pause(self.checks[name], self.states[name].last, now)
+        for name, count in self.store.consecutive_failures().items():
+            if name in names:
+                self.signals[name].consecutive_failures = count
+        self._replay_windows(names)
+        for name, saved in self.store.deprecations().items():
+            if name in names:
+                self.signals[name].deprecation = DeprecationRecord.from_row(saved)
+        # Finished hours come from the hourly rollups, the rest of the week from raw runs.
+        week_ago = now - BASELINE_HISTORY
+        for check, hours in itertools.groupby(
+            self.store.hourly_p95s(week_ago), key=lambda row: row[0]
+        ):
+            if check in names:
+                for _, hour, p95 in hours:
+                    self.signals[check].baseline.seed_hour(hour, p95)
+        raw_since = max(week_ago, self.store.rolled_up_until() or week_ago)
+        for check, samples in itertools.groupby(
+            self.store.healthy_latencies(raw_since), key=lambda row: row[0]
+        ):
+            if check in names:
+                self.signals[check].seed_baseline((ts, latency) for _, ts, latency in samples)
+        if only is None:
+            self.heartbeats.load(self.store.engine)
+
+    def _replay_windows(self, names: set[str]) -> None:
+        """Fill windows from stored runs, so error rate and p95 survive restarts and reloads."""
+        if not names:
+            return
+        longest = max(self.signals[name].windows.max_window for name in names)
+        for check, ts, ok, latency, status in self.store.recent_runs(self.clock.time() - longest):
+            if check in names:
+                self.signals[check].seed(ts, ok, latency, status == 429)
+
+    def _restore_pause(self, check: CheckConfig, last: RunRecord | None, now: float) -> None:
+        """A Retry-After still running when the daemon stopped is still owed after a restart."""
+        if last is None or last.status != 429:
+            return
+        retry_after = last.signals.get("retry_after")
+        if isinstance(retry_after, int | float) and last.ts + retry_after > now:
+            key = throttle_key(check.name, check.provider)
+            self.throttle.on_response(key, 429, last.ts + retry_after - now, now)
+
+    async def _dispatch(self, dispatch: Dispatch) -> None:
+        self.metrics.lateness.observe(dispatch.lateness)
+        check = self.checks.get(dispatch.name)
+        if check is None:
+            return  # removed while it waited
+        key = throttle_key(check.name, check.provider)
+        # The provider asked us to wait (Retry-After, backoff, exhausted quota): sending
+        # anyway is how a monitor becomes the cause of the 429s it reports.
+        result = await self.runner.execute(
+            check, may_send=lambda: self.throttle.may_run(key, self.clock.time())
+        )
+        if result is None:
+            self.metrics.throttled.labels(check.name).inc()
+            return
+        await self.record(check, result)
+
+    def _skipped(self, name: str) -> None:
+        self.metrics.skipped.labels(name).inc()
+        log.warning("check %s is still running at its next slot; that slot is skipped", name)
+
+    async def record(self, check: CheckConfig, result: Result) -> None:
+        """Fan a result out to signals, throttle, state, metrics, storage and alerting."""
+        signals = self.signals[check.name]
+        if signals.observe(result):
+            assert signals.deprecation is not None  # a change is reported once there is one
+            self.writer.record_deprecation(signals.deprecation.to_row(check.name))
+        self.throttle.on_response(
+            throttle_key(check.name, check.provider),
+            result.status,
+            signals.retry_after,
+            self.clock.time(),
+            quota=signals.quota_hint(),
+            base=check.interval,
+        )
+        record = RunRecord(
+            check=check.name,
+            ts=result.started_at,
+            ok=result.ok,
+            error_class=result.error_class,
+            status=result.status,
+            latency=result.latency,
+            reason=result.reason,
+            signals=result.signals,
+        )
+        self.states[check.name].update(record)
+        self.metrics.observe(check.name, result)
+        self.writer.record(record)
+        if not result.ok:
+            log.info("%s failed: %s: %s", check.name, result.error_class, result.reason)
+        await self.alerter.evaluate(check, signals)
+
+    async def reload(self) -> ReloadPlan:
+        """Re-read the config file and apply it. An invalid file raises ConfigError and
+        changes nothing: the daemon goes on with the config it has."""
+        async with self._reloading:
+            new = await asyncio.to_thread(load_config, self.config.source)
+            return await self.apply(new)
+
+    async def apply(self, new: Config) -> ReloadPlan:
+        """Take a validated config while running. History, windows and alert states of checks
+        that stay are kept; removed checks stop, added ones start on their own grid slot."""
+        change = plan(self.config, new)
+        self.redactor.update(new.secrets)
+        self.config = new
+        for name in change.removed:
+            self._scheduler_schedule().remove(name)
+            del self.checks[name], self.states[name], self.signals[name]
+            self.metrics.forget(name)
+        grown: set[str] = set()
+        for check in new.checks:
+            name = check.name
+            self.checks[name] = check
+            if name in change.added:
+                self.states[name] = CheckState(name)
+                self.signals[name] = self._signals_for(check)
+                self.metrics.declare(name)
+                self._scheduler_schedule().add(name, check.interval, self.clock.time())
+                continue
+            fresh = self._signals_for(check)
+            windows = (fresh.error_window, fresh.latency_window, fresh.windows.max_window)
+            if self.signals[name].resize(*windows):
+                grown.add(name)
+            if name in change.rescheduled:
+                self._scheduler_schedule().remove(name)
+                self._scheduler_schedule().add(name, check.interval, self.clock.time())
+        # A check added back after a removal picks up its history where it left it.
+        await asyncio.to_thread(self.restore, set(change.added))
+        await asyncio.to_thread(self._replay_windows, grown)
+        self.alerter.reload(new)
+        for notifier in new.notifiers:
+            self.metrics.declare_notifier(notifier.name)
+        self.maintenance.retention = new.monitor.retention
+        if self._scheduler is not None:
+            self._scheduler.poke()
+        for setting in change.needs_restart:
+            log.warning("monitor.%s changed: it takes effect at the next restart", setting)
+        log.info("config reloaded: %s", change.summary())
+        return change
+
+    def _scheduler_schedule(self) -> Schedule:
+        assert self._scheduler is not None, "reload before start"
+        return self._scheduler.schedule
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful: in-flight checks finish (or hit their timeout), pending rows are flushed."""
+        self.ready = False
+        if self._scheduler is not None and self._scheduler_task is not None:
+            self._scheduler.stop()
+            await self._scheduler_task
+            grace = self.config.monitor.shutdown_grace if grace is None else grace
+            await self._scheduler.drain(grace)
+        await self.alerter.stop()
+        if self._maintenance_task is not None:
+            # Before the writer closes: maintenance runs its steps on the writer's thread.
+            self.maintenance.stop()
+            await self._maintenance_task
+        await self.writer.close()
+        if self._session is not None:
+            await self._session.close()
+        await asyncio.to_thread(self.store.close)
+
+    def status(self) -> list[dict[str, Any]]:
+        out = []
+        now = self.clock.time()
+        for name, check in self.checks.items():
+            entry: dict[str, Any] = {
+                "name": name,
+                "type": check.type,
+                "target": self.redactor(check.describe_target()),
+                "provider": check.provider,
+                "interval": check.interval,
+            }
+            entry.update(self.states[name].as_json())
+            entry["metrics"] = self.signals[name].as_json()
+            key = throttle_key(name, check.provider)
+            entry["throttle"] = {
+                "paused_until": self.throttle.paused_until(key, now),
+                "reason": self.throttle.reason(key, now),
+                "throttled_seconds": round(self.throttle.throttled_seconds(key, now), 3),
+            }
+            out.append(entry)
+        return out

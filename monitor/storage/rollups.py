@@ -1,0 +1,225 @@
+"""Retention on the store: hourly rollups, pruning and incremental vacuum.
+
+Run on the writer's thread only (see monitor/storage/upkeep.py), one short transaction per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, insert, text
+from sqlalchemy import select as sa_select
+
+from monitor.signals.stats import HOUR, quantile
+from monitor.storage.schema import CheckRow, MetaRow, RollupRow, StoredRollup, StoredRun
+
+RUNS: Table = StoredRun.__table__  # type: ignore[attr-defined]
+ROLLUPS: Table = StoredRollup.__table__  # type: ignore[attr-defined]
+CHECKS: Table = CheckRow.__table__  # type: ignore[attr-defined]
+META: Table = MetaRow.__table__  # type: ignore[attr-defined]
+
+
+def summarise_hour(
+    check: str, hour: int, runs: list[tuple[bool, float | None, int | None]]
+) -> dict[str, Any]:
+    """The rollup row of one check's (ok, latency, status) runs in one hour."""
+    timed = [latency for _, latency, _ in runs if latency is not None]
+    timed_ok = [latency for ok, latency, _ in runs if ok and latency is not None]
+    timed.sort()
+    return {
+        "check": check,
+        "hour": hour,
+        "count": len(runs),
+        "failures": sum(1 for ok, _, _ in runs if not ok),
+        "rate_limited": sum(1 for _, _, status in runs if status == 429),
+        "timed": len(timed),
+        "p50": quantile(timed, 0.5),
+        "p95": quantile(timed, 0.95),
+        "p99": quantile(timed, 0.99),
+        "p95_ok": quantile(timed_ok, 0.95),
+    }
+
+
+def hour_of(ts: float) -> int:
+    return int(ts - ts % HOUR)
+
+
+class RetentionMixin:
+    """The retention half of Store: needs its engine, check ids and rollup bookkeeping."""
+
+    engine: Engine
+    sqlite: bool
+    _rolled_until: int | None
+    _late_hours: set[int]
+
+    def check_ids(
+        self, connection: Connection, names: Iterable[str], create: bool = False
+    ) -> dict[str, int]:
+        raise NotImplementedError
+
+    def check_names(self, connection: Connection) -> dict[int, str]:
+        raise NotImplementedError
+
+    def checks_in(self, table: str) -> list[str]:
+        """Every check name with rows in `runs` or `rollups`, by name."""
+        if table not in ("runs", "rollups"):
+            raise ValueError(table)
+        # One index seek per check: far cheaper than DISTINCT over millions of rows.
+        query = text(
+            f"SELECT name FROM checks c WHERE EXISTS "
+            f"(SELECT 1 FROM {table} WHERE check_id = c.id) ORDER BY name"
+        )
+        with self.engine.connect() as connection:
+            return [row[0] for row in connection.execute(query)]
+
+    def rolled_up_until(self) -> int | None:
+        """The end of the last hour rolled up; None before the first rollup."""
+        query = sa_select(META.c.value).where(META.c.key == "rolled_up_until")
+        with self.engine.connect() as connection:
+            value = connection.execute(query).scalar()
+            return None if value is None else int(value)
+
+    def hours_to_roll_up(self, until: float) -> list[int]:
+        """Every hour ending by `until` not rolled up yet, plus earlier hours that got late runs."""
+        end = hour_of(until)
+        start = self._rolled_until
+        if start is None:
+            oldest = self._oldest_run()
+            if oldest is None:
+                return []
+            start = hour_of(oldest)
+        late = sorted(h for h in self._late_hours if h < start)
+        return [*late, *range(start, end, int(HOUR))]
+
+    def _oldest_run(self) -> float | None:
+        query = text("SELECT min((SELECT min(ts) FROM runs WHERE check_id = c.id)) FROM checks c")
+        with self.engine.connect() as connection:
+            value = connection.execute(query).scalar()
+            return None if value is None else float(value)
+
+    def rollup(self, hour: int, checks: list[str] | None = None, last: bool = True) -> int:
+        """(Re)compute one hour's rollups of `checks` (default: all) in one transaction.
+
+        Idempotent: their old rows for the hour are replaced, so a re-run after late runs is
+        exact. A caller splitting an hour into chunks of checks passes `last` on the final one,
+        which alone marks the hour done. Returns the rows written.
+        """
+        names = self.checks_in("runs") if checks is None else checks
+        with self.engine.begin() as connection:
+            ids = self.check_ids(connection, names)
+            # `check_id IN (...)` turns one scan of every run into one key range per check.
+            query = (
+                sa_select(RUNS.c.check_id, RUNS.c.ok, RUNS.c.latency, RUNS.c.status)
+                .where(RUNS.c.check_id.in_(ids.values()))
+                .where(RUNS.c.ts >= hour, RUNS.c.ts < hour + HOUR)
+            )
+            grouped: dict[int, list[tuple[bool, float | None, int | None]]] = {}
+            for check_id, ok, latency, status in connection.execute(query):
+                grouped.setdefault(check_id, []).append((bool(ok), latency, status))
+            rows = []
+            for name, check_id in ids.items():
+                if check_id in grouped:
+                    row = summarise_hour(name, hour, grouped[check_id])
+                    del row["check"]
+                    rows.append({"check_id": check_id, **row})
+            stale = ROLLUPS.delete().where(ROLLUPS.c.hour == hour)
+            if checks is not None:
+                stale = stale.where(ROLLUPS.c.check_id.in_(ids.values()))
+            connection.execute(stale)
+            if rows:
+                connection.execute(insert(ROLLUPS), rows)
+            end = hour + int(HOUR)
+            advance = last and (self._rolled_until is None or end > self._rolled_until)
+            if advance:
+                self._set_meta(connection, "rolled_up_until", str(end))
+        if advance:
+            self._rolled_until = end
+        if last:
+            self._late_hours.discard(hour)
+        return len(rows)
+
+    def _set_meta(self, connection: Connection, key: str, value: str) -> None:
+        updated = connection.execute(META.update().where(META.c.key == key).values(value=value))
+        if not updated.rowcount:
+            connection.execute(insert(META).values(key=key, value=value))
+
+    def prune_runs(self, before: float, limit: int, checks: list[str]) -> int:
+        """Delete up to `limit` runs older than `before` of `checks`, in one transaction."""
+        return self._prune("runs", "check_id, ts, seq", "ts", before, limit, checks)
+
+    def prune_rollups(self, before: float, limit: int, checks: list[str]) -> int:
+        """Delete up to `limit` rollups of hours that started before `before`."""
+        return self._prune("rollups", "check_id, hour", "hour", before, limit, checks)
+
+    def _prune(
+        self, table: str, key: str, ts: str, before: float, limit: int, checks: list[str]
+    ) -> int:
+        with self.engine.begin() as connection:
+            ids = list(self.check_ids(connection, checks).values())
+            if not ids:
+                return 0
+            marks = ", ".join(f":c{i}" for i in range(len(ids)))
+            query = text(
+                f"""DELETE FROM {table} WHERE ({key}) IN (
+                    SELECT {key} FROM {table} WHERE check_id IN ({marks}) AND {ts} < :before
+                    LIMIT :limit)"""
+            )
+            params: dict[str, Any] = {f"c{i}": check_id for i, check_id in enumerate(ids)}
+            params.update(before=before, limit=limit)
+            return int(connection.execute(query, params).rowcount)
+
+    def incremental_vacuum(self, pages: int) -> int:
+        """Give up to `pages` free pages back to the OS; returns the free pages left."""
+        if not self.sqlite:
+            return 0
+        with self.engine.begin() as connection:
+            free = int(connection.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
+            if free and connection.exec_driver_sql("PRAGMA auto_vacuum").scalar() == 2:
+                # Each step of the pragma frees one page, and Python's sqlite3 steps a
+                # statement without result columns exactly once: so, one execute per page.
+                for _ in range(min(pages, free)):
+                    connection.exec_driver_sql("PRAGMA incremental_vacuum(1)")
+                free = int(connection.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
+            return free
+
+    def size_bytes(self) -> int:
+        """Pages in use and free, times page size: the main file's size, WAL excluded."""
+        if not self.sqlite:
+            return 0
+        with self.engine.connect() as connection:
+            pages = connection.exec_driver_sql("PRAGMA page_count").scalar() or 0
+            size = connection.exec_driver_sql("PRAGMA page_size").scalar() or 0
+            return int(pages) * int(size)
+
+    def hourly_p95s(self, since: float) -> Iterator[tuple[str, int, float]]:
+        """(check, hour start, p95 of passing runs) of every rolled-up hour starting at or
+        after `since`, by check then hour: what the baseline is seeded from."""
+        with self.engine.connect() as connection:
+            names = self.check_names(connection)
+            for check_id, name in sorted(names.items(), key=lambda item: item[1]):
+                query = (
+                    sa_select(ROLLUPS.c.hour, ROLLUPS.c.p95_ok)
+                    .where(ROLLUPS.c.check_id == check_id, ROLLUPS.c.hour >= since)
+                    .where(ROLLUPS.c.p95_ok.is_not(None))
+                    .order_by(ROLLUPS.c.hour)
+                )
+                for row in connection.execution_options(stream_results=True).execute(query):
+                    yield name, int(row[0]), float(row[1])
+
+    def rollups(self, check: str, since: float, until: float | None = None) -> list[RollupRow]:
+        """One check's hourly rollups starting in [since, until), oldest first."""
+        with self.engine.connect() as connection:
+            ids = self.check_ids(connection, [check])
+            if not ids:
+                return []
+            query = sa_select(ROLLUPS).where(
+                ROLLUPS.c.check_id == ids[check], ROLLUPS.c.hour >= since
+            )
+            if until is not None:
+                query = query.where(ROLLUPS.c.hour < until)
+            rows = connection.execute(query.order_by(ROLLUPS.c.hour))
+            return [
+                RollupRow(check=check, **{k: v for k, v in row._mapping.items() if k != "check_id"})
+                for row in rows
+            ]

@@ -1,0 +1,289 @@
+"""History in SQLite (or Postgres) through SQLModel. Synchronous; the writer and the API
+call it from worker threads so the event loop never waits on disk."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, Table, event, func, insert, inspect, text
+from sqlalchemy import select as sa_select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from monitor.storage.migrate import legacy_version, upgrade_legacy
+from monitor.storage.rollups import RetentionMixin, hour_of, summarise_hour
+from monitor.storage.schema import (
+    SCHEMA_VERSION,
+    CheckRow,
+    DeprecationRow,
+    MetaRow,
+    RollupRow,
+    RunRecord,
+    RunRow,
+    SchemaError,
+    StoredRun,
+    read_reason,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DeprecationRow",
+    "MetaRow",
+    "RollupRow",
+    "RunRecord",
+    "RunRow",
+    "SchemaError",
+    "Store",
+    "hour_of",
+    "summarise_hour",
+]
+
+log = logging.getLogger(__name__)
+
+RUNS: Table = StoredRun.__table__  # type: ignore[attr-defined]
+CHECKS: Table = CheckRow.__table__  # type: ignore[attr-defined]
+
+# An existing database without auto_vacuum is switched (one VACUUM, a full copy) on open only
+# up to this size; a bigger one keeps working, it just never gives freed pages back to the OS.
+VACUUM_ON_UPGRADE_MAX_BYTES = 64 * 1024 * 1024
+
+
+def _sqlite_pragmas(busy_timeout: float) -> Any:
+    def on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        cursor = dbapi_connection.cursor()
+        # Only takes effect on a brand-new file, and only before anything else writes to it
+        # (switching to WAL already does), so it comes first. On an existing file it is a no-op.
+        cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        # WAL lets the status API read while the writer writes; NORMAL is durable across a
+        # crash of the process (only a power loss can lose the last commits).
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.close()
+
+    return on_connect
+
+
+def _run_row(name: str, row: Row[Any]) -> RunRow:
+    return RunRow(
+        check=name,
+        ts=row.ts,
+        ok=bool(row.ok),
+        error_class=row.error_class,
+        status=row.status,
+        latency=row.latency,
+        reason=read_reason(row.reason, row.status),
+        signals=row.signals or "{}",
+    )
+
+
+class Store(RetentionMixin):
+    def __init__(self, url: str, busy_timeout: float = 5.0) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url)
+        self.sqlite = self.engine.dialect.name == "sqlite"
+        if self.sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas(busy_timeout))
+        # Check name -> id, only ever filled from committed rows (ids are never reused).
+        self._check_ids: dict[str, int] = {}
+        # End of the last hour rolled up, and hours before it that got late runs since (a
+        # backlog flushed after an outage): both only touched on the writer's thread.
+        self._rolled_until: int | None = None
+        self._late_hours: set[int] = set()
+
+    def open(self) -> None:
+        """Create the schema if needed, upgrade an older one, and check its version marker."""
+        with self.engine.connect() as connection:
+            had_runs = inspect(connection).has_table("runs")
+            version = legacy_version(connection)
+        if version is not None and version > SCHEMA_VERSION:
+            raise SchemaError(
+                f"database schema version {version} is newer than this intmon "
+                f"understands ({SCHEMA_VERSION}); upgrade intmon"
+            )
+        if version is not None and version < SCHEMA_VERSION:
+            with self.engine.begin() as connection:
+                upgrade_legacy(connection, version)
+            log.info("database schema upgraded from %s to %s", version, SCHEMA_VERSION)
+        SQLModel.metadata.create_all(self.engine)
+        with Session(self.engine) as session:
+            if session.get(MetaRow, "schema_version") is None:
+                session.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
+                session.commit()
+        if self.sqlite and had_runs:
+            self._enable_incremental_vacuum()
+        self._rolled_until = self.rolled_up_until()
+
+    def _enable_incremental_vacuum(self) -> None:
+        """A database created before auto_vacuum was set needs one VACUUM to switch."""
+        with self.engine.connect() as connection:
+            if connection.exec_driver_sql("PRAGMA auto_vacuum").scalar() != 0:
+                return
+            if self.size_bytes() > VACUUM_ON_UPGRADE_MAX_BYTES:
+                log.warning(
+                    "database %s has no incremental vacuum; pruned space is reused but the file "
+                    "will not shrink. To switch, stop intmon and run: sqlite3 FILE "
+                    "'PRAGMA auto_vacuum=INCREMENTAL; VACUUM;'",
+                    self.url,
+                )
+                return
+            connection.exec_driver_sql("PRAGMA auto_vacuum=INCREMENTAL")
+            connection.exec_driver_sql("VACUUM")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def check_ids(
+        self, connection: Connection, names: Iterable[str], create: bool = False
+    ) -> dict[str, int]:
+        """Ids of `names` that have one (with `create`, all: new ones are inserted).
+
+        Uncommitted ids are returned but not cached: the caller's transaction may roll back.
+        """
+        found = {name: self._check_ids[name] for name in names if name in self._check_ids}
+        missing = [name for name in names if name not in found]
+        if missing:
+            query = sa_select(CHECKS.c.name, CHECKS.c.id).where(CHECKS.c.name.in_(missing))
+            stored = {row[0]: int(row[1]) for row in connection.execute(query)}
+            self._check_ids.update(stored)
+            found.update(stored)
+            new = sorted(name for name in missing if name not in stored)
+            if create and new:
+                connection.execute(insert(CHECKS), [{"name": name} for name in new])
+                query = sa_select(CHECKS.c.name, CHECKS.c.id).where(CHECKS.c.name.in_(new))
+                found.update((row[0], int(row[1])) for row in connection.execute(query))
+        return found
+
+    def check_names(self, connection: Connection) -> dict[int, str]:
+        return {int(row[0]): row[1] for row in connection.execute(sa_select(CHECKS))}
+
+    def write_runs(self, records: list[RunRecord]) -> None:
+        """One transaction for the whole batch."""
+        if not records:
+            return
+        try:
+            ids = self._insert_runs(records, resolve_ties=False)
+        except IntegrityError:
+            # A run of a check at the very `ts` of a stored one (a clock step back, a replayed
+            # backlog): numbered past the stored ones rather than lost.
+            ids = self._insert_runs(records, resolve_ties=True)
+        self._check_ids.update(ids)
+        if self._rolled_until is not None:
+            self._late_hours.update(hour_of(r.ts) for r in records if r.ts < self._rolled_until)
+
+    def _insert_runs(self, records: list[RunRecord], resolve_ties: bool) -> dict[str, int]:
+        with self.engine.begin() as connection:
+            ids = self.check_ids(connection, {r.check for r in records}, create=True)
+            seen: dict[tuple[int, float], int] = {}
+            rows = []
+            for record in records:
+                key = (ids[record.check], record.ts)
+                if resolve_ties and key not in seen:
+                    seen[key] = self._next_seq(connection, *key) - 1
+                seen[key] = seq = seen.get(key, -1) + 1
+                rows.append(record.as_row(key[0], seq))
+            connection.execute(insert(RUNS), rows)
+        return ids
+
+    def _next_seq(self, connection: Connection, check_id: int, ts: float) -> int:
+        query = sa_select(func.max(RUNS.c.seq)).where(RUNS.c.check_id == check_id, RUNS.c.ts == ts)
+        last = connection.execute(query).scalar()
+        return 0 if last is None else int(last) + 1
+
+    def write_deprecations(self, rows: list[DeprecationRow]) -> None:
+        if not rows:
+            return
+        with Session(self.engine) as session:
+            for row in rows:
+                session.merge(row)
+            session.commit()
+
+    def deprecations(self) -> dict[str, DeprecationRow]:
+        with Session(self.engine) as session:
+            return {row.check: row for row in session.exec(select(DeprecationRow))}
+
+    def recent_runs(self, since: float) -> list[tuple[str, float, bool, float | None, int | None]]:
+        """(check, ts, ok, latency, status) of every run since `since`, oldest first."""
+        # One key range per check (CROSS JOIN keeps SQLite from scanning every run instead).
+        query = text(
+            """
+            SELECT c.name, r.ts, r.ok, r.latency, r.status FROM checks c CROSS JOIN runs r
+            WHERE r.check_id = c.id AND r.ts >= :since ORDER BY r.ts, c.name, r.seq
+            """
+        ).bindparams(since=since)
+        with self.engine.connect() as connection:
+            return [(r[0], r[1], bool(r[2]), r[3], r[4]) for r in connection.execute(query)]
+
+    def healthy_latencies(self, since: float) -> Iterator[tuple[str, float, float]]:
+        """(check, ts, latency) of every passing run since `since`, by check then time.
+
+        Streamed, so seeding baselines from a week of history never holds it all in memory.
+        """
+        with self.engine.connect() as connection:
+            names = self.check_names(connection)
+            for check_id, name in sorted(names.items(), key=lambda item: item[1]):
+                query = (
+                    sa_select(RUNS.c.ts, RUNS.c.latency)
+                    .where(RUNS.c.check_id == check_id, RUNS.c.ts >= since)
+                    .where(RUNS.c.ok.is_(True), RUNS.c.latency.is_not(None))
+                    .order_by(RUNS.c.ts)
+                )
+                for row in connection.execution_options(stream_results=True).execute(query):
+                    yield name, row[0], row[1]
+
+    def consecutive_failures(self) -> dict[str, int]:
+        """Per check, how many runs failed since its last success (all runs if none passed)."""
+        # Per check: walk its rows back to the newest success, count what is after.
+        query = text(
+            """
+            SELECT c.name, (
+                SELECT count(*) FROM runs r WHERE r.check_id = c.id AND r.ts > coalesce(
+                    (SELECT o.ts FROM runs o WHERE o.check_id = c.id AND o.ok
+                     ORDER BY o.ts DESC LIMIT 1),
+                    -1e300)
+            ) FROM checks c
+            """
+        )
+        with self.engine.connect() as connection:
+            return {row[0]: int(row[1]) for row in connection.execute(query) if row[1]}
+
+    def latest_runs(self) -> dict[str, RunRow]:
+        """The newest run of every check that has one."""
+        # CROSS JOIN makes SQLite walk the checks and seek each one's newest run; with a plain
+        # join its planner may scan every run instead. Standard SQL, so Postgres plans it freely.
+        # Of runs at the very same ts, the last one written (highest seq) wins.
+        query = text(
+            """
+            SELECT c.name, r.* FROM checks c CROSS JOIN runs r
+            WHERE r.check_id = c.id
+              AND r.ts = (SELECT max(m.ts) FROM runs m WHERE m.check_id = c.id)
+            ORDER BY r.seq
+            """
+        )
+        with self.engine.connect() as connection:
+            return {row[0]: _run_row(row[0], row) for row in connection.execute(query)}
+
+    def runs_since(self, check: str, since: float) -> list[RunRow]:
+        with self.engine.connect() as connection:
+            ids = self.check_ids(connection, [check])
+            if not ids:
+                return []
+            query = (
+                sa_select(RUNS)
+                .where(RUNS.c.check_id == ids[check], RUNS.c.ts >= since)
+                .order_by(RUNS.c.ts, RUNS.c.seq)
+            )
+            return [_run_row(check, row) for row in connection.execute(query)]
+
+    def count_runs(self, check: str | None = None) -> int:
+        query = sa_select(func.count()).select_from(RUNS)
+        with self.engine.connect() as connection:
+            if check is not None:
+                ids = self.check_ids(connection, [check])
+                if not ids:
+                    return 0
+                query = query.where(RUNS.c.check_id == ids[check])
+            return int(connection.execute(query).scalar() or 0)

@@ -1,0 +1,114 @@
+"""The HTTP surface: /metrics, /healthz, /readyz, /api/status."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from checks.freshness import heartbeat_secret
+from monitor.config.reload import ReloadPlan
+from monitor.core.errors import ConfigError
+from monitor.web import heartbeats
+from monitor.web.statuspage import status_page
+
+if TYPE_CHECKING:
+    from monitor.engine.daemon import Daemon
+
+DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+
+
+Reload = Callable[[], Awaitable[ReloadPlan]]
+RELOAD: web.AppKey[Reload] = web.AppKey("reload")
+
+
+def build_app(daemon: Daemon, reload: Reload | None = None) -> web.Application:
+    """`reload` defaults to the daemon's own; the service passes one that also tells systemd."""
+    app = web.Application()
+    app[DAEMON] = daemon
+    app[RELOAD] = reload or daemon.reload
+    app.router.add_get("/", status_page(daemon))
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/status", api_status)
+    app.router.add_get("/api/alerts", api_alerts)
+    app.router.add_post("/-/reload", reload_config)
+    app.router.add_post("/heartbeat/{check}", heartbeat)
+    app.router.add_post("/heartbeat/{check}/fail", heartbeat)
+    return app
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[DAEMON].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready = request.app[DAEMON].ready
+    return web.json_response({"ready": ready}, status=200 if ready else 503)
+
+
+async def api_status(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    return web.json_response({"generated_at": daemon.clock.time(), "checks": daemon.status()})
+
+
+async def api_alerts(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    return web.json_response(
+        {"generated_at": daemon.clock.time(), "alerts": daemon.alerter.status()}
+    )
+
+
+async def reload_config(request: web.Request) -> web.Response:
+    """Prometheus-style reload. Loopback only: whoever can reload can change what is checked."""
+    try:
+        local = request.remote is not None and ipaddress.ip_address(request.remote).is_loopback
+    except ValueError:
+        local = False
+    if not local:
+        return web.json_response({"error": "reload is accepted from loopback only"}, status=403)
+    try:
+        change = await request.app[RELOAD]()
+    except ConfigError as exc:
+        return web.json_response({"reloaded": False, "error": str(exc)}, status=400)
+    return web.json_response({"reloaded": True, **change.as_json()})
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    """A sync job reports in (`/fail`: reports a failed run). See monitor/web/heartbeats.py."""
+    daemon = request.app[DAEMON]
+    name = request.match_info["check"]
+    known, secret = heartbeat_secret(daemon.checks.get(name))
+    if not known:
+        return web.json_response({"error": "no heartbeat freshness check by that name"}, status=404)
+    raw = await request.content.read(heartbeats.MAX_BODY + 1)
+    if len(raw) > heartbeats.MAX_BODY:
+        return web.json_response({"error": "body too large"}, status=413)
+    status, answer = await heartbeats.receive(
+        daemon.heartbeats,
+        daemon.store.engine,
+        name,
+        secret,
+        request.headers,
+        raw,
+        failed=request.path.endswith("/fail"),
+        now=daemon.clock.time(),
+    )
+    return web.json_response(answer, status=status)
+
+
+async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner
