@@ -25,6 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check monitor checks tests benchmarks
 	$(BIN)/ruff format --check monitor checks tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format monitor checks tests benchmarks

@@ -28,8 +28,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from monitor.core.units import hour_of
 from monitor.storage.schema import stored_reason
-from monitor.storage.store import Store, hour_of
+from monitor.storage.store import Store
 
 HOUR = 3600
 DAY = 86400

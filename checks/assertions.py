@@ -11,7 +11,7 @@ from typing import Any
 import jsonpath
 from pydantic import Field, field_validator
 
-from checks.base import Model
+from monitor.core.model import Model
 from monitor.core.units import Duration, format_duration
 
 _OPERATORS = {"exists", "eq", "ne", "gt", "gte", "lt", "lte", "regex", "contains", "in"}

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import yarl
 from pydantic import Field, field_validator
 
-from checks.base import Model
 from checks.tokens import AuthError, Grant, request_token
+from monitor.core.model import Model
 
 if TYPE_CHECKING:
     from checks.base import RunContext

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from checks.heartbeats import HeartbeatBook
 from checks.tls import CertificateCache
 from checks.tokens import TokenCache
+from monitor.core.model import NAME_PATTERN, Model
 from monitor.core.units import PositiveDuration
-from monitor.web.heartbeats import HeartbeatBook
 
 if TYPE_CHECKING:
     import aiohttp
@@ -70,15 +71,6 @@ class RunContext:
     heartbeats: HeartbeatBook = field(default_factory=HeartbeatBook)
     # TLS certificate expiry per host, refreshed every few hours (see checks/tls.py).
     certificates: CertificateCache = field(default_factory=CertificateCache)
-
-
-NAME_PATTERN = r"^[a-z0-9_.-]+$"
-
-
-class Model(BaseModel):
-    """Base for every config model: unknown keys are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class CheckConfig(Model):

@@ -24,7 +24,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 
 from checks.assertions import Expect, compile_path
 from checks.auth import AuthConfig
-from checks.base import NAME_PATTERN, CheckConfig, Model, Result, RunContext
+from checks.base import CheckConfig, Result, RunContext
 from checks.http import RequestSpec, send
 from checks.templating import (
     PLACEHOLDER,
@@ -35,6 +35,7 @@ from checks.templating import (
     render_url,
 )
 from checks.transport import HttpTransport
+from monitor.core.model import NAME_PATTERN, Model
 from monitor.core.units import require_http_url
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,9 @@ from typing import Annotated, Literal
 import yarl
 from pydantic import Field
 
-from checks.base import CheckConfig, Model, Result, RunContext
+from checks.base import CheckConfig, Result, RunContext
 from checks.freshness_sources import HttpSource, SqlSource, read_http, read_sql
+from monitor.core.model import Model
 from monitor.core.units import PositiveDuration, format_duration
 
 

@@ -19,10 +19,11 @@ from sqlalchemy.pool import NullPool
 
 from checks.assertions import Expect, compile_path
 from checks.auth import AuthConfig
-from checks.base import Model, Result, RunContext
+from checks.base import Result, RunContext
 from checks.http import RequestSpec, send
 from checks.timestamps import parse_timestamp
 from checks.transport import HttpTransport
+from monitor.core.model import Model
 
 
 @dataclass

@@ -14,7 +14,8 @@ from pydantic import Field, field_validator, model_validator
 
 from checks.assertions import Expect, check_response
 from checks.auth import AuthConfig, AuthError, Credentials, authorize, scrub
-from checks.base import CheckConfig, Model, Result, RunContext
+from checks.base import CheckConfig, Result, RunContext
+from monitor.core.model import Model
 from monitor.core.units import HttpUrlText, Size
 
 METHODS = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

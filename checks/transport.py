@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr
 
-from checks.base import Model
 from checks.http import HttpCheck, RequestSpec
+from monitor.core.model import Model
 from monitor.core.units import Size
 
 

@@ -9,9 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 from monitor.alerting.machine import AlertBook, AlertState, Details, Kind, Phase, step
-from monitor.alerting.rule_models import ErrorRateRule
-from monitor.alerting.rules import Evaluation, RuleConfig, parse_alerts
-from monitor.alerting.silences import SilenceConfig, Silences
+from monitor.alerting.rules import Evaluation
+from monitor.alerting.silences import Silences
+from monitor.config.alerting import SilenceConfig
+from monitor.config.rules import ErrorRateRule, RuleConfig, parse_alerts
 from monitor.core.clock import FakeClock
 from tests.fakes import View
 

@@ -13,12 +13,14 @@ import aiohttp
 import pytest
 
 from checks.freshness import FreshnessCheck
+from checks.heartbeats import HeartbeatBook
 from monitor.config.loader import parse_config
 from monitor.core.clock import SystemClock
 from monitor.engine.daemon import Daemon
 from monitor.metrics import Metrics
+from monitor.storage.heartbeats import load_heartbeats, save_heartbeat
 from monitor.storage.store import Store
-from monitor.web.heartbeats import HeartbeatBook, signature, verify_signature
+from monitor.web.heartbeats import signature, verify_signature
 from monitor.web.server import build_app
 from tests.conftest import start_app
 
@@ -61,12 +63,11 @@ def test_signatures_are_checked_as_the_interface_specifies(
 
 def test_the_last_heartbeat_survives_a_restart(store: Store) -> None:
     book = HeartbeatBook()
-    book.record("sync", NOW, count=120)
-    book.save(store.engine, "sync")
-    book.record("sync", NOW + 60, failed=True, message="upstream 503")
-    book.save(store.engine, "sync")
+    save_heartbeat(store.engine, "sync", book.record("sync", NOW, count=120))
+    beat = book.record("sync", NOW + 60, failed=True, message="upstream 503")
+    save_heartbeat(store.engine, "sync", beat)
     restarted = HeartbeatBook()
-    restarted.load(store.engine)
+    restarted.restore(load_heartbeats(store.engine))
     beat = restarted.last("sync")
     assert beat is not None
     assert (beat.last_success, beat.count) == (NOW, 120)
@@ -128,7 +129,7 @@ async def test_a_signed_heartbeat_makes_its_check_fresh_and_is_persisted(running
     ok, reason = await running.check("signed")
     assert ok, reason
     book = HeartbeatBook()
-    book.load(running.daemon.store.engine)
+    book.restore(load_heartbeats(running.daemon.store.engine))
     beat = book.last("signed")
     assert beat is not None
     assert beat.count == 120

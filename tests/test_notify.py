@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from monitor.alerting.machine import Intent, Kind
-from monitor.alerting.notify import AlertingSettings, Notify, Queued, group, render, render_group
+from monitor.alerting.notify import Notify, Queued, group, render, render_group
+from monitor.config.alerting import AlertingSettings
 from monitor.core.errors import DeliveryError
 from monitor.core.redact import Redactor
 from tests.fakes import Notifier

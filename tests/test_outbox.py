@@ -14,7 +14,7 @@ from sqlalchemy import Engine, inspect
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from monitor.alerting.machine import AlertBook, AlertState, Phase
-from monitor.alerting.notify import AlertingSettings, Message, Notify
+from monitor.alerting.notify import Message, Notify
 from monitor.alerting.outbox import (
     Delivery,
     OutboxRow,
@@ -26,8 +26,9 @@ from monitor.alerting.outbox import (
     load_states,
     pending,
 )
-from monitor.alerting.rules import RuleConfig, parse_alerts
 from monitor.alerting.silences import Silences, add_silence, expire_silence, list_silences
+from monitor.config.alerting import AlertingSettings
+from monitor.config.rules import RuleConfig, parse_alerts
 from monitor.core.clock import FakeClock
 from monitor.core.redact import Redactor
 from tests.fakes import Notifier, View

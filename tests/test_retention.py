@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config.loader import Retention, parse_config
+from monitor.config.loader import parse_config
 from monitor.core.clock import FakeClock
+from monitor.core.units import hour_of
 from monitor.signals.stats import quantile
-from monitor.storage.store import SCHEMA_VERSION, RunRecord, Store, hour_of
-from monitor.storage.upkeep import Maintenance
+from monitor.storage.store import SCHEMA_VERSION, RunRecord, Store
+from monitor.storage.upkeep import Maintenance, Retention
 from monitor.storage.writer import Writer
 from tests.old_schemas import VERSION_1
 

@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from monitor.alerting.rules import (
+from monitor.alerting.rules import EVALUATORS, evaluate
+from monitor.config.rules import (
+    RULES,
     AlertConfigError,
     Bound,
-    evaluate,
     parse_alerts,
     validate_defaults,
 )
@@ -392,3 +393,7 @@ def test_the_window_configured_is_the_window_asked_for() -> None:
 def test_a_critical_evaluation_reports_the_value_and_the_crossed_threshold() -> None:
     result = evaluate("error_rate", rule("error_rate"), View(ratio=(0.5, 10)), NOW)  # type: ignore[arg-type]
     assert (result.value, result.threshold) == (0.5, 0.05)
+
+
+def test_every_configurable_rule_has_an_evaluation_and_no_other() -> None:
+    assert set(EVALUATORS) == set(RULES)

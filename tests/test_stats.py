@@ -7,7 +7,9 @@ import random
 import pytest
 
 from monitor.core.clock import FakeClock
-from monitor.signals.stats import HOUR, CheckWindows, HourlyBaseline, baseline_p95, quantile
+from monitor.core.quantile import quantile
+from monitor.core.units import HOUR
+from monitor.signals.stats import CheckWindows, HourlyBaseline, baseline_p95
 
 MINUTE = 60.0
 

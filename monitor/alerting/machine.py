@@ -22,7 +22,8 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from monitor.alerting.rules import Evaluation, RuleConfig, Severity, SignalView, evaluate
+from monitor.alerting.rules import Evaluation, SignalView, evaluate
+from monitor.config.rules import RuleConfig, Severity
 
 RANK: dict[Severity | None, int] = {None: 0, "warning": 1, "critical": 2}
 

@@ -7,22 +7,19 @@ notifier never holds up the event loop or the checks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 import apprise
-from pydantic import Field
 
-from checks.base import Model
 from monitor.alerting.machine import Intent, Kind
+from monitor.config.alerting import AlertingSettings, quiet_plugin_loading
 from monitor.core.errors import DeliveryError
 from monitor.core.redact import Redactor
-from monitor.core.units import Duration, format_duration
+from monitor.core.units import format_duration
 
 NOTIFY_TYPES = {"critical": "failure", "warning": "warning", "resolved": "success"}
 _SEVERITY_RANK = {"warning": 1, "critical": 2}
@@ -38,14 +35,6 @@ class NotifierSettings(Protocol):
     def urls(self) -> list[str]: ...
     @property
     def min_severity(self) -> str: ...
-
-
-class AlertingSettings(Model):
-    """Proposed top-level `alerting:` config section."""
-
-    group_wait: Duration = 30.0  # same-provider FIRINGs within this go out as one message
-    expire_after: Duration = Field(default=24 * 3600.0, gt=0)  # give up delivering after this
-    send_timeout: Duration = Field(default=60.0, gt=0)  # one Apprise call, all its URLs
 
 
 @dataclass(frozen=True)
@@ -133,23 +122,6 @@ def group(rows: Iterable[Queued], group_wait: float) -> list[list[Queued]]:
     return [b for b in batches if any(r.due for r in b)]
 
 
-@contextlib.contextmanager
-def _quiet_plugin_loading() -> Iterator[None]:
-    with warnings.catch_warnings():
-        # Apprise's email plugin imports the stdlib `imghdr`, deprecated since 3.11, while
-        # it loads its plugins on the first `add`. Not ours to fix; everything else warns.
-        warnings.filterwarnings(
-            "ignore", message="'imghdr' is deprecated", category=DeprecationWarning
-        )
-        yield
-
-
-def apprise_rejects(url: str) -> bool:
-    """True if Apprise cannot parse `url` (unknown scheme, missing parts): a config error."""
-    with _quiet_plugin_loading():
-        return apprise.Apprise.instantiate(url) is None
-
-
 class Notify:
     def __init__(
         self,
@@ -167,7 +139,7 @@ class Notify:
 
     def _build(self, notifier: NotifierSettings) -> apprise.Apprise:
         instance = apprise.Apprise()
-        with _quiet_plugin_loading():
+        with quiet_plugin_loading():
             bad = [self.redact(url) for url in notifier.urls if not instance.add(url)]
         if bad:
             raise ValueError(f"notifier {notifier.name!r}: Apprise cannot use {', '.join(bad)}")

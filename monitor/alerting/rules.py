@@ -1,7 +1,7 @@
-"""Alert rules: their config models, which checks they apply to, and how each is evaluated.
+"""How each alert rule is evaluated (their config is in monitor.config.rules).
 
 Evaluation is pure: a rule looks at a `SignalView` and the time and says which severity (if any)
-its condition has right now. Whether that pages is the state machine's business (alerting.py).
+its condition has right now. Whether that pages is the state machine's business (machine.py).
 """
 
 from __future__ import annotations
@@ -11,12 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
-from monitor.alerting.rule_models import (
-    DAY,
-    AlertConfigError,
-    Bound,
+from monitor.config.rules import (
     CertificateRule,
     ConsecutiveFailuresRule,
     DeprecationRule,
@@ -29,20 +24,9 @@ from monitor.alerting.rule_models import (
     SunsetRule,
     ThresholdRule,
 )
-from monitor.core.units import format_duration
+from monitor.core.units import DAY, format_duration
 
-__all__ = [
-    "RULES",
-    "AlertConfigError",
-    "Bound",
-    "Evaluation",
-    "RuleConfig",
-    "Severity",
-    "SignalView",
-    "evaluate",
-    "parse_alerts",
-    "validate_defaults",
-]
+__all__ = ["EVALUATORS", "Evaluation", "SignalView", "evaluate"]
 
 
 class SignalView(Protocol):
@@ -222,129 +206,17 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-# ---- the registry: one entry per rule ------------------------------------------------------
-
-
-def _everywhere(check_type: str) -> bool:
-    return True
-
-
-def _http_signals(check_type: str) -> bool:
-    # Headers, latency and certificates come from HTTP-speaking checks; every type except
-    # freshness speaks HTTP to its target (check types added later are assumed to as well).
-    return check_type != "freshness"
-
-
-def _freshness_only(check_type: str) -> bool:
-    return check_type == "freshness"
-
-
-@dataclass(frozen=True)
-class RuleType:
-    model: type[RuleConfig]
-    evaluate: Callable[[Any, SignalView, float], Evaluation]
-    applies: Callable[[str], bool]
-    on_by_default: bool  # False: only where `alerts:` or `defaults.alerts` names it
-
-
-RULES: dict[str, RuleType] = {
-    "error_rate": RuleType(ErrorRateRule, _error_rate, _everywhere, True),
-    "latency_p95": RuleType(LatencyRule, _latency, _http_signals, True),
-    "rate_limited": RuleType(RateLimitedRule, _rate_limited, _http_signals, True),
-    "consecutive_failures": RuleType(ConsecutiveFailuresRule, _consecutive, _everywhere, False),
-    "deprecation": RuleType(DeprecationRule, _deprecation, _http_signals, True),
-    "sunset": RuleType(SunsetRule, _sunset, _http_signals, True),
-    "certificate": RuleType(CertificateRule, _certificate, _http_signals, True),
-    "freshness": RuleType(FreshnessRule, _freshness, _freshness_only, True),
+EVALUATORS: dict[str, Callable[[Any, SignalView, float], Evaluation]] = {
+    "error_rate": _error_rate,
+    "latency_p95": _latency,
+    "rate_limited": _rate_limited,
+    "consecutive_failures": _consecutive,
+    "deprecation": _deprecation,
+    "sunset": _sunset,
+    "certificate": _certificate,
+    "freshness": _freshness,
 }
 
 
 def evaluate(name: str, rule: RuleConfig, view: SignalView, now: float) -> Evaluation:
-    return RULES[name].evaluate(rule, view, now)
-
-
-def parse_alerts(
-    raw: dict[str, Any], defaults: dict[str, Any], check_type: str, max_age: float | None = None
-) -> dict[str, RuleConfig]:
-    """The enabled rules of one check: built-ins < `defaults.alerts` < the check's `alerts:`.
-
-    A layer that sets `warning` or `critical` replaces both thresholds below it, so a check
-    that says `critical: 10%` does not inherit a default warning that might exceed it.
-    Raises AlertConfigError (paths relative to the check's `alerts:`).
-    """
-    issues: list[tuple[tuple[str | int, ...], str]] = []
-    for name in raw:
-        if name not in RULES:
-            issues.append(((name,), f"unknown alert rule (known: {', '.join(RULES)})"))
-        elif not RULES[name].applies(check_type):
-            issues.append(((name,), f"does not apply to {check_type} checks"))
-    rules: dict[str, RuleConfig] = {}
-    for name, kind in RULES.items():
-        if not kind.applies(check_type):
-            continue
-        merged: dict[str, Any] | None = {} if kind.on_by_default else None
-        for layer in (defaults, raw):
-            if name in layer:
-                merged = _overlay(merged, layer[name], name, issues)
-        if merged is None:
-            continue
-        if name == "freshness" and "critical" not in merged:
-            if max_age is None and "warning" not in merged:
-                issues.append(((name,), "set warning or critical (the check has no max_age)"))
-                continue
-            merged = {**merged, "critical": max_age}
-        try:
-            rule = kind.model.model_validate(merged)
-        except ValidationError as exc:
-            issues.extend(((name, *e["loc"]), _message(e["msg"])) for e in exc.errors())
-            continue
-        if rule.enabled:
-            rules[name] = rule
-    if issues:
-        raise AlertConfigError(issues)
-    return rules
-
-
-def validate_defaults(defaults: dict[str, Any]) -> None:
-    """Check `defaults.alerts` on its own, so its errors point at it rather than at a check."""
-    issues: list[tuple[tuple[str | int, ...], str]] = []
-    for name, value in defaults.items():
-        if name not in RULES:
-            issues.append(((name,), f"unknown alert rule (known: {', '.join(RULES)})"))
-            continue
-        merged = _overlay({}, value, name, issues)
-        if merged is None:
-            continue
-        if name == "freshness" and not {"warning", "critical"} & merged.keys():
-            continue  # the check's max_age fills it in
-        try:
-            RULES[name].model.model_validate(merged)
-        except ValidationError as exc:
-            issues.extend(((name, *e["loc"]), _message(e["msg"])) for e in exc.errors())
-    if issues:
-        raise AlertConfigError(issues)
-
-
-def _overlay(
-    base: dict[str, Any] | None,
-    value: Any,
-    name: str,
-    issues: list[tuple[tuple[str | int, ...], str]],
-) -> dict[str, Any] | None:
-    if value is False or value is None:
-        return {**(base or {}), "enabled": False}
-    if value is True:
-        return {**(base or {}), "enabled": True}
-    if not isinstance(value, dict):
-        issues.append(((name,), "must be a mapping of settings, true or false"))
-        return base
-    merged = dict(base or {})
-    if {"warning", "critical"} & value.keys():
-        # The layer's thresholds are the pair; the one it leaves out is off, not inherited.
-        merged.update({"warning": None, "critical": None})
-    merged.update(value)
-    return merged
-
-
-def _message(text: str) -> str:
-    return text.removeprefix("Value error, ")
+    return EVALUATORS[name](rule, view, now)

@@ -7,99 +7,13 @@ Two sources: `silences:` in the config (one-off or weekly) and runtime silences 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
-from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
 from sqlalchemy import Engine, update
 from sqlmodel import Field as SQLField
 from sqlmodel import Session, SQLModel, col, select
 
-from checks.base import Model
-
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-class Weekly(Model):
-    """Every listed day from `start` to `end` local time; an `end` at or before `start`
-    runs past midnight into the next day."""
-
-    days: list[Weekday] = Field(min_length=1)
-    start: time
-    end: time
-    timezone: str = "UTC"
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use e.g. UTC, Europe/Berlin)") from None
-        return value
-
-    def covers(self, now: float) -> bool:
-        zone = ZoneInfo(self.timezone)
-        local = datetime.fromtimestamp(now, zone)
-        length = _minutes(self.end) - _minutes(self.start)
-        if length <= 0:
-            length += 24 * 60
-        # A window that began yesterday may still be open: look at today's and yesterday's.
-        for back in (0, 1):
-            day = (local - timedelta(days=back)).date()
-            if WEEKDAYS[day.weekday()] not in self.days:
-                continue
-            opens = datetime.combine(day, self.start, zone)
-            if opens <= local < opens + timedelta(minutes=length):
-                return True
-        return False
-
-
-def _minutes(t: time) -> int:
-    return t.hour * 60 + t.minute
-
-
-class SilenceConfig(Model):
-    checks: list[str] = Field(min_length=1)  # glob patterns on check names
-    start: datetime | None = None
-    end: datetime | None = None
-    weekly: Weekly | None = None
-    comment: str = ""
-
-    @field_validator("checks", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
-
-    @field_validator("start", "end")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        # A timestamp without a zone is read as UTC, the zone the daemon stores and shows.
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> SilenceConfig:
-        if self.weekly is not None and (self.start or self.end):
-            raise ValueError("use either start/end or weekly, not both")
-        if self.weekly is None and self.end is None:
-            raise ValueError("set end (with an optional start) or weekly")
-        if self.start and self.end and self.end <= self.start:
-            raise ValueError("end must be after start")
-        return self
-
-    def covers(self, check: str, now: float) -> bool:
-        if not _matches(self.checks, check):
-            return False
-        if self.weekly is not None:
-            return self.weekly.covers(now)
-        start = self.start.timestamp() if self.start else float("-inf")
-        return self.end is not None and start <= now < self.end.timestamp()
+from monitor.config.alerting import SilenceConfig
 
 
 class SilenceRow(SQLModel, table=True):
@@ -112,10 +26,6 @@ class SilenceRow(SQLModel, table=True):
     comment: str = ""
     created_at: float
     expired_at: float | None = None  # set when expired by hand before `until`
-
-
-def _matches(patterns: Iterable[str], check: str) -> bool:
-    return any(fnmatch.fnmatchcase(check, pattern) for pattern in patterns)
 
 
 @dataclass(frozen=True)

@@ -12,24 +12,18 @@ import yaml
 from pydantic import AfterValidator, Field, ValidationError, field_validator
 
 from checks import REGISTRY
-from checks.base import NAME_PATTERN, CheckConfig, Model
-from monitor.alerting.notify import AlertingSettings, apprise_rejects
-from monitor.alerting.rules import AlertConfigError, RuleConfig, parse_alerts, validate_defaults
-from monitor.alerting.silences import SilenceConfig
+from checks.base import CheckConfig
+from monitor.config.alerting import AlertingSettings, SilenceConfig, apprise_rejects
+from monitor.config.rules import AlertConfigError, RuleConfig, parse_alerts, validate_defaults
 from monitor.config.yamlsrc import Path, SourceMap, interpolate, load_yaml
 from monitor.core.errors import ConfigError, ConfigIssue
+from monitor.core.model import NAME_PATTERN, Model
 from monitor.core.units import Duration
+from monitor.storage.upkeep import Retention
 
 DEFAULT_CONFIG = "config/monitor.yaml"
 SECTIONS = ("monitor", "defaults", "notifiers", "checks", "alerting", "silences")
 M = TypeVar("M", bound=Model)
-
-
-class Retention(Model):
-    """How long history is kept: raw runs, then their hourly rollups (monitor.storage.upkeep)."""
-
-    raw: Duration = Field(default=7 * 86400.0, gt=0)
-    rollups: Duration = Field(default=400 * 86400.0, gt=0)
 
 
 class MonitorSettings(Model):

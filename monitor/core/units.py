@@ -8,6 +8,11 @@ from typing import Annotated, Any
 import yarl
 from pydantic import AfterValidator, BeforeValidator
 
+MINUTE = 60.0
+HOUR = 3600.0
+DAY = 86400.0
+WEEK = 7 * DAY
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?", re.IGNORECASE)
@@ -79,6 +84,11 @@ def format_duration(seconds: float) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts) or "0s"
+
+
+def hour_of(ts: float) -> int:
+    """The start of the hour `ts` falls in, in unix seconds: the key of hourly buckets."""
+    return int(ts - ts % HOUR)
 
 
 def _positive(value: float) -> float:

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from checks.base import CheckConfig, Result, RunContext
+from checks.heartbeats import HeartbeatBook
 from monitor import __version__
 from monitor.alerting.runtime import Alerter
 from monitor.config.loader import Config, load_config
@@ -27,10 +28,10 @@ from monitor.signals.per_check import (
     CheckSignals,
     DeprecationRecord,
 )
+from monitor.storage.heartbeats import load_heartbeats
 from monitor.storage.store import RunRecord, Store
 from monitor.storage.upkeep import Maintenance
 from monitor.storage.writer import Writer
-from monitor.web.heartbeats import HeartbeatBook
 
 log = logging.getLogger(__name__)
 BASELINE_HISTORY = 7 * 86400.0  # the baseline p95 is the median hourly p95 of a week
@@ -154,7 +155,7 @@ class Daemon:
             if check in names:
                 self.signals[check].seed_baseline((ts, latency) for _, ts, latency in samples)
         if only is None:
-            self.heartbeats.load(self.store.engine)
+            self.heartbeats.restore(load_heartbeats(self.store.engine))
 
     def _replay_windows(self, names: set[str]) -> None:
         """Fill windows from stored runs, so error rate and p95 survive restarts and reloads."""

@@ -23,9 +23,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from monitor.core.units import DAY
 from monitor.signals.headers import Quota
-
-DAY = 86400.0
 
 
 def throttle_key(name: str, provider: str | None) -> str:

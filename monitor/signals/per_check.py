@@ -16,11 +16,12 @@ from typing import Any
 
 from checks.base import Result
 from monitor.core.clock import Clock
+from monitor.core.quantile import quantile
+from monitor.core.units import DAY, hour_of
 from monitor.signals.headers import Quota, signals_from_headers
-from monitor.signals.stats import HOUR, CheckWindows, HourlyBaseline, quantile
+from monitor.signals.stats import CheckWindows, HourlyBaseline
 from monitor.storage.store import DeprecationRow, RunRecord
 
-DAY = 86400.0
 DEFAULT_ERROR_WINDOW = 300.0
 DEFAULT_LATENCY_WINDOW = 900.0
 DEFAULT_RATE_LIMIT_WINDOW = 900.0
@@ -218,8 +219,8 @@ class CheckSignals:
 
     def seed_baseline(self, samples: Iterable[tuple[float, float]]) -> None:
         """Rebuild the hourly p95 history from stored healthy runs, given in time order."""
-        current = _hour_of(self.clock.time())
-        for hour, group in itertools.groupby(samples, key=lambda sample: _hour_of(sample[0])):
+        current = hour_of(self.clock.time())
+        for hour, group in itertools.groupby(samples, key=lambda sample: hour_of(sample[0])):
             if hour < current:
                 p95 = quantile([latency for _, latency in group], 0.95)
                 if p95 is not None:
@@ -266,10 +267,6 @@ class CheckSignals:
         if self.freshness_age is not None:
             out["freshness_age"] = self.freshness_age
         return out
-
-
-def _hour_of(ts: float) -> float:
-    return ts - ts % HOUR
 
 
 def _quota(signals: dict[str, Any], seen_at: float) -> QuotaSeen | None:

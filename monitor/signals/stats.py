@@ -18,9 +18,10 @@ from collections.abc import Iterable
 from statistics import median
 from typing import NamedTuple
 
-HOUR = 3600.0
+from monitor.core.quantile import interpolate, quantile
+from monitor.core.units import HOUR, WEEK, hour_of
+
 CACHE_SECONDS = 60.0  # how stale a baseline may be: it is a median over hours
-WEEK = 7 * 86400.0
 
 
 class Run(NamedTuple):
@@ -28,12 +29,6 @@ class Run(NamedTuple):
     ok: bool
     latency: float | None  # seconds; None when no answer was timed (e.g. a connect error)
     rate_limited: bool
-
-
-def quantile(values: list[float], q: float) -> float | None:
-    """The q-quantile of `values` (sorted in place), by linear interpolation; None if empty."""
-    values.sort()
-    return _interpolate(values, q)
 
 
 class CheckWindows:
@@ -125,7 +120,7 @@ class CheckWindows:
         """(q-quantile of latency, timed runs in window); None when no run was timed."""
         if window == self.quantile_window and self._ts and now >= self._ts[-1]:
             self._expire_sorted(now, self._start)
-            return _interpolate(self._sorted, q), len(self._sorted)
+            return interpolate(self._sorted, q), len(self._sorted)
         latencies = [run.latency for run in self.runs(now, window) if run.latency is not None]
         return quantile(latencies, q), len(latencies)
 
@@ -173,16 +168,6 @@ class CheckWindows:
         self._sorted = sorted(r.latency for r in self._runs[edge:] if r.latency is not None)
 
 
-def _interpolate(values: list[float], q: float) -> float | None:
-    """The q-quantile of already sorted `values`, as `quantile` computes it."""
-    if not values:
-        return None
-    rank = q * (len(values) - 1)
-    low = math.floor(rank)
-    high = min(low + 1, len(values) - 1)
-    return values[low] + (values[high] - values[low]) * (rank - low)
-
-
 def baseline_p95(hourly_p95s: Iterable[float]) -> float | None:
     """The median of hourly p95s: one bad hour (or three) does not move it."""
     values = list(hourly_p95s)
@@ -219,14 +204,14 @@ class HourlyBaseline:
     def seed_hour(self, hour_start: float, p95: float) -> None:
         """A full hour's p95 from storage; seed in time order, before live samples."""
         self._cached = None
-        hour = _hour_of(hour_start)
+        hour = hour_of(hour_start)
         self._hours.append((hour, p95))
         self._closed_until = max(self._closed_until, hour + HOUR)
         if len(self._hours) >= self.min_hours:
             self._early = None
 
     def add(self, ts: float, latency: float) -> None:
-        hour = _hour_of(ts)
+        hour = hour_of(ts)
         if hour < self._closed_until or (
             self._current_hour is not None and hour < self._current_hour
         ):
@@ -239,7 +224,7 @@ class HourlyBaseline:
 
     def hourly_p95s(self, now: float) -> list[float]:
         """The p95 of every full hour in the history window before `now`."""
-        self._roll(_hour_of(now))
+        self._roll(hour_of(now))
         cutoff = now - self.history
         while self._hours and self._hours[0][0] < cutoff:
             self._hours.popleft()
@@ -272,7 +257,3 @@ class HourlyBaseline:
         self._current_hour, self._current = None, []
         if len(self._hours) >= self.min_hours:
             self._early = None
-
-
-def _hour_of(ts: float) -> float:
-    return ts - ts % HOUR

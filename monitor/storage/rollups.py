@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, insert, text
 from sqlalchemy import select as sa_select
 
-from monitor.signals.stats import HOUR, quantile
+from monitor.core.quantile import quantile
+from monitor.core.units import HOUR, hour_of
 from monitor.storage.schema import CheckRow, MetaRow, RollupRow, StoredRollup, StoredRun
 
 RUNS: Table = StoredRun.__table__  # type: ignore[attr-defined]
@@ -39,10 +40,6 @@ def summarise_hour(
         "p99": quantile(timed, 0.99),
         "p95_ok": quantile(timed_ok, 0.95),
     }
-
-
-def hour_of(ts: float) -> int:
-    return int(ts - ts % HOUR)
 
 
 class RetentionMixin:

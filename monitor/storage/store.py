@@ -13,8 +13,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, SQLModel, create_engine, select
 
+from monitor.core.units import hour_of
+from monitor.storage import heartbeats as _heartbeat_table  # noqa: F401 (creates its table)
 from monitor.storage.migrate import legacy_version, upgrade_legacy
-from monitor.storage.rollups import RetentionMixin, hour_of, summarise_hour
+from monitor.storage.rollups import RetentionMixin, summarise_hour
 from monitor.storage.schema import (
     SCHEMA_VERSION,
     CheckRow,

@@ -15,12 +15,22 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from monitor.config.loader import Retention
+from pydantic import Field
+
 from monitor.core.clock import Clock
+from monitor.core.model import Model
+from monitor.core.units import DAY, Duration
 from monitor.storage.store import Store
 from monitor.storage.writer import Writer
 
 log = logging.getLogger(__name__)
+
+
+class Retention(Model):
+    """`monitor.retention`: how long history is kept, raw runs then their hourly rollups."""
+
+    raw: Duration = Field(default=7 * DAY, gt=0)
+    rollups: Duration = Field(default=400 * DAY, gt=0)
 
 
 @dataclass

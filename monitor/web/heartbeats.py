@@ -1,10 +1,7 @@
-"""Heartbeats pushed by sync jobs (`POST /heartbeat/{check}`): verified, remembered, persisted.
+"""Heartbeats pushed by sync jobs (`POST /heartbeat/{check}`): verified, then recorded.
 
-The book is in memory for the checks to read and mirrored to the database (one row per check)
-so a restart keeps the last heartbeat: otherwise every restart would either forget a job that
-stopped reporting or, worse, report it stale until it next runs.
-
-This module imports nothing from `checks`: `checks.base.RunContext` holds a book.
+The book they are recorded in is `checks.heartbeats.HeartbeatBook`, which freshness checks read;
+each push is also persisted (monitor.storage.heartbeats) so a restart keeps it.
 """
 
 from __future__ import annotations
@@ -19,7 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlmodel import Field, Session, SQLModel, select
+
+from checks.heartbeats import HeartbeatBook
+from monitor.storage.heartbeats import save_heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -27,80 +26,6 @@ log = logging.getLogger(__name__)
 MAX_SKEW = 300.0
 MAX_BODY = 64 * 1024
 _MESSAGE_CHARS = 200
-
-
-class HeartbeatRow(SQLModel, table=True):
-    __tablename__ = "heartbeats"
-
-    check: str = Field(primary_key=True)
-    last_success: float | None = None  # unix seconds
-    count: int | None = None  # what the last successful run reported moving
-    last_failure: float | None = None
-    message: str | None = None  # what the last failed run said about itself
-
-
-@dataclass
-class Heartbeat:
-    """The last word from one job: its last success and its last reported failure."""
-
-    last_success: float | None = None
-    count: int | None = None
-    last_failure: float | None = None
-    message: str | None = None
-
-    @property
-    def failing(self) -> bool:
-        """True when the newest report is a failure."""
-        if self.last_failure is None:
-            return False
-        return self.last_success is None or self.last_failure >= self.last_success
-
-
-class HeartbeatBook:
-    """Last heartbeat per check, plus when intmon started waiting for each one."""
-
-    def __init__(self) -> None:
-        self._beats: dict[str, Heartbeat] = {}
-        self._watching: dict[str, float] = {}
-
-    def record(
-        self,
-        check: str,
-        ts: float,
-        count: int | None = None,
-        failed: bool = False,
-        message: str | None = None,
-    ) -> Heartbeat:
-        beat = self._beats.setdefault(check, Heartbeat())
-        if failed:
-            beat.last_failure, beat.message = ts, message
-        else:
-            beat.last_success, beat.count = ts, count
-        return beat
-
-    def last(self, check: str) -> Heartbeat | None:
-        return self._beats.get(check)
-
-    def watching_since(self, check: str, now: float) -> float:
-        """When intmon began waiting for this check's heartbeat: the first time it asked."""
-        return self._watching.setdefault(check, now)
-
-    def load(self, engine: Engine) -> None:
-        """Restore persisted heartbeats (blocking: call from a thread, after Store.open)."""
-        with Session(engine) as session:
-            for row in session.exec(select(HeartbeatRow)):
-                self._beats[row.check] = Heartbeat(
-                    row.last_success, row.count, row.last_failure, row.message
-                )
-
-    def save(self, engine: Engine, check: str) -> None:
-        """Persist one check's heartbeat (blocking: call from a thread)."""
-        beat = self._beats.get(check)
-        if beat is None:
-            return
-        with Session(engine) as session:
-            session.merge(HeartbeatRow(check=check, **beat.__dict__))
-            session.commit()
 
 
 def signature(secret: str, timestamp: str, raw_body: bytes) -> str:
@@ -182,10 +107,10 @@ async def receive(
         status, reason = push
         log.warning("heartbeat for %s refused (%d): %s", check, status, reason)
         return status, {"error": reason}
-    book.record(check, push.ts, push.count, failed, push.message)
+    beat = book.record(check, push.ts, push.count, failed, push.message)
     if engine is not None:
         try:
-            await asyncio.to_thread(book.save, engine, check)
+            await asyncio.to_thread(save_heartbeat, engine, check, beat)
         except Exception:
             # The push is kept in memory and counts now; only a restart before the next push
             # would forget it. Refusing the job's report would be worse.

@@ -1,0 +1,40 @@
+"""Pushed heartbeats in the database, one row per check, so a restart keeps the last one.
+
+Otherwise every restart would either forget a job that stopped reporting or, worse, report it
+stale until it next runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from sqlalchemy import Engine
+from sqlmodel import Field, Session, SQLModel, select
+
+from checks.heartbeats import Heartbeat
+
+
+class HeartbeatRow(SQLModel, table=True):
+    __tablename__ = "heartbeats"
+
+    check: str = Field(primary_key=True)
+    last_success: float | None = None  # unix seconds
+    count: int | None = None  # what the last successful run reported moving
+    last_failure: float | None = None
+    message: str | None = None  # what the last failed run said about itself
+
+
+def load_heartbeats(engine: Engine) -> dict[str, Heartbeat]:
+    """Every persisted heartbeat (blocking: call from a thread, after Store.open)."""
+    with Session(engine) as session:
+        return {
+            row.check: Heartbeat(row.last_success, row.count, row.last_failure, row.message)
+            for row in session.exec(select(HeartbeatRow))
+        }
+
+
+def save_heartbeat(engine: Engine, check: str, beat: Heartbeat) -> None:
+    """Persist one check's heartbeat (blocking: call from a thread)."""
+    with Session(engine) as session:
+        session.merge(HeartbeatRow(check=check, **asdict(beat)))
+        session.commit()
