@@ -2,7 +2,7 @@
 
 Credentials become headers or query parameters at send time, never part of the request config,
 so `describe_target`, results and stored rows never see them. Every secret value an auth config
-holds (and every token it obtains) is scrubbed from the reason of the result it produced.
+holds (and every token it obtains) is redacted from the reason of the result it produced.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from pydantic import Field, field_validator
 
 from checks.tokens import AuthError, Grant, request_token
 from monitor.core.model import Model
+from monitor.core.redact import redact
 
 if TYPE_CHECKING:
     from checks.base import RunContext
-
-MASK = "***"
 
 
 def _token_url(value: str) -> str:
@@ -83,7 +82,7 @@ AuthConfig = Annotated[
 
 @dataclass(frozen=True)
 class Credentials:
-    """What one request carries: headers, query parameters, and the secrets to scrub."""
+    """What one request carries: headers, query parameters, and the secrets to redact."""
 
     headers: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
@@ -118,7 +117,7 @@ async def authorize(
         try:
             return await request_token(ctx.session, auth.token_url, form, headers, ctx.user_agent)
         except AuthError as exc:
-            raise AuthError(scrub(exc.reason, secrets)) from None
+            raise AuthError(redact(exc.reason, secrets)) from None
 
     token = await ctx.tokens.token(cache_key(auth), ctx.clock.monotonic, fetch, rejected)
     return Credentials({"Authorization": f"Bearer {token}"}, token=token, secrets=(*secrets, token))
@@ -164,12 +163,4 @@ def secrets_of(auth: BearerAuth | BasicAuth | ApiKeyAuth | OAuth2) -> tuple[str,
     return (auth.client_secret,)
 
 
-def scrub(text: str, secrets: tuple[str, ...]) -> str:
-    """Mask secret values in text meant for people (the runner also redacts `${ENV}` values)."""
-    for secret in sorted(set(secrets), key=len, reverse=True):
-        if len(secret) >= 4:  # shorter values would mask innocent substrings
-            text = text.replace(secret, MASK)
-    return text
-
-
-__all__ = ["AuthConfig", "AuthError", "Credentials", "authorize", "scrub"]
+__all__ = ["AuthConfig", "AuthError", "Credentials", "authorize"]

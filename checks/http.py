@@ -13,9 +13,10 @@ import yarl
 from pydantic import Field, field_validator, model_validator
 
 from checks.assertions import Expect, check_response
-from checks.auth import AuthConfig, AuthError, Credentials, authorize, scrub
+from checks.auth import AuthConfig, AuthError, Credentials, authorize
 from checks.base import CheckConfig, Result, RunContext
 from monitor.core.model import Model
+from monitor.core.redact import redact
 from monitor.core.units import HttpUrlText, Size
 
 METHODS = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -115,9 +116,9 @@ async def send(
             credentials = await authorize(ctx, auth, rejected=credentials.token)
             result, body = await _authorized(ctx, request, expect, check, extra, credentials)
     except AuthError as exc:
-        reason = scrub(exc.reason, credentials.secrets)
+        reason = redact(exc.reason, credentials.secrets)
         return Result.failure("auth", reason, started_at=ctx.clock.time()), b""
-    result.reason = scrub(result.reason, credentials.secrets)
+    result.reason = redact(result.reason, credentials.secrets)
     if "Idempotency-Key" in extra:
         result.signals["idempotency_key"] = extra["Idempotency-Key"]
     return result, body

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from checks.assertions import Expect
 from checks.base import Result, RunContext
-from checks.http import HttpCheck
+from checks.http import HttpCheck, send
 from monitor.core.clock import FakeClock
 from monitor.core.redact import Redactor
 from monitor.engine.runner import Runner
@@ -254,3 +254,20 @@ def test_describe_target_never_shows_credentials() -> None:
         {"type": "api_key", "in": "query", "name": "key", "value": "k-123456"},
     )
     assert target.describe_target() == "GET https://api.example.com/v1"
+
+
+async def test_send_masks_the_basic_value_and_url_credentials_in_the_reason(
+    fake_ctx: RunContext, serve: Any
+) -> None:
+    """Without the runner's config-wide redactor: `send` itself masks what the request carried
+    (the base64 Basic value) and credentials in any URL the provider echoes."""
+
+    async def echo_error(request: web.Request) -> web.Response:
+        text = f"{request.headers['Authorization']} refused, see https://ops:hunter22@docs.test/"
+        return web.json_response({"error": text})
+
+    app = web.Application()
+    app.router.add_get("/", echo_error)
+    target = check(await serve(app) + "/", {"type": "basic", "username": "u", "password": "pw"})
+    result, _ = await send(fake_ctx, target.request, target.expect, target, target.auth)
+    assert result.reason == "error: Basic *** refused, see https://***@docs.test/"
