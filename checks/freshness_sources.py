@@ -21,9 +21,9 @@ from checks.assertions import Expect, compile_path
 from checks.auth import AuthConfig
 from checks.base import Result, RunContext
 from checks.http import RequestSpec, send
-from checks.timestamps import parse_timestamp
 from checks.transport import HttpTransport
 from monitor.core.model import Model
+from monitor.core.timestamps import parse_timestamp
 
 
 @dataclass

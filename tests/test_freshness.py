@@ -15,9 +15,9 @@ from pydantic import ValidationError
 
 from checks.base import Result, RunContext
 from checks.freshness import FreshnessCheck
-from checks.timestamps import parse_timestamp
 from monitor.core.clock import FakeClock
 from monitor.core.redact import Redactor
+from monitor.core.timestamps import EPOCH_MILLIS, parse_timestamp
 from monitor.engine.runner import Runner
 
 NOW = 1_700_000_000.0  # FakeClock's start
@@ -55,6 +55,19 @@ TIMESTAMPS = [
 @pytest.mark.parametrize("value", [t[1] for t in TIMESTAMPS], ids=[t[0] for t in TIMESTAMPS])
 def test_every_common_timestamp_format_is_read(value: Any) -> None:
     assert parse_timestamp(value) == NOW
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(EPOCH_MILLIS - 1, EPOCH_MILLIS - 1), (EPOCH_MILLIS, EPOCH_MILLIS / 1000)],
+    ids=["seconds-just-below", "milliseconds-from"],
+)
+def test_epoch_milliseconds_start_where_the_header_parser_says(
+    value: float, seconds: float
+) -> None:
+    """One boundary for every caller: 1e11 ms is 1973, 1e11 s would be the year 5138."""
+    assert parse_timestamp(value) == seconds
+    assert parse_timestamp(f"{value:.0f}") == seconds
 
 
 @pytest.mark.parametrize("value", ["yesterday", "", None, True, -5, {"t": 1}], ids=repr)

@@ -7,10 +7,10 @@ import json
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from monitor.core.timestamps import EPOCH_MILLIS, parse_http_date
 from monitor.signals.headers import (
     Quota,
     parse_deprecation,
-    parse_http_date,
     parse_links,
     parse_quota,
     parse_retry_after,
@@ -141,6 +141,29 @@ QUOTA_IDS = [
 ]
 
 
+# Either side of the one place epoch milliseconds start (shared with freshness timestamps):
+# just below is an epoch in seconds, from it on milliseconds. Below 1e9 is a delta from now.
+RESET_BOUNDARY = [
+    (EPOCH_MILLIS - 1, EPOCH_MILLIS - 1),
+    (EPOCH_MILLIS, EPOCH_MILLIS / 1000),
+    (999_999_999, NOW + 999_999_999),
+    (1_000_000_000, 1_000_000_000),
+]
+
+
+@pytest.mark.parametrize(
+    ("reset", "reset_at"), RESET_BOUNDARY, ids=["s-below", "ms-from", "delta", "epoch-s"]
+)
+def test_a_reset_number_is_a_delta_an_epoch_or_epoch_milliseconds(
+    reset: float, reset_at: float
+) -> None:
+    quota = parse_quota(
+        h(("X-RateLimit-Remaining", "1"), ("X-RateLimit-Reset", f"{reset:.0f}")), NOW
+    )
+    assert quota is not None
+    assert quota.reset_at == reset_at
+
+
 @pytest.mark.parametrize(("headers", "expected"), QUOTA_CASES, ids=QUOTA_IDS)
 def test_it_reads_the_quota_of_each_dialect(
     headers: CIMultiDictProxy[str], expected: Quota
@@ -239,6 +262,7 @@ DEPRECATED_CASES = [
     (h(("Deprecation", "true")), None, None, "deprecation"),
     (h(("Deprecation", "?1")), None, None, "deprecation"),
     (h(("Deprecation", "1688169599")), JUN_2023, None, "deprecation"),
+    (h(("Deprecation", "1688169599000")), JUN_2023, None, "deprecation"),
     (h(("Deprecation", "Fri, 30 Jun 2023 23:59:59 GMT")), JUN_2023, None, "deprecation"),
     (h(("Sunset", "Tue, 31 Dec 2024 23:59:59 GMT")), None, DEC_2024, "sunset"),
     (h(("Sunset", "Sat, 31 Dec 2022 23:59:59 GMT")), None, 1672531199, "sunset"),
@@ -285,6 +309,7 @@ DEPRECATED_IDS = [
     "legacy-true",
     "structured-boolean",
     "epoch-without-at",
+    "epoch-ms-without-at",
     "legacy-http-date",
     "sunset-future",
     "sunset-past",

@@ -13,21 +13,21 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import http_sf
+
+from monitor.core.timestamps import epoch_seconds, parse_http_date, parse_iso_date
 
 # Must be case-insensitive (CIMultiDict / CIMultiDictProxy); `getall` is used when present so
 # that repeated headers (Link, Warning) are all seen.
 Headers = Mapping[str, str]
 
-# Bare numbers in Reset headers: above 1e12 only a millisecond epoch makes sense (1e12 s is the
-# year 33658), above 1e9 an epoch in seconds (2001-09-09 onwards); anything smaller is a delta,
-# since no quota window lasts 31 years.
-_EPOCH_MS = 1e12
+# Bare numbers in Reset headers from 1e9 on (2001-09-09 in seconds) are epochs, whose unit
+# `epoch_seconds` tells by magnitude; anything smaller is a delta, since no quota window lasts
+# 31 years.
 _EPOCH_S = 1e9
 
 
@@ -97,17 +97,6 @@ def _sf_number(value: Any) -> float | None:
     return number if math.isfinite(number) and number >= 0 else None
 
 
-def parse_http_date(text: str) -> float | None:
-    """IMF-fixdate, RFC 850 and asctime forms (RFC 9110 §5.6.7), leniently; zone-less is UTC."""
-    try:
-        parsed = parsedate_to_datetime(text.strip())
-    except (TypeError, ValueError, IndexError):  # the stdlib raises all three on junk
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
-
-
 def parse_date(text: str) -> float | None:
     """Vendors write dates every which way: HTTP-date, ISO 8601, or `@epoch`."""
     text = text.strip()
@@ -115,22 +104,14 @@ def parse_date(text: str) -> float | None:
         item = _structured(text, "item")
         return item[0].timestamp() if item and isinstance(item[0], datetime) else None
     at = parse_http_date(text)
-    if at is not None:
-        return at
-    try:
-        iso = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return (iso if iso.tzinfo else iso.replace(tzinfo=UTC)).timestamp()
+    return parse_iso_date(text) if at is None else at
 
 
 def _reset_at(text: str | None, now: float) -> float | None:
     value = _number(text)
     if value is None:
         return None if text is None else parse_http_date(text)
-    if value >= _EPOCH_MS:
-        return value / 1000
-    return value if value >= _EPOCH_S else now + value
+    return epoch_seconds(value) if value >= _EPOCH_S else now + value
 
 
 # -- Retry-After ---------------------------------------------------------------------------
@@ -271,7 +252,7 @@ def _deprecation_value(raw: str) -> tuple[bool, float | None]:
             return value, None
         if isinstance(value, int):
             # Some servers drop the `@`; a small integer is a boolean written as a number.
-            return value != 0, float(value) if value >= _EPOCH_S else None
+            return value != 0, epoch_seconds(value) if value >= _EPOCH_S else None
         if isinstance(value, str | http_sf.Token):
             word = str(value).lower()
             if word in ("true", "yes"):
