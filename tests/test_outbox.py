@@ -19,7 +19,6 @@ from monitor.alerting.outbox import (
     Delivery,
     OutboxRow,
     StaleStateError,
-    backoff,
     claim,
     commit,
     create_tables,
@@ -251,5 +250,11 @@ def test_only_one_worker_can_claim_a_row(db: str) -> None:
     [(1, 1), (2, 2), (3, 4), (5, 16), (6, 30), (50, 30)],
     ids=["first", "second", "third", "fifth", "capped", "long-after"],
 )
-def test_backoff_doubles_up_to_thirty_seconds(attempts: int, wait: float) -> None:
-    assert backoff(attempts) == wait
+def test_backoff_doubles_up_to_thirty_seconds(db: str, attempts: int, wait: float) -> None:
+    engine = create_engine(db)
+    create_tables(engine)
+    commit(engine, [], [message("k1")])
+    for _ in range(attempts):  # each claim is one more try
+        assert claim(engine, pending(engine), 0.0, 30)
+    assert pending(engine)[0].next_attempt_at == wait
+    engine.dispose()

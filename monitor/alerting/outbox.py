@@ -22,6 +22,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from monitor.alerting.machine import AlertState, Phase
 from monitor.alerting.notify import Message, Notify, Queued, group, render_group
 from monitor.alerting.silences import SilenceRow
+from monitor.core.backoff import backoff
 from monitor.core.clock import Clock
 from monitor.core.errors import DeliveryError
 
@@ -139,11 +140,6 @@ def _outbox_values(m: Message) -> dict[str, object]:
     }
 
 
-def backoff(attempts: int, cap: float = 30.0) -> float:
-    """Seconds before the next try after `attempts` tries: 1, 2, 4, ... capped."""
-    return float(min(cap, 2 ** max(attempts - 1, 0)))
-
-
 def expire(engine: Engine, now: float) -> list[OutboxRow]:
     """Give up on pending rows past their expiry; returns them for logging and metrics."""
     with Session(engine) as session:
@@ -175,7 +171,7 @@ def claim(engine: Engine, rows: list[OutboxRow], now: float, cap: float) -> bool
     with engine.connect() as connection:
         transaction = connection.begin()
         for row in rows:
-            retry_at = now + backoff(row.attempts + 1, cap)
+            retry_at = now + backoff(row.attempts + 1, base=1.0, cap=cap)  # 1, 2, 4, ...
             result = connection.execute(
                 update(OutboxRow)
                 .where(col(OutboxRow.id) == row.id)

@@ -23,6 +23,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from monitor.core.backoff import backoff
 from monitor.core.units import DAY
 from monitor.signals.headers import Quota
 
@@ -77,8 +78,14 @@ class Throttle:
             if retry_after is not None:
                 self._pause(state, now, now + retry_after, "retry_after")
             else:
-                ceiling = min(self.max_backoff, (base or self.base_backoff) * 2**state.streak)
-                self._pause(state, now, now + self._random() * ceiling, "backoff")
+                # One more than the streak: the first 429 draws below 2 * base, averaging base.
+                wait = backoff(
+                    state.streak + 1,
+                    base=base or self.base_backoff,
+                    cap=self.max_backoff,
+                    jitter=self._random,
+                )
+                self._pause(state, now, now + wait, "backoff")
         elif status is not None:
             state.streak = 0
         if (

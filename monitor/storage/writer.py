@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
+from monitor.core.backoff import backoff
 from monitor.storage.store import DeprecationRow, RunRecord, Store
 
 log = logging.getLogger(__name__)
@@ -72,16 +73,14 @@ class Writer:
         self._task = asyncio.create_task(self._loop(), name="intmon-writer")
 
     async def _loop(self) -> None:
-        backoff = 0.0
+        failures = 0  # in a row: 0.5 s, 1 s, 2 s, ... between retries
         while not self._closing:
+            delay = backoff(failures, base=0.5, cap=self.max_backoff) if failures else 0.0
             # Woken early by a full batch, or by the flush interval: write whatever is queued.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff or self.flush_interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=delay or self.flush_interval)
             self._wake.clear()
-            if await self.flush_once():
-                backoff = 0.0
-            else:
-                backoff = min(max(backoff * 2, 0.5), self.max_backoff)
+            failures = 0 if await self.flush_once() else failures + 1
 
     async def flush_once(self) -> bool:
         """Write everything queued, batch by batch. False if the database refused."""
