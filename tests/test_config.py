@@ -168,6 +168,25 @@ def test_sizes_parse_to_bytes(text: object, size: int) -> None:
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(0.25, "250ms"), (5400, "1h30m"), (0, "0ms")])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.25, "250ms"), (5400, "1h30m"), (0, "0ms"), (1.5, "1.5s"), (12.345, "12.3s"),
+     (60, "1m"), (90061, "1d1h1m1s"), (-30, "-30s")],
+    ids=["ms", "h-m", "zero", "fraction-of-a-second-kept", "three-digits", "minute", "all-units",
+         "negative"],
+)  # fmt: skip
 def test_durations_format_back_for_messages(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.25, "250ms"), (12.345, "12s"), (90, "1m30s"), (120, "2m"), (5400, "90m"), (3600, "1h"),
+     (7300, "2h"), (45.2 * 86400, "45d"), (-3 * 86400, "-3d")],
+    ids=["ms", "whole-seconds", "under-two-minutes", "two-minutes", "under-two-hours",
+         "whole-hour", "two-hours", "days", "negative"],
+)  # fmt: skip
+def test_coarse_durations_round_to_one_unit_once_there_are_two_of_it(
+    seconds: float, text: str
+) -> None:
+    assert format_duration(seconds, coarse=True) == text

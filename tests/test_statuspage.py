@@ -105,7 +105,7 @@ def test_every_check_appears_with_its_state_spelled_out() -> None:
 
     assert set(page.rows) == {c["name"] for c in checks}
     assert page.rows["orders-api"].startswith("✓ Up")
-    assert "✗ Down 12 s ago" in page.rows["billing"]  # after the reason, under the name
+    assert "✗ Down 12s ago" in page.rows["billing"]  # after the reason, under the name
     assert page.rows["new-one"].startswith("? Unknown")
     assert ("span", {"class": "state state-down"}) in page.tags  # the colour, besides the text
 
@@ -114,12 +114,12 @@ def test_it_shows_the_figures_and_the_sunset_countdown_with_the_migration_link()
     checks, alerts = sample()
     page = Page(render_status(checks, alerts, NOW))
 
-    assert "12 s ago 0.0% 235 ms 5 / 100" in page.rows["orders-api"]
-    assert "12.5% 1.50 s" in page.rows["billing"]
+    assert "12s ago 0.0% 235ms 5 / 100" in page.rows["orders-api"]
+    assert "12.5% 1.5s" in page.rows["billing"]
     assert "HTTP 503 from upstream" in page.rows["billing"]
     assert "in 30 days migration guide" in page.rows["legacy"]
     assert ("a", {"href": "https://example.com/migrate", "rel": "noopener noreferrer"}) in page.tags
-    assert "2.0 h" in page.rows["orders-sync"]
+    assert "2h" in page.rows["orders-sync"]
     assert "never" in page.rows["new-one"]
 
 
@@ -131,7 +131,7 @@ def test_it_summarises_checks_down_and_firing_alerts_at_the_top() -> None:
     assert "error_rate critical" in page.rows["billing"]
     assert "pending: latency_p95" in page.rows["orders-api"]
     assert "error_rate critical" not in page.rows["orders-api"]
-    assert "Firing alerts" in page.text and "for 1.5 m" in page.text
+    assert "Firing alerts" in page.text and "for 1m30s" in page.text
 
 
 def test_a_firing_alert_of_a_check_no_longer_configured_still_shows_in_the_summary() -> None:
@@ -276,7 +276,7 @@ async def test_chromium_shows_every_check_its_state_and_the_firing_alert(
     assert "5 / 100" in page.rows["quota-api"]
     assert ("a", {"href": "https://example.com/migrate", "rel": "noopener noreferrer"}) in page.tags
     assert re.search(r"in (29\.9|30) days migration guide", page.rows["legacy-api"])
-    assert re.search(r"^✓ Up \S+ s ago .* [23]\d s ", page.rows["orders-sync"])  # ~30 s old
+    assert re.search(r"^✓ Up \S+s ago .* [23]\ds ", page.rows["orders-sync"])  # ~30 s old
     assert "deprecation warning sunset warning" in page.rows["legacy-api"]  # default rules
     assert "6checks1down3alertsfiring" in re.sub(r"\s", "", page.text)
 

@@ -24,7 +24,7 @@ from monitor.config.rules import (
     SunsetRule,
     ThresholdRule,
 )
-from monitor.core.units import DAY, format_duration
+from monitor.core.units import format_duration
 
 __all__ = ["EVALUATORS", "Evaluation", "SignalView", "evaluate"]
 
@@ -74,21 +74,6 @@ def _percent(ratio: float) -> str:
     return f"{ratio * 100:.4g}%"
 
 
-def _seconds(value: float) -> str:
-    if value < 1:
-        return f"{value * 1000:.0f}ms"
-    return f"{value:.3g}s" if value < 60 else format_duration(value)
-
-
-def _span(seconds: float) -> str:
-    """Coarse time left or age: `45d`, `5h`, `12m`; precision beyond that is noise in a page."""
-    seconds = abs(seconds)
-    for unit, size in (("d", DAY), ("h", 3600.0), ("m", 60.0)):
-        if seconds >= 2 * size or (seconds >= size and seconds % size == 0):
-            return f"{seconds / size:.0f}{unit}"
-    return format_duration(seconds)
-
-
 def _grade(
     value: float, warning: float | None, critical: float | None, higher_is_worse: bool
 ) -> tuple[Severity | None, float | None, Severity]:
@@ -130,22 +115,24 @@ def _latency(rule: LatencyRule, view: SignalView, now: float) -> Evaluation:
     p95, runs = view.latency_p95(rule.window)
     where = f"over {format_duration(rule.window)} ({runs} runs)"
     if p95 is None or runs < rule.min_runs:
-        shown = "n/a" if p95 is None else _seconds(p95)
+        shown = "n/a" if p95 is None else format_duration(p95)
         summary = f"p95 latency {shown} {where}: fewer than min_runs {rule.min_runs}"
         return Evaluation(None, p95, None, summary, known=False)
     baseline = view.baseline_p95()
     bounds = {"warning": rule.warning, "critical": rule.critical}
     limits = {sev: b.resolve(baseline) if b is not None else None for sev, b in bounds.items()}
     if all(limit is None for limit in limits.values()):
-        summary = f"p95 latency {_seconds(p95)} {where}: no baseline yet for {rule.warning}"
+        summary = f"p95 latency {format_duration(p95)} {where}: no baseline yet for {rule.warning}"
         return Evaluation(None, p95, None, summary, known=False)
     grade = severity, threshold, level = _grade(p95, limits["warning"], limits["critical"], True)
     bound = bounds[level]
-    shown = _seconds(threshold or 0.0)
+    shown = format_duration(threshold or 0.0)
     if bound is not None and bound.factor is not None and baseline is not None:
-        shown = f"{bound} {_seconds(baseline)} ({shown})"
+        shown = f"{bound} {format_duration(baseline)} ({shown})"
     verdict = _verdict(grade, shown, ">=", "<")
-    return Evaluation(severity, p95, threshold, f"p95 latency {_seconds(p95)} {where} {verdict}")
+    return Evaluation(
+        severity, p95, threshold, f"p95 latency {format_duration(p95)} {where} {verdict}"
+    )
 
 
 def _rate_limited(rule: RateLimitedRule, view: SignalView, now: float) -> Evaluation:
@@ -180,8 +167,9 @@ def _time_left(
     left = deadline - now
     warning, critical = getattr(rule, "warning", None), getattr(rule, "critical", None)
     grade = severity, threshold, _ = _grade(left, warning, critical, False)
-    when = f"in {_span(left)}" if left >= 0 else f"{_span(left)} ago"
-    verdict = _verdict(grade, f"{_span(threshold or 0.0)} left", "<=", ">")
+    span = format_duration(abs(left), coarse=True)
+    when = f"in {span}" if left >= 0 else f"{span} ago"
+    verdict = _verdict(grade, f"{format_duration(threshold or 0.0, coarse=True)} left", "<=", ">")
     return Evaluation(severity, left, threshold, f"{what} {when} ({_iso(deadline)}) {verdict}")
 
 
@@ -198,8 +186,15 @@ def _freshness(rule: FreshnessRule, view: SignalView, now: float) -> Evaluation:
     if age is None:
         return Evaluation(None, None, None, "no data timestamp yet", known=False)
     grade = severity, threshold, _ = _grade(age, rule.warning, rule.critical, True)
-    verdict = _verdict(grade, _span(threshold or 0.0), "older than", "within")
-    return Evaluation(severity, age, threshold, f"newest data is {_span(age)} old, {verdict}")
+    verdict = _verdict(
+        grade, format_duration(threshold or 0.0, coarse=True), "older than", "within"
+    )
+    return Evaluation(
+        severity,
+        age,
+        threshold,
+        f"newest data is {format_duration(age, coarse=True)} old, {verdict}",
+    )
 
 
 def _iso(ts: float) -> str:

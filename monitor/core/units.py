@@ -72,18 +72,31 @@ def parse_size(value: Any) -> int:
     raise ValueError(f"{value!r} is not a size (use e.g. 1MiB, 512kB or a number of bytes)")
 
 
-def format_duration(seconds: float) -> str:
-    """The inverse of parse_duration, for messages: 0.25 -> `250ms`, 5400 -> `1h30m`."""
+def format_duration(seconds: float, *, coarse: bool = False) -> str:
+    """For messages, the inverse of parse_duration: 0.25 -> `250ms`, 1.5 -> `1.5s`, 5400 -> `1h30m`.
+
+    Under a minute, three significant digits: a 1.5 s latency is not "2s". `coarse` is for ages
+    and time left, where more precision is noise on a page: one unit once there are two of it or
+    a whole number of it (`45d`, `5h`, `90m`), and whole seconds.
+    """
+    if seconds < 0:
+        return "-" + format_duration(-seconds, coarse=coarse)
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
+    if coarse:
+        for unit in ("d", "h", "m"):
+            size = _UNIT_SECONDS[unit]
+            if seconds >= 2 * size or (seconds >= size and seconds % size == 0):
+                return f"{seconds / size:.0f}{unit}"
+    if seconds < MINUTE:
+        return f"{round(seconds)}s" if coarse else f"{seconds:.3g}s"
     parts = []
     remaining = round(seconds)
     for unit in ("d", "h", "m", "s"):
-        size = int(_UNIT_SECONDS[unit])
-        count, remaining = divmod(remaining, size)
+        count, remaining = divmod(remaining, int(_UNIT_SECONDS[unit]))
         if count:
             parts.append(f"{count}{unit}")
-    return "".join(parts) or "0s"
+    return "".join(parts)
 
 
 def hour_of(ts: float) -> int:

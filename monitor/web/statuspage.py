@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from monitor.core.units import format_duration
+
 if TYPE_CHECKING:
     from monitor.engine.daemon import Daemon
 
@@ -171,9 +173,7 @@ def _percent(ratio: float | None) -> str:
 
 
 def _seconds(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+    return "—" if value is None else format_duration(value)
 
 
 def _age(now: float, ts: float | None, suffix: str = "") -> str:
@@ -181,12 +181,7 @@ def _age(now: float, ts: float | None, suffix: str = "") -> str:
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f} {unit}"
-    return f"{seconds:.0f} s"
+    return "—" if seconds is None else format_duration(seconds, coarse=True)
 
 
 def _e(value: object) -> str:
