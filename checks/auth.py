@@ -12,22 +12,15 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Literal
 
-import yarl
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from checks.tokens import AuthError, Grant, request_token
 from monitor.core.model import Model
 from monitor.core.redact import redact
+from monitor.core.units import HttpUrlText
 
 if TYPE_CHECKING:
     from checks.base import RunContext
-
-
-def _token_url(value: str) -> str:
-    url = yarl.URL(value)
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"{value!r} is not an http(s) URL")
-    return value
 
 
 class BearerAuth(Model):
@@ -50,7 +43,7 @@ class ApiKeyAuth(Model):
 
 class ClientCredentialsAuth(Model):
     type: Literal["oauth2_client_credentials"]
-    token_url: str
+    token_url: HttpUrlText
     client_id: str
     client_secret: str
     scope: str | None = None
@@ -58,19 +51,15 @@ class ClientCredentialsAuth(Model):
     # RFC 6749 lets providers take the client credentials in the form or as HTTP Basic.
     client_auth: Literal["body", "basic"] = "body"
 
-    _url = field_validator("token_url")(_token_url)
-
 
 class RefreshTokenAuth(Model):
     type: Literal["oauth2_refresh_token"]
-    token_url: str
+    token_url: HttpUrlText
     client_id: str
     client_secret: str | None = None  # public clients have none
     refresh_token: str = Field(min_length=1)
     scope: str | None = None
     client_auth: Literal["body", "basic"] = "body"
-
-    _url = field_validator("token_url")(_token_url)
 
 
 OAuth2 = ClientCredentialsAuth | RefreshTokenAuth

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
+from pydantic import ValidationError
 
 from checks.assertions import Expect
 from checks.base import Result, RunContext
@@ -271,3 +273,22 @@ async def test_send_masks_the_basic_value_and_url_credentials_in_the_reason(
     target = check(await serve(app) + "/", {"type": "basic", "username": "u", "password": "pw"})
     result, _ = await send(fake_ctx, target.request, target.expect, target, target.auth)
     assert result.reason == "error: Basic *** refused, see https://***@docs.test/"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://idp.test/token", "'ftp://idp.test/token' is not an http(s) URL"),
+        ("https:///token", "'https:///token' is not an http(s) URL"),
+        # yarl's own refusal is reported the same way, its reason kept.
+        ("https://idp.test:99999/token", "is not an http(s) URL (Port out of range"),
+    ],
+    ids=["not-http", "no-host", "bad-port"],
+)
+def test_a_token_url_follows_the_same_rule_as_a_request_url(url: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        check(url)
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        check(
+            "https://api.test/", {"type": "oauth2_client_credentials", "token_url": url, **CLIENT}
+        )

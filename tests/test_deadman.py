@@ -166,13 +166,24 @@ def test_the_heartbeat_settings_default_to_off_and_a_minute() -> None:
         (f"heartbeat_url: 'hc-ping.com/{TOKEN}'", "monitor.heartbeat_url: not an http(s) URL"),
         (f"heartbeat_url: 'ftp://x/{TOKEN}'", "monitor.heartbeat_url: not an http(s) URL"),
         (f"heartbeat_url: 'https:///{TOKEN}'", "monitor.heartbeat_url: not an http(s) URL"),
+        # Passed the old scheme-and-slash test; the one URL rule wants a host.
+        (f"heartbeat_url: 'https://:443/{TOKEN}'", "monitor.heartbeat_url: not an http(s) URL"),
+        (f"heartbeat_url: 'https://h:99999/{TOKEN}'", "monitor.heartbeat_url: not an http(s) URL"),
         (
             "heartbeat_interval: 0s",
             "monitor.heartbeat_interval: 0.0: input should be greater than 0",
         ),
         ("heartbeat_interval: often", "monitor.heartbeat_interval: 'often' is not a duration"),
     ],
-    ids=["no-scheme", "not-http", "no-host", "zero-interval", "not-a-duration"],
+    ids=[
+        "no-scheme",
+        "not-http",
+        "no-host",
+        "port-no-host",
+        "bad-port",
+        "zero-interval",
+        "not-a-duration",
+    ],
 )
 def test_a_bad_heartbeat_setting_is_a_config_error_that_keeps_the_url_secret(
     monitor: str, message: str

@@ -18,7 +18,7 @@ from monitor.config.rules import AlertConfigError, RuleConfig, parse_alerts, val
 from monitor.config.yamlsrc import Path, SourceMap, interpolate, load_yaml
 from monitor.core.errors import ConfigError, ConfigIssue
 from monitor.core.model import NAME_PATTERN, Model
-from monitor.core.units import Duration
+from monitor.core.units import Duration, require_http_url
 from monitor.storage.upkeep import Retention
 
 DEFAULT_CONFIG = "config/monitor.yaml"
@@ -45,10 +45,7 @@ class MonitorSettings(Model):
         if not value:
             return None  # `${HEARTBEAT_URL:-}` unset: no dead-man's switch
         # Anyone holding the URL can keep the switch quiet: the error never repeats it.
-        scheme, _, rest = (value or "").partition("://")
-        if value is not None and (scheme not in ("http", "https") or rest[:1] in ("", "/")):
-            raise ValueError("not an http(s) URL")
-        return value
+        return require_http_url(value, secret=True)
 
     @field_validator("listen")
     @classmethod

@@ -110,11 +110,23 @@ def _positive(value: float) -> float:
     return value
 
 
-def require_http_url(value: str) -> str:
-    url = yarl.URL(value)
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"{value!r} is not an http(s) URL")
-    return value
+def require_http_url(value: str, *, secret: bool = False) -> str:
+    """`value` if it is an absolute http(s) URL with a host, else ValueError.
+
+    A `secret` URL (anyone holding it can act, as with a dead-man's switch) is not repeated in
+    the error, nor is yarl's reason, which may quote it.
+    """
+    try:
+        url = yarl.URL(value)
+    except ValueError as exc:  # yarl refuses some junk outright: a bad port, a bracket
+        problem = "" if secret else f" ({exc})"
+    else:
+        if url.scheme in ("http", "https") and url.host:
+            return value
+        problem = ""
+    raise ValueError(
+        "not an http(s) URL" if secret else f"{value!r} is not an http(s) URL{problem}"
+    )
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
