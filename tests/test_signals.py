@@ -6,6 +6,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from checks.base import Result
 from monitor.core.clock import FakeClock
+from monitor.signals.headers import Quota
 from monitor.signals.per_check import LAST_SEEN_WRITE_INTERVAL, CheckSignals
 from monitor.storage.store import RunRecord, Store
 
@@ -55,6 +56,21 @@ def test_the_last_quota_seen_is_kept_until_a_new_one_arrives(clock: FakeClock) -
     signals.observe(result(clock))
     assert signals.quota is not None
     assert (signals.quota.remaining, signals.quota.limit) == (7, 100)
+
+
+def test_the_quota_kept_is_the_parsed_one_with_its_policy_and_when_it_was_seen(
+    clock: FakeClock,
+) -> None:
+    """One Quota type from header to throttle and status: the policy name is no longer lost."""
+    signals = CheckSignals("a", clock)
+    headers = {"RateLimit": '"daily";r=2;t=60', "RateLimit-Policy": '"daily";q=1000;w=86400'}
+    signals.observe(result(clock, **headers))
+    now = clock.time()
+    assert signals.quota == Quota(2, 1000, now + 60, "daily", "ietf", seen_at=now)
+    assert signals.as_json()["quota"] == {
+        "remaining": 2, "limit": 1000, "reset_at": now + 60, "policy": "daily", "dialect": "ietf",
+        "seen_at": now,
+    }  # fmt: skip
 
 
 def test_failures_in_a_row_and_the_last_error_are_tracked(clock: FakeClock) -> None:

@@ -206,7 +206,7 @@ class Daemon:
             result.status,
             signals.retry_after,
             self.clock.time(),
-            quota=signals.quota_hint(),
+            quota=signals.quota,
             base=check.interval,
         )
         record = RunRecord(

@@ -33,13 +33,15 @@ _EPOCH_S = 1e9
 
 @dataclass(frozen=True, slots=True)
 class Quota:
-    """The provider's rate-limit quota as last announced. Any field may be unknown."""
+    """The provider's rate-limit quota as announced. Any field may be unknown."""
 
     remaining: float | None
     limit: float | None
     reset_at: float | None  # unix seconds
     policy: str | None
     dialect: str  # ietf | ietf-dict | ietf-legacy | x-ratelimit | x-rate-limit | shopify
+    # When a check's signals kept it (unix seconds); parsers leave it unset.
+    seen_at: float | None = None
 
 
 @dataclass(slots=True)

@@ -67,15 +67,6 @@ class DeprecationRecord:
         return out
 
 
-@dataclass
-class QuotaSeen:
-    remaining: float | None
-    limit: float | None
-    reset_at: float | None
-    dialect: str
-    seen_at: float
-
-
 class CheckSignals:
     def __init__(
         self,
@@ -95,7 +86,7 @@ class CheckSignals:
         self.baseline = HourlyBaseline()
         self.consecutive_failures = 0
         self.last_error: str | None = None
-        self.quota: QuotaSeen | None = None
+        self.quota: Quota | None = None  # the last one seen; the throttle takes it as it is
         self.deprecation: DeprecationRecord | None = None
         self.certificate_not_after: float | None = None
         self.freshness_age: float | None = None
@@ -170,19 +161,6 @@ class CheckSignals:
         self.retry_after = header_signals.get("retry_after")
         self.quota = _quota(header_signals, now) or self.quota
         return self._track_deprecation(result, header_signals, now)
-
-    def quota_hint(self) -> Quota | None:
-        """The last quota seen, in the shape the throttle takes."""
-        q = self.quota
-        if q is None:
-            return None
-        return Quota(
-            remaining=q.remaining,
-            limit=q.limit,
-            reset_at=q.reset_at,
-            policy=None,
-            dialect=q.dialect,
-        )
 
     def _track_deprecation(self, result: Result, signals: dict[str, Any], now: float) -> bool:
         if signals.get("deprecated"):
@@ -269,13 +247,14 @@ class CheckSignals:
         return out
 
 
-def _quota(signals: dict[str, Any], seen_at: float) -> QuotaSeen | None:
+def _quota(signals: dict[str, Any], seen_at: float) -> Quota | None:
     if "quota_dialect" not in signals:
         return None
-    return QuotaSeen(
+    return Quota(
         remaining=signals.get("quota_remaining"),
         limit=signals.get("quota_limit"),
         reset_at=signals.get("quota_reset"),
+        policy=signals.get("quota_policy"),
         dialect=signals["quota_dialect"],
         seen_at=seen_at,
     )
