@@ -188,9 +188,7 @@ class _FlowRun:
         except ValidationError as exc:
             problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
             return Result.failure("assertion", f"request is invalid once rendered: {problem}")
-        result, body = await send(
-            self.ctx, request, step.expect, self.flow.http_options, self.flow.auth
-        )
+        result, body = await send(self.ctx, request, step.expect, self.flow, self.flow.auth)
         if result.ok and step.extract:
             not_found = _extract(step, body, self.variables)
             if not_found is not None:

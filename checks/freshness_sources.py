@@ -95,7 +95,7 @@ class SqlSource(Model):
 
 
 async def read_http(ctx: RunContext, source: HttpSource) -> Reading | Result:
-    result, body = await send(ctx, source.spec, source.expect, source.http_options, source.auth)
+    result, body = await send(ctx, source.spec, source.expect, source, source.auth)
     if not result.ok:
         return result
     try:

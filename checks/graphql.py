@@ -64,7 +64,7 @@ class GraphqlCheck(HttpTransport, CheckConfig):
         expect = self.expect
         if not expect.body_errors:
             expect = expect.model_copy(update={"body_errors": True})
-        result, body = await send(ctx, self._request, expect, self.http_options, self.auth)
+        result, body = await send(ctx, self._request, expect, self, self.auth)
         if not result.ok and result.error_class in ("http_4xx", "http_5xx"):
             # GraphQL-over-HTTP servers explain a 4xx in `errors`: that is the useful part.
             message = _first_error(body)

@@ -15,9 +15,10 @@ from pydantic import Field, field_validator, model_validator
 from checks.assertions import Expect, check_response
 from checks.auth import AuthConfig, AuthError, Credentials, authorize
 from checks.base import CheckConfig, Result, RunContext
+from checks.transport import HttpTransport
 from monitor.core.model import Model
 from monitor.core.redact import redact
-from monitor.core.units import HttpUrlText, Size
+from monitor.core.units import HttpUrlText
 
 METHODS = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _READ_CHUNK = 64 * 1024
@@ -50,13 +51,10 @@ class RequestSpec(Model):
         return yarl.URL(self.url).host or ""
 
 
-class HttpCheck(CheckConfig):
+class HttpCheck(HttpTransport, CheckConfig):
     type: Literal["http"] = "http"
     request: RequestSpec
     expect: Expect = Field(default_factory=Expect)
-    max_redirects: int = Field(default=5, ge=0, le=30)
-    max_body: Size = 1024 * 1024
-    tls_verify: bool = True
     # A CA bundle for providers behind a private CA (verification stays on).
     tls_ca_file: str | None = None
     auth: AuthConfig | None = None
@@ -71,15 +69,11 @@ class HttpCheck(CheckConfig):
                 raise ValueError(f"cannot load CA bundle {value!r}: {exc}") from None
         return value
 
-    # Built once: creating an SSL context per run costs more than the request. A cached
-    # property, not a pydantic private attribute: those cost microseconds on every read.
     @functools.cached_property
     def ssl_context(self) -> ssl.SSLContext | bool:
-        if not self.tls_verify:
-            return False
-        if self.tls_ca_file:
+        if self.tls_verify and self.tls_ca_file:
             return ssl.create_default_context(cafile=self.tls_ca_file)
-        return True
+        return self.tls_verify
 
     def host_key(self) -> str | None:
         return self.request.host
@@ -97,7 +91,7 @@ async def send(
     ctx: RunContext,
     request: RequestSpec,
     expect: Expect,
-    check: HttpCheck,
+    transport: HttpTransport,
     auth: AuthConfig | None = None,
 ) -> tuple[Result, bytes]:
     """`exchange` with auth and idempotency: one run of one request, as a client would send it.
@@ -111,10 +105,10 @@ async def send(
     credentials = Credentials()
     try:
         credentials = await authorize(ctx, auth)
-        result, body = await _authorized(ctx, request, expect, check, extra, credentials)
+        result, body = await _authorized(ctx, request, expect, transport, extra, credentials)
         if result.status == 401 and credentials.token is not None:
             credentials = await authorize(ctx, auth, rejected=credentials.token)
-            result, body = await _authorized(ctx, request, expect, check, extra, credentials)
+            result, body = await _authorized(ctx, request, expect, transport, extra, credentials)
     except AuthError as exc:
         reason = redact(exc.reason, credentials.secrets)
         return Result.failure("auth", reason, started_at=ctx.clock.time()), b""
@@ -128,35 +122,25 @@ async def _authorized(
     ctx: RunContext,
     request: RequestSpec,
     expect: Expect,
-    check: HttpCheck,
+    transport: HttpTransport,
     extra: dict[str, str],
     credentials: Credentials,
 ) -> tuple[Result, bytes]:
     if credentials.params:
         request = request.model_copy(update={"params": {**request.params, **credentials.params}})
-    return await exchange(ctx, request, expect, check, {**extra, **credentials.headers})
-
-
-async def perform(
-    ctx: RunContext,
-    request: RequestSpec,
-    expect: Expect,
-    check: HttpCheck,
-    extra_headers: dict[str, str] | None = None,
-) -> Result:
-    """Send one request and judge it. Timeouts propagate: the runner owns the deadline."""
-    result, _ = await exchange(ctx, request, expect, check, extra_headers)
-    return result
+    return await exchange(ctx, request, expect, transport, {**extra, **credentials.headers})
 
 
 async def exchange(
     ctx: RunContext,
     request: RequestSpec,
     expect: Expect,
-    check: HttpCheck,
+    transport: HttpTransport,
     extra_headers: dict[str, str] | None = None,
 ) -> tuple[Result, bytes]:
-    """`perform`, also returning the (capped) body for callers that extract from it."""
+    """Send one request and judge it; also the (capped) body, for callers that extract from it.
+
+    Timeouts propagate: the runner owns the deadline."""
     headers = {"User-Agent": ctx.user_agent, **request.headers, **(extra_headers or {})}
     started_at = ctx.clock.time()
     start = time.perf_counter()
@@ -168,19 +152,19 @@ async def exchange(
             params=request.params or None,
             json=request.json_,
             data=request.body,
-            allow_redirects=check.max_redirects > 0,
-            max_redirects=max(check.max_redirects, 1),
-            ssl=check.ssl_context,
+            allow_redirects=transport.max_redirects > 0,
+            max_redirects=max(transport.max_redirects, 1),
+            ssl=transport.ssl_context,
         ) as response:
-            body, truncated = await read_capped(response, check.max_body)
+            body, truncated = await read_capped(response, transport.max_body)
             latency = time.perf_counter() - start
     except TimeoutError:
         raise
     except aiohttp.ClientError as exc:
-        error_class, reason = classify_client_error(exc, check.max_redirects)
+        error_class, reason = classify_client_error(exc, transport.max_redirects)
         latency = time.perf_counter() - start
         return Result.failure(error_class, reason, latency=latency, started_at=started_at), b""
-    not_after = await ctx.certificates.not_after(request.url, check.ssl_context, ctx.clock)
+    not_after = await ctx.certificates.not_after(request.url, transport.ssl_context, ctx.clock)
     failure = check_response(
         expect,
         status=response.status,
@@ -188,7 +172,7 @@ async def exchange(
         body=body,
         truncated=truncated,
         latency=latency,
-        cap=check.max_body,
+        cap=transport.max_body,
     )
     return Result(
         ok=failure is None,

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from checks.assertions import Expect
 from checks.base import RunContext
-from checks.http import HttpCheck
+from checks.http import HttpCheck, RequestSpec, send
+from checks.transport import HttpTransport
 from monitor.config.loader import parse_config
 from monitor.core.clock import SystemClock
 from monitor.core.redact import Redactor
@@ -317,3 +319,28 @@ async def test_secrets_from_the_environment_never_reach_the_result(
     result = await Runner(ctx, 1, 1).execute(config.checks[0])
     assert result.error_class == "body_error"
     assert result.reason == "error: bad key ***"
+
+
+@pytest.mark.parametrize(
+    ("transport", "error_class"),
+    [(HttpTransport(), "tls"), (HttpTransport(tls_verify=False), None)],
+    ids=["verifies-by-default", "verify-off"],
+)
+async def test_send_takes_the_connection_settings_alone_without_a_check(
+    ctx: RunContext, pki: Any, transport: HttpTransport, error_class: str | None
+) -> None:
+    """What flow, graphql and freshness sources pass: their own transport fields."""
+    runner, url = await https_server(pki)
+    try:
+        result, body = await send(ctx, RequestSpec(url=url), Expect(), transport)
+    finally:
+        await runner.cleanup()
+    assert result.error_class == error_class, result.reason
+    assert body == (b"" if error_class else b'{"status": "ok"}')
+
+
+async def test_send_caps_the_body_at_the_transport_max_body(ctx: RunContext, sandbox: str) -> None:
+    spec = RequestSpec(url=sandbox + "/big?mb=1")
+    result, body = await send(ctx, spec, Expect(body_errors=False), HttpTransport(max_body=1000))
+    assert result.ok, result.reason
+    assert len(body) == 1000
