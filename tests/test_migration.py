@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from monitor.storage import migrate
-from monitor.storage.store import SCHEMA_VERSION, Store
+from monitor.storage.store import SCHEMA_VERSION, RunRecord, Store
 from tests.old_schemas import VERSION_1, VERSION_2
 
 QUOTA = '{"quota_remaining":7,"quota_limit":50}'
@@ -35,6 +36,11 @@ def make_legacy(path: Path, script: str) -> None:
         )
 
 
+def signals(run: RunRecord) -> str:
+    """The signals of a run as the old layout stored them (RUNS)."""
+    return json.dumps(run.signals, separators=(",", ":"))
+
+
 def columns(path: Path, table: str) -> list[str]:
     with sqlite3.connect(path) as db:
         return [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
@@ -49,7 +55,7 @@ def test_an_old_database_is_copied_into_the_new_layout_with_every_run_intact(
     store.open()
     try:
         stored = [
-            (r.check, r.ts, int(r.ok), r.error_class, r.status, r.latency, r.reason, r.signals)
+            (r.check, r.ts, int(r.ok), r.error_class, r.status, r.latency, r.reason, signals(r))
             for check in ("api", "quota-api")
             for r in store.runs_since(check, 0)
         ]

@@ -32,7 +32,7 @@ from monitor.sandbox import build_sandbox
 from monitor.sandbox.basic import ENVELOPES
 from monitor.sandbox.common import COUNTERS
 from monitor.sandbox.signals import HITS, MIGRATION_URL, Hit
-from monitor.storage.store import DeprecationRow, RunRow, Store
+from monitor.storage.store import DeprecationRow, RunRecord, Store
 from monitor.web.server import build_app
 from tests.conftest import start_app
 from tests.tls import make_pki
@@ -123,7 +123,7 @@ class Intmon:
         async with aiohttp.ClientSession() as client, client.get(self.url + "/api/status") as r:
             return {check["name"]: check for check in (await r.json())["checks"]}
 
-    def runs(self) -> dict[str, list[RunRow]]:
+    def runs(self) -> dict[str, list[RunRecord]]:
         """Every stored run per check, from a fresh connection to the database file."""
         store = Store(self.config.monitor.database_url)
         store.open()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 
@@ -53,9 +52,11 @@ def test_latest_runs_returns_the_newest_run_of_each_check(store: Store) -> None:
     }
 
 
-def test_signals_are_stored_as_json(store: Store) -> None:
+def test_signals_are_stored_as_json_and_read_back_decoded(store: Store, db_path: Path) -> None:
     store.write_runs([record("a", 1, signals={"quota_remaining": 7})])
-    assert store.runs_since("a", 0)[0].signals == '{"quota_remaining":7}'
+    assert store.runs_since("a", 0)[0].signals == {"quota_remaining": 7}
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("SELECT signals FROM runs").fetchone() == ('{"quota_remaining":7}',)
 
 
 def test_history_survives_reopening_the_file(db_path: Path) -> None:
@@ -161,7 +162,7 @@ def test_a_reason_that_only_repeats_the_status_is_stored_as_null_and_read_back_i
         assert db.execute("SELECT reason, signals FROM runs").fetchone() == stored
     for row in (store.runs_since("a", 0)[0], store.latest_runs()["a"]):
         assert (row.status, row.reason) == (status, reason)
-        assert json.loads(row.signals) == signals
+        assert row.signals == signals
 
 
 async def test_runs_of_one_check_at_the_same_instant_are_all_kept(store: Store) -> None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.storage.store import RunRecord, RunRow
+from monitor.storage.store import RunRecord
 
 
 @dataclass
@@ -18,29 +17,17 @@ class CheckState:
     runs: int = 0  # since this process started
 
     def update(self, record: RunRecord) -> None:
-        self.last = record
+        """Take the result of a run of this process."""
+        self.seed(record)
         self.runs += 1
+
+    def seed(self, record: RunRecord) -> None:
+        """Take a result without counting it: the last one stored, after a restart."""
+        self.last = record
         if record.ok:
             self.last_success = record.ts
         else:
             self.last_failure = record.ts
-
-    def seed(self, row: RunRow) -> None:
-        """Restore the last known result from the database after a restart."""
-        self.last = RunRecord(
-            check=row.check,
-            ts=row.ts,
-            ok=row.ok,
-            error_class=row.error_class,
-            status=row.status,
-            latency=row.latency,
-            reason=row.reason,
-            signals=json.loads(row.signals or "{}"),
-        )
-        if row.ok:
-            self.last_success = row.ts
-        else:
-            self.last_failure = row.ts
 
     @property
     def health(self) -> str:

@@ -1,4 +1,4 @@
-"""The tables intmon keeps, the plain record the writer stores, and the rows readers get back."""
+"""The tables intmon keeps, and the plain records the writer stores and readers get back."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Row
 from sqlmodel import Field, SQLModel
 
 # 1: runs, deprecations, meta. 2: hourly rollups (created on open when missing).
@@ -24,7 +25,7 @@ class CheckRow(SQLModel, table=True):
 
 
 class StoredRun(SQLModel, table=True):
-    """One run as it is on disk: ~40 bytes in SQLite. Readers get a RunRow instead.
+    """One run as it is on disk: ~40 bytes in SQLite. Readers get a RunRecord instead.
 
     The primary key is the only lookup (one check, a time range), so in SQLite it is the table
     itself: no rowid, no second copy of every key in an index. `seq` only tells apart runs of
@@ -103,20 +104,6 @@ def read_reason(stored: str | None, status: int | None) -> str:
 
 
 @dataclass(frozen=True)
-class RunRow:
-    """One stored run as readers see it: the check's name, the full reason, signals as JSON."""
-
-    check: str
-    ts: float
-    ok: bool
-    error_class: str | None
-    status: int | None
-    latency: float | None
-    reason: str
-    signals: str  # a JSON object, "{}" when the run had none
-
-
-@dataclass(frozen=True)
 class RollupRow:
     """One check's rollup of one hour, as readers see it (see StoredRollup)."""
 
@@ -134,7 +121,11 @@ class RollupRow:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One run as handed to the writer: plain data, already redacted."""
+    """One run as plain data, already redacted: what the writer stores and readers get back.
+
+    Readers get the full reason and the signals decoded, exactly as the run was recorded
+    (`read_reason` and `from_row` undo what `as_row` leaves out).
+    """
 
     check: str
     ts: float
@@ -159,6 +150,20 @@ class RunRecord:
             "reason": stored_reason(self.reason, self.status),
             "signals": None if signals == "{}" else signals,
         }
+
+    @classmethod
+    def from_row(cls, check: str, row: Row[Any]) -> RunRecord:
+        """The run stored in a `runs` row of `check`."""
+        return cls(
+            check=check,
+            ts=row.ts,
+            ok=bool(row.ok),
+            error_class=row.error_class,
+            status=row.status,
+            latency=row.latency,
+            reason=read_reason(row.reason, row.status),
+            signals=json.loads(row.signals) if row.signals else {},
+        )
 
 
 class SchemaError(Exception):

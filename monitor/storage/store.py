@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Table, event, func, insert, inspect, text
+from sqlalchemy import Connection, Engine, Table, event, func, insert, inspect, text
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -24,10 +24,8 @@ from monitor.storage.schema import (
     MetaRow,
     RollupRow,
     RunRecord,
-    RunRow,
     SchemaError,
     StoredRun,
-    read_reason,
 )
 
 __all__ = [
@@ -36,7 +34,6 @@ __all__ = [
     "MetaRow",
     "RollupRow",
     "RunRecord",
-    "RunRow",
     "SchemaError",
     "Store",
     "hour_of",
@@ -67,19 +64,6 @@ def _sqlite_pragmas(busy_timeout: float) -> Any:
         cursor.close()
 
     return on_connect
-
-
-def _run_row(name: str, row: Row[Any]) -> RunRow:
-    return RunRow(
-        check=name,
-        ts=row.ts,
-        ok=bool(row.ok),
-        error_class=row.error_class,
-        status=row.status,
-        latency=row.latency,
-        reason=read_reason(row.reason, row.status),
-        signals=row.signals or "{}",
-    )
 
 
 class Store(RetentionMixin):
@@ -252,7 +236,7 @@ class Store(RetentionMixin):
         with self.engine.connect() as connection:
             return {row[0]: int(row[1]) for row in connection.execute(query) if row[1]}
 
-    def latest_runs(self) -> dict[str, RunRow]:
+    def latest_runs(self) -> dict[str, RunRecord]:
         """The newest run of every check that has one."""
         # CROSS JOIN makes SQLite walk the checks and seek each one's newest run; with a plain
         # join its planner may scan every run instead. Standard SQL, so Postgres plans it freely.
@@ -266,9 +250,9 @@ class Store(RetentionMixin):
             """
         )
         with self.engine.connect() as connection:
-            return {row[0]: _run_row(row[0], row) for row in connection.execute(query)}
+            return {row[0]: RunRecord.from_row(row[0], row) for row in connection.execute(query)}
 
-    def runs_since(self, check: str, since: float) -> list[RunRow]:
+    def runs_since(self, check: str, since: float) -> list[RunRecord]:
         with self.engine.connect() as connection:
             ids = self.check_ids(connection, [check])
             if not ids:
@@ -278,7 +262,7 @@ class Store(RetentionMixin):
                 .where(RUNS.c.check_id == ids[check], RUNS.c.ts >= since)
                 .order_by(RUNS.c.ts, RUNS.c.seq)
             )
-            return [_run_row(check, row) for row in connection.execute(query)]
+            return [RunRecord.from_row(check, row) for row in connection.execute(query)]
 
     def count_runs(self, check: str | None = None) -> int:
         query = sa_select(func.count()).select_from(RUNS)
