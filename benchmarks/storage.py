@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
 
     roll = time.perf_counter()
     for hour in range(now - raw_days * DAY, now, HOUR):
-        store.rollup(hour)
+        store.rollups.rollup(hour)
     roll_s = time.perf_counter() - roll
     hours = raw_days * 24
     print(f"rolled up {hours} hours of real runs in {roll_s:.1f} s")
@@ -155,15 +155,15 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     assert len(latest[0]) == len(checks), "latest_runs missed checks"
     one = checks[len(checks) // 2]
     p95_ms, p95 = timed(lambda: period_p95(store, one, now - args.days * DAY), 20)
-    seed_ms, seeded = timed(lambda: sum(1 for _ in store.hourly_p95s(now - 7 * DAY)), 3)
+    seed_ms, seeded = timed(lambda: sum(1 for _ in store.rollups.hourly_p95s(now - 7 * DAY)), 3)
 
     # Pruning one hour of raw runs, 5,000 rows per transaction: the longest the writer waits.
     batches = []
     cutoff = now - raw_days * DAY + HOUR
-    names_now = store.checks_in("runs")
+    names_now = store.rollups.checks_in("runs")
     while True:
         t = time.perf_counter()
-        deleted = store.prune_runs(cutoff, 5000, names_now)
+        deleted = store.rollups.prune_runs(cutoff, 5000, names_now)
         batches.append((time.perf_counter() - t) * 1000)
         if deleted < 5000:
             break
@@ -218,7 +218,7 @@ def period_p95(store: Store, check: str, since: float) -> float:
     An exact p95 over 30 days cannot be rebuilt from hourly quantiles; the median of hourly
     p95s is the robust figure the latency baseline already uses.
     """
-    values = [row.p95 for row in store.rollups(check, since) if row.p95 is not None]
+    values = [row.p95 for row in store.rollups.hours(check, since) if row.p95 is not None]
     return statistics.median(values)
 
 

@@ -84,15 +84,15 @@ def test_rollups_and_their_progress_marker_survive_the_upgrade(db_path: Path) ->
     store = Store(f"sqlite:///{db_path}")
     store.open()
     try:
-        [api] = store.rollups("api", 0)
+        [api] = store.rollups.hours("api", 0)
         assert (api.check, api.hour, api.count, api.failures, api.timed) == ("api", 3600, 60, 1, 59)
         assert (api.p50, api.p95, api.p99, api.p95_ok) == (0.1, 0.2, 0.3, 0.19)
         # A check with rollups only (its raw runs long pruned) keeps them too.
-        assert [r.hour for r in store.rollups("old-api", 0)] == [0]
-        assert store.rolled_up_until() == 7200
-        assert store.checks_in("rollups") == ["api", "old-api"]
-        assert store.checks_in("runs") == ["api", "quota-api"]
-        assert list(store.hourly_p95s(0)) == [("api", 3600, 0.19), ("old-api", 0, 0.5)]
+        assert [r.hour for r in store.rollups.hours("old-api", 0)] == [0]
+        assert store.rollups.rolled_up_until() == 7200
+        assert store.rollups.checks_in("rollups") == ["api", "old-api"]
+        assert store.rollups.checks_in("runs") == ["api", "quota-api"]
+        assert list(store.rollups.hourly_p95s(0)) == [("api", 3600, 0.19), ("old-api", 0, 0.5)]
     finally:
         store.close()
 

@@ -66,8 +66,8 @@ def test_an_hour_rolls_up_to_exact_counts_and_quantiles(store: Store) -> None:
     outside = [run("a", H - 1), run("a", H + HOUR)]
     store.write_runs([*healthy, *failed, *outside, run("b", H + 10, latency=0.3)])
 
-    assert store.rollup(H) == 2
-    [a] = store.rollups("a", H, H + HOUR)
+    assert store.rollups.rollup(H) == 2
+    [a] = store.rollups.hours("a", H, H + HOUR)
     assert (a.count, a.failures, a.rate_limited, a.timed) == (103, 3, 1, 102)
     # Linear interpolation between closest ranks over 1..100 ms, 200 ms and 500 ms.
     assert a.p50 == pytest.approx(0.0515)
@@ -75,34 +75,34 @@ def test_an_hour_rolls_up_to_exact_counts_and_quantiles(store: Store) -> None:
     assert a.p99 == pytest.approx(0.199)
     # The baseline's figure: passing runs only, so the slow failures do not move it.
     assert a.p95_ok == pytest.approx(0.09505)
-    [b] = store.rollups("b", 0)
+    [b] = store.rollups.hours("b", 0)
     assert (b.hour, b.count, b.failures, b.p50, b.p95_ok) == (H, 1, 0, 0.3, 0.3)
 
 
 def test_rolling_up_an_hour_again_replaces_it(store: Store) -> None:
     store.write_runs([run("a", H + 1), run("a", H + 2, ok=False)])
-    store.rollup(H)
-    store.rollup(H)
-    assert [(r.count, r.failures) for r in store.rollups("a", 0)] == [(2, 1)]
+    store.rollups.rollup(H)
+    store.rollups.rollup(H)
+    assert [(r.count, r.failures) for r in store.rollups.hours("a", 0)] == [(2, 1)]
     store.write_runs([run("a", H + 3, ok=False)])
-    store.rollup(H)
-    assert [(r.count, r.failures) for r in store.rollups("a", 0)] == [(3, 2)]
+    store.rollups.rollup(H)
+    assert [(r.count, r.failures) for r in store.rollups.hours("a", 0)] == [(3, 2)]
 
 
 def test_only_full_hours_past_the_grace_are_rolled_up_and_late_runs_redo_their_hour(
     store: Store,
 ) -> None:
-    assert store.hours_to_roll_up(NOW) == []  # nothing stored yet
+    assert store.rollups.hours_to_roll_up(NOW) == []  # nothing stored yet
     store.write_runs([run("a", H + 5), run("a", NOW - 30)])
-    pending = store.hours_to_roll_up(NOW - 120)
+    pending = store.rollups.hours_to_roll_up(NOW - 120)
     assert pending == [H, H + HOUR, H + 2 * HOUR, H + 3 * HOUR]  # not the hour before NOW
     for hour in pending:
-        store.rollup(hour)
-    assert store.rolled_up_until() == H + 4 * HOUR
-    assert store.hours_to_roll_up(NOW - 120) == []
+        store.rollups.rollup(hour)
+    assert store.rollups.rolled_up_until() == H + 4 * HOUR
+    assert store.rollups.hours_to_roll_up(NOW - 120) == []
     # A backlog written after an outage lands in an hour already rolled up: it is redone.
     store.write_runs([run("a", H + 2 * HOUR + 7)])
-    assert store.hours_to_roll_up(NOW - 120) == [H + 2 * HOUR]
+    assert store.rollups.hours_to_roll_up(NOW - 120) == [H + 2 * HOUR]
 
 
 async def test_maintenance_rolls_up_every_full_hour_once(
@@ -117,7 +117,7 @@ async def test_maintenance_rolls_up_every_full_hour_once(
     fake_clock.advance(120)
     assert (await keeper.run_once()).hours_rolled_up == 1
     for check in "abc":
-        assert [(r.hour, r.count) for r in store.rollups(check, 0)] == [
+        assert [(r.hour, r.count) for r in store.rollups.hours(check, 0)] == [
             (H + i * HOUR, 6) for i in range(5)
         ]
 
@@ -129,9 +129,9 @@ async def test_pruning_removes_exactly_the_runs_older_than_retention_in_batches(
     old = [run(c, cutoff - 1 - i * 60) for c in ("a", "b") for i in range(23)]
     kept = [run(c, cutoff + i * 60) for c in ("a", "b") for i in range(5)]
     store.write_runs([*old, *kept])
-    store.rollup(hour_of(NOW) - HOUR)  # rolled up to now: only retention limits pruning
+    store.rollups.rollup(hour_of(NOW) - HOUR)  # rolled up to now: only retention limits pruning
 
-    assert store.prune_runs(cutoff, 10, ["a", "b"]) == 10  # one batch, at most `limit` rows
+    assert store.rollups.prune_runs(cutoff, 10, ["a", "b"]) == 10  # one batch, at most `limit` rows
     keeper = maintenance(store, writer, fake_clock, raw=2 * DAY, batch=10)
     report = await keeper.run_once()
 
@@ -149,7 +149,7 @@ async def test_raw_runs_of_hours_not_rolled_up_are_never_pruned(
     def broken(hour: int, checks: list[str] | None = None) -> int:
         raise sqlite3.OperationalError("disk I/O error")
 
-    store.rollup = broken  # type: ignore[method-assign]
+    store.rollups.rollup = broken  # type: ignore[method-assign]
     errors: list[int] = []
     keeper.on_error = lambda: (errors.append(1), keeper.stop())  # type: ignore[func-returns-value]
     await keeper.run()
@@ -165,7 +165,7 @@ async def test_rollups_older_than_their_retention_are_pruned(
     keeper = maintenance(store, writer, fake_clock, raw=60 * DAY, rollups=30 * DAY, batch=1)
     report = await keeper.run_once()
     assert report.rollups_pruned == 2
-    assert [r.hour for r in store.rollups("a", 0)] == hours[2:]
+    assert [r.hour for r in store.rollups.hours("a", 0)] == hours[2:]
     assert store.count_runs("a") == 4  # raw retention is longer here
 
 
@@ -182,9 +182,9 @@ async def test_incremental_vacuum_gives_pruned_pages_back(
 ) -> None:
     store.write_runs([run("a", NOW - 3 * DAY + i) for i in range(3000)])
     store.write_runs([run("a", NOW - 60 + i / 100) for i in range(50)])
-    store.rollup(hour_of(NOW) - HOUR)
+    store.rollups.rollup(hour_of(NOW) - HOUR)
     _, pages_before = freelist(db_path)
-    store.prune_runs(NOW - DAY, 10_000, ["a"])
+    store.rollups.prune_runs(NOW - DAY, 10_000, ["a"])
     free_after_prune, _ = freelist(db_path)
     assert free_after_prune > 50
 
@@ -225,13 +225,13 @@ async def test_a_version_1_database_opens_upgrades_and_gets_its_history_rolled_u
         await writer.close()
         # From the oldest run's hour to the last one past the grace.
         assert report.hours_rolled_up == 4
-        [rollup] = store.rollups("a", 0)
+        [rollup] = store.rollups.hours("a", 0)
         assert (rollup.hour, rollup.count, rollup.p50) == (H, 10, pytest.approx(0.055))
     finally:
         store.close()
     reopened = Store(f"sqlite:///{db_path}")
     reopened.open()  # an upgraded database opens as it is
-    assert reopened.rolled_up_until() == hour_of(NOW) - HOUR
+    assert reopened.rollups.rolled_up_until() == hour_of(NOW) - HOUR
     reopened.close()
 
 
@@ -239,7 +239,7 @@ async def test_the_writer_keeps_writing_while_maintenance_prunes(
     store: Store, writer: Writer, fake_clock: FakeClock
 ) -> None:
     store.write_runs([run("old", NOW - 3 * DAY + i) for i in range(5000)])
-    store.rollup(hour_of(NOW) - HOUR)
+    store.rollups.rollup(hour_of(NOW) - HOUR)
     keeper = maintenance(store, writer, fake_clock, raw=DAY, batch=25)  # 200 batches
     task = asyncio.create_task(keeper.run_once())
     await asyncio.sleep(0)  # the first batch is on the writer's thread now
@@ -282,14 +282,14 @@ def test_baseline_p95s_from_rollups_equal_those_from_raw_healthy_runs(store: Sto
     ]
     store.write_runs(runs)
     for h in range(3):
-        store.rollup(H + h * HOUR)
+        store.rollups.rollup(H + h * HOUR)
     from_raw = [
         (check, hour, quantile([latency for _, _, latency in group], 0.95))
         for (check, hour), group in itertools.groupby(
             store.healthy_latencies(0), key=lambda row: (row[0], hour_of(row[1]))
         )
     ]
-    assert list(store.hourly_p95s(0)) == from_raw
+    assert list(store.rollups.hourly_p95s(0)) == from_raw
     assert len(from_raw) == 6
 
 

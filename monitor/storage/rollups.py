@@ -1,4 +1,4 @@
-"""Retention on the store: hourly rollups, pruning and incremental vacuum.
+"""Retention of the store's history: hourly rollups, and pruning what they summarise.
 
 Run on the writer's thread only (see monitor/storage/upkeep.py), one short transaction per call.
 """
@@ -13,11 +13,11 @@ from sqlalchemy import select as sa_select
 
 from monitor.core.quantile import quantile
 from monitor.core.units import HOUR, hour_of
-from monitor.storage.schema import CheckRow, MetaRow, RollupRow, StoredRollup, StoredRun
+from monitor.storage.checkids import CheckIds
+from monitor.storage.schema import MetaRow, RollupRow, StoredRollup, StoredRun
 
 RUNS: Table = StoredRun.__table__  # type: ignore[attr-defined]
 ROLLUPS: Table = StoredRollup.__table__  # type: ignore[attr-defined]
-CHECKS: Table = CheckRow.__table__  # type: ignore[attr-defined]
 META: Table = MetaRow.__table__  # type: ignore[attr-defined]
 
 
@@ -42,21 +42,30 @@ def summarise_hour(
     }
 
 
-class RetentionMixin:
-    """The retention half of Store: needs its engine, check ids and rollup bookkeeping."""
+class Rollups:
+    """A store's hourly rollups and the pruning that bounds its history.
 
-    engine: Engine
-    sqlite: bool
-    _rolled_until: int | None
-    _late_hours: set[int]
+    Owned by the Store, which tells it about written runs (`written`) so hours that get late
+    runs are rolled up again. The bookkeeping is only touched on the writer's thread.
+    """
 
-    def check_ids(
-        self, connection: Connection, names: Iterable[str], create: bool = False
-    ) -> dict[str, int]:
-        raise NotImplementedError
+    def __init__(self, engine: Engine, checks: CheckIds) -> None:
+        self.engine = engine
+        self.checks = checks
+        # End of the last hour rolled up, and hours before it that got late runs since (a
+        # backlog flushed after an outage).
+        self._rolled_until: int | None = None
+        self._late_hours: set[int] = set()
 
-    def check_names(self, connection: Connection) -> dict[int, str]:
-        raise NotImplementedError
+    def resume(self) -> None:
+        """Pick up where the last process left off (on open)."""
+        self._rolled_until = self.rolled_up_until()
+
+    def written(self, timestamps: Iterable[float]) -> None:
+        """Runs at `timestamps` were committed: hours already rolled up must be redone."""
+        if self._rolled_until is not None:
+            until = self._rolled_until
+            self._late_hours.update(hour_of(ts) for ts in timestamps if ts < until)
 
     def checks_in(self, table: str) -> list[str]:
         """Every check name with rows in `runs` or `rollups`, by name."""
@@ -104,7 +113,7 @@ class RetentionMixin:
         """
         names = self.checks_in("runs") if checks is None else checks
         with self.engine.begin() as connection:
-            ids = self.check_ids(connection, names)
+            ids = self.checks.lookup(connection, names)
             # `check_id IN (...)` turns one scan of every run into one key range per check.
             query = (
                 sa_select(RUNS.c.check_id, RUNS.c.ok, RUNS.c.latency, RUNS.c.status)
@@ -153,7 +162,7 @@ class RetentionMixin:
         self, table: str, key: str, ts: str, before: float, limit: int, checks: list[str]
     ) -> int:
         with self.engine.begin() as connection:
-            ids = list(self.check_ids(connection, checks).values())
+            ids = list(self.checks.lookup(connection, checks).values())
             if not ids:
                 return 0
             marks = ", ".join(f":c{i}" for i in range(len(ids)))
@@ -166,34 +175,11 @@ class RetentionMixin:
             params.update(before=before, limit=limit)
             return int(connection.execute(query, params).rowcount)
 
-    def incremental_vacuum(self, pages: int) -> int:
-        """Give up to `pages` free pages back to the OS; returns the free pages left."""
-        if not self.sqlite:
-            return 0
-        with self.engine.begin() as connection:
-            free = int(connection.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
-            if free and connection.exec_driver_sql("PRAGMA auto_vacuum").scalar() == 2:
-                # Each step of the pragma frees one page, and Python's sqlite3 steps a
-                # statement without result columns exactly once: so, one execute per page.
-                for _ in range(min(pages, free)):
-                    connection.exec_driver_sql("PRAGMA incremental_vacuum(1)")
-                free = int(connection.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
-            return free
-
-    def size_bytes(self) -> int:
-        """Pages in use and free, times page size: the main file's size, WAL excluded."""
-        if not self.sqlite:
-            return 0
-        with self.engine.connect() as connection:
-            pages = connection.exec_driver_sql("PRAGMA page_count").scalar() or 0
-            size = connection.exec_driver_sql("PRAGMA page_size").scalar() or 0
-            return int(pages) * int(size)
-
     def hourly_p95s(self, since: float) -> Iterator[tuple[str, int, float]]:
         """(check, hour start, p95 of passing runs) of every rolled-up hour starting at or
         after `since`, by check then hour: what the baseline is seeded from."""
         with self.engine.connect() as connection:
-            names = self.check_names(connection)
+            names = self.checks.names(connection)
             for check_id, name in sorted(names.items(), key=lambda item: item[1]):
                 query = (
                     sa_select(ROLLUPS.c.hour, ROLLUPS.c.p95_ok)
@@ -204,10 +190,10 @@ class RetentionMixin:
                 for row in connection.execution_options(stream_results=True).execute(query):
                     yield name, int(row[0]), float(row[1])
 
-    def rollups(self, check: str, since: float, until: float | None = None) -> list[RollupRow]:
+    def hours(self, check: str, since: float, until: float | None = None) -> list[RollupRow]:
         """One check's hourly rollups starting in [since, until), oldest first."""
         with self.engine.connect() as connection:
-            ids = self.check_ids(connection, [check])
+            ids = self.checks.lookup(connection, [check])
             if not ids:
                 return []
             query = sa_select(ROLLUPS).where(

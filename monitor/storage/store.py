@@ -4,7 +4,7 @@ call it from worker threads so the event loop never waits on disk."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, event, func, insert, inspect, text
@@ -13,16 +13,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, SQLModel, create_engine, select
 
-from monitor.core.units import hour_of
 from monitor.storage import heartbeats as _heartbeat_table  # noqa: F401 (creates its table)
+from monitor.storage.checkids import CheckIds
 from monitor.storage.migrate import legacy_version, upgrade_legacy
-from monitor.storage.rollups import RetentionMixin, summarise_hour
+from monitor.storage.rollups import Rollups
 from monitor.storage.schema import (
     SCHEMA_VERSION,
-    CheckRow,
     DeprecationRow,
     MetaRow,
-    RollupRow,
     RunRecord,
     SchemaError,
     StoredRun,
@@ -32,18 +30,14 @@ __all__ = [
     "SCHEMA_VERSION",
     "DeprecationRow",
     "MetaRow",
-    "RollupRow",
     "RunRecord",
     "SchemaError",
     "Store",
-    "hour_of",
-    "summarise_hour",
 ]
 
 log = logging.getLogger(__name__)
 
 RUNS: Table = StoredRun.__table__  # type: ignore[attr-defined]
-CHECKS: Table = CheckRow.__table__  # type: ignore[attr-defined]
 
 # An existing database without auto_vacuum is switched (one VACUUM, a full copy) on open only
 # up to this size; a bigger one keeps working, it just never gives freed pages back to the OS.
@@ -66,19 +60,15 @@ def _sqlite_pragmas(busy_timeout: float) -> Any:
     return on_connect
 
 
-class Store(RetentionMixin):
+class Store:
     def __init__(self, url: str, busy_timeout: float = 5.0) -> None:
         self.url = url
         self.engine: Engine = create_engine(url)
         self.sqlite = self.engine.dialect.name == "sqlite"
         if self.sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas(busy_timeout))
-        # Check name -> id, only ever filled from committed rows (ids are never reused).
-        self._check_ids: dict[str, int] = {}
-        # End of the last hour rolled up, and hours before it that got late runs since (a
-        # backlog flushed after an outage): both only touched on the writer's thread.
-        self._rolled_until: int | None = None
-        self._late_hours: set[int] = set()
+        self.checks = CheckIds()
+        self.rollups = Rollups(self.engine, self.checks)
 
     def open(self) -> None:
         """Create the schema if needed, upgrade an older one, and check its version marker."""
@@ -101,7 +91,7 @@ class Store(RetentionMixin):
                 session.commit()
         if self.sqlite and had_runs:
             self._enable_incremental_vacuum()
-        self._rolled_until = self.rolled_up_until()
+        self.rollups.resume()
 
     def _enable_incremental_vacuum(self) -> None:
         """A database created before auto_vacuum was set needs one VACUUM to switch."""
@@ -119,32 +109,31 @@ class Store(RetentionMixin):
             connection.exec_driver_sql("PRAGMA auto_vacuum=INCREMENTAL")
             connection.exec_driver_sql("VACUUM")
 
+    def incremental_vacuum(self, pages: int) -> int:
+        """Give up to `pages` free pages back to the OS; returns the free pages left."""
+        if not self.sqlite:
+            return 0
+        with self.engine.begin() as connection:
+            free = int(connection.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
+            if free and connection.exec_driver_sql("PRAGMA auto_vacuum").scalar() == 2:
+                # Each step of the pragma frees one page, and Python's sqlite3 steps a
+                # statement without result columns exactly once: so, one execute per page.
+                for _ in range(min(pages, free)):
+                    connection.exec_driver_sql("PRAGMA incremental_vacuum(1)")
+                free = int(connection.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
+            return free
+
+    def size_bytes(self) -> int:
+        """Pages in use and free, times page size: the main file's size, WAL excluded."""
+        if not self.sqlite:
+            return 0
+        with self.engine.connect() as connection:
+            pages = connection.exec_driver_sql("PRAGMA page_count").scalar() or 0
+            size = connection.exec_driver_sql("PRAGMA page_size").scalar() or 0
+            return int(pages) * int(size)
+
     def close(self) -> None:
         self.engine.dispose()
-
-    def check_ids(
-        self, connection: Connection, names: Iterable[str], create: bool = False
-    ) -> dict[str, int]:
-        """Ids of `names` that have one (with `create`, all: new ones are inserted).
-
-        Uncommitted ids are returned but not cached: the caller's transaction may roll back.
-        """
-        found = {name: self._check_ids[name] for name in names if name in self._check_ids}
-        missing = [name for name in names if name not in found]
-        if missing:
-            query = sa_select(CHECKS.c.name, CHECKS.c.id).where(CHECKS.c.name.in_(missing))
-            stored = {row[0]: int(row[1]) for row in connection.execute(query)}
-            self._check_ids.update(stored)
-            found.update(stored)
-            new = sorted(name for name in missing if name not in stored)
-            if create and new:
-                connection.execute(insert(CHECKS), [{"name": name} for name in new])
-                query = sa_select(CHECKS.c.name, CHECKS.c.id).where(CHECKS.c.name.in_(new))
-                found.update((row[0], int(row[1])) for row in connection.execute(query))
-        return found
-
-    def check_names(self, connection: Connection) -> dict[int, str]:
-        return {int(row[0]): row[1] for row in connection.execute(sa_select(CHECKS))}
 
     def write_runs(self, records: list[RunRecord]) -> None:
         """One transaction for the whole batch."""
@@ -156,13 +145,12 @@ class Store(RetentionMixin):
             # A run of a check at the very `ts` of a stored one (a clock step back, a replayed
             # backlog): numbered past the stored ones rather than lost.
             ids = self._insert_runs(records, resolve_ties=True)
-        self._check_ids.update(ids)
-        if self._rolled_until is not None:
-            self._late_hours.update(hour_of(r.ts) for r in records if r.ts < self._rolled_until)
+        self.checks.committed(ids)
+        self.rollups.written(r.ts for r in records)
 
     def _insert_runs(self, records: list[RunRecord], resolve_ties: bool) -> dict[str, int]:
         with self.engine.begin() as connection:
-            ids = self.check_ids(connection, {r.check for r in records}, create=True)
+            ids = self.checks.lookup(connection, {r.check for r in records}, create=True)
             seen: dict[tuple[int, float], int] = {}
             rows = []
             for record in records:
@@ -209,7 +197,7 @@ class Store(RetentionMixin):
         Streamed, so seeding baselines from a week of history never holds it all in memory.
         """
         with self.engine.connect() as connection:
-            names = self.check_names(connection)
+            names = self.checks.names(connection)
             for check_id, name in sorted(names.items(), key=lambda item: item[1]):
                 query = (
                     sa_select(RUNS.c.ts, RUNS.c.latency)
@@ -254,7 +242,7 @@ class Store(RetentionMixin):
 
     def runs_since(self, check: str, since: float) -> list[RunRecord]:
         with self.engine.connect() as connection:
-            ids = self.check_ids(connection, [check])
+            ids = self.checks.lookup(connection, [check])
             if not ids:
                 return []
             query = (
@@ -268,7 +256,7 @@ class Store(RetentionMixin):
         query = sa_select(func.count()).select_from(RUNS)
         with self.engine.connect() as connection:
             if check is not None:
-                ids = self.check_ids(connection, [check])
+                ids = self.checks.lookup(connection, [check])
                 if not ids:
                     return 0
                 query = query.where(RUNS.c.check_id == ids[check])

@@ -110,12 +110,12 @@ class Maintenance:
         report = MaintenanceReport()
         report.hours_rolled_up = await self.roll_up(now)
         # Never prune raw runs of an hour not rolled up yet (e.g. the rollup keeps failing).
-        rolled = await self.writer.submit(self.store.rolled_up_until) or 0
+        rolled = await self.writer.submit(self.store.rollups.rolled_up_until) or 0
         report.runs_pruned = await self._prune(
-            self.store.prune_runs, "runs", min(now - self.retention.raw, rolled)
+            self.store.rollups.prune_runs, "runs", min(now - self.retention.raw, rolled)
         )
         report.rollups_pruned = await self._prune(
-            self.store.prune_rollups, "rollups", now - self.retention.rollups
+            self.store.rollups.prune_rollups, "rollups", now - self.retention.rollups
         )
         report.free_pages = await self.vacuum()
         report.size_bytes = await self.writer.submit(self.store.size_bytes)
@@ -125,10 +125,10 @@ class Maintenance:
         return report
 
     async def roll_up(self, now: float) -> int:
-        hours = await self.writer.submit(self.store.hours_to_roll_up, now - self.grace)
+        hours = await self.writer.submit(self.store.rollups.hours_to_roll_up, now - self.grace)
         if not hours:
             return 0
-        checks = await self.writer.submit(self.store.checks_in, "runs")
+        checks = await self.writer.submit(self.store.rollups.checks_in, "runs")
         # An hour of 1,000 checks is 60k runs, ~0.5 s of work: in chunks of checks, so the
         # writer's batches get in between.
         chunks = [
@@ -139,13 +139,13 @@ class Maintenance:
                 if self._stop.is_set():
                     return done
                 last = index == len(chunks) - 1
-                await self.writer.submit(self.store.rollup, hour, chunk, last)
+                await self.writer.submit(self.store.rollups.rollup, hour, chunk, last)
         return len(hours)
 
     async def _prune(
         self, prune: Callable[[float, int, list[str]], int], table: str, before: float
     ) -> int:
-        checks = await self.writer.submit(self.store.checks_in, table)
+        checks = await self.writer.submit(self.store.rollups.checks_in, table)
         total = 0
         while not self._stop.is_set():
             deleted = await self.writer.submit(prune, before, self.batch, checks)

@@ -1,0 +1,49 @@
+"""Check names interned in the `checks` table: runs and rollups refer to a check by its id."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, Table, insert
+from sqlalchemy import select as sa_select
+
+from monitor.storage.schema import CheckRow
+
+CHECKS: Table = CheckRow.__table__  # type: ignore[attr-defined]
+
+
+class CheckIds:
+    """The name <-> id lookup, shared by the store and its rollups."""
+
+    def __init__(self) -> None:
+        # Only ever filled from committed rows (ids are never reused).
+        self._ids: dict[str, int] = {}
+
+    def lookup(
+        self, connection: Connection, names: Iterable[str], create: bool = False
+    ) -> dict[str, int]:
+        """Ids of `names` that have one (with `create`, all: new ones are inserted).
+
+        Uncommitted ids are returned but not cached: the caller's transaction may roll back;
+        it passes them to `committed` once it has committed.
+        """
+        found = {name: self._ids[name] for name in names if name in self._ids}
+        missing = [name for name in names if name not in found]
+        if missing:
+            query = sa_select(CHECKS.c.name, CHECKS.c.id).where(CHECKS.c.name.in_(missing))
+            stored = {row[0]: int(row[1]) for row in connection.execute(query)}
+            self._ids.update(stored)
+            found.update(stored)
+            new = sorted(name for name in missing if name not in stored)
+            if create and new:
+                connection.execute(insert(CHECKS), [{"name": name} for name in new])
+                query = sa_select(CHECKS.c.name, CHECKS.c.id).where(CHECKS.c.name.in_(new))
+                found.update((row[0], int(row[1])) for row in connection.execute(query))
+        return found
+
+    def committed(self, ids: dict[str, int]) -> None:
+        self._ids.update(ids)
+
+    def names(self, connection: Connection) -> dict[int, str]:
+        """Every check's name by id, read afresh."""
+        return {int(row[0]): row[1] for row in connection.execute(sa_select(CHECKS))}
