@@ -137,6 +137,20 @@ def test_recent_runs_returns_plain_tuples_since_a_time(store: Store) -> None:
     assert store.recent_runs(4) == [("a", 5, False, 0.05, 503), ("b", 6, True, 0.05, 200)]
 
 
+def test_healthy_latencies_stream_passing_timed_runs_by_check_name_then_time(
+    store: Store,
+) -> None:
+    # "b" is stored first, so ids run against name order: the order is by name, not id.
+    store.write_runs([record("b", 5, latency=0.5), record("b", 1, latency=0.1)])
+    store.write_runs([record("a", 3, latency=0.3), record("a", 2, ok=False)])
+    store.write_runs([record("a", 4, latency=None), record("a", 9, latency=0.9)])
+    assert list(store.healthy_latencies(2)) == [
+        ("a", 3, 0.3),
+        ("a", 9, 0.9),
+        ("b", 5, 0.5),
+    ]
+
+
 @pytest.mark.parametrize(
     ("status", "reason", "signals", "stored"),
     [

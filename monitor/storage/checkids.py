@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
-from sqlalchemy import Connection, Table, insert
+from sqlalchemy import Connection, Engine, Row, Select, Table, insert
 from sqlalchemy import select as sa_select
 
 from monitor.storage.schema import CheckRow
@@ -47,3 +48,18 @@ class CheckIds:
     def names(self, connection: Connection) -> dict[int, str]:
         """Every check's name by id, read afresh."""
         return {int(row[0]): row[1] for row in connection.execute(sa_select(CHECKS))}
+
+    def stream(
+        self, engine: Engine, query: Callable[[int], Select[*tuple[Any, ...]]]
+    ) -> Iterator[tuple[str, Row[*tuple[Any, ...]]]]:
+        """(name, row) of `query(check_id)` for every check, by name, rows in query order.
+
+        One short query per check, streamed: reading a week of history never holds it all in
+        memory, and each query is a key range of one check.
+        """
+        with engine.connect() as connection:
+            names = self.names(connection)
+            streaming = connection.execution_options(stream_results=True)
+            for check_id, name in sorted(names.items(), key=lambda item: item[1]):
+                for row in streaming.execute(query(check_id)):
+                    yield name, row

@@ -178,17 +178,16 @@ class Rollups:
     def hourly_p95s(self, since: float) -> Iterator[tuple[str, int, float]]:
         """(check, hour start, p95 of passing runs) of every rolled-up hour starting at or
         after `since`, by check then hour: what the baseline is seeded from."""
-        with self.engine.connect() as connection:
-            names = self.checks.names(connection)
-            for check_id, name in sorted(names.items(), key=lambda item: item[1]):
-                query = (
-                    sa_select(ROLLUPS.c.hour, ROLLUPS.c.p95_ok)
-                    .where(ROLLUPS.c.check_id == check_id, ROLLUPS.c.hour >= since)
-                    .where(ROLLUPS.c.p95_ok.is_not(None))
-                    .order_by(ROLLUPS.c.hour)
-                )
-                for row in connection.execution_options(stream_results=True).execute(query):
-                    yield name, int(row[0]), float(row[1])
+        rows = self.checks.stream(
+            self.engine,
+            lambda check_id: (
+                sa_select(ROLLUPS.c.hour, ROLLUPS.c.p95_ok)
+                .where(ROLLUPS.c.check_id == check_id, ROLLUPS.c.hour >= since)
+                .where(ROLLUPS.c.p95_ok.is_not(None))
+                .order_by(ROLLUPS.c.hour)
+            ),
+        )
+        return ((name, int(row[0]), float(row[1])) for name, row in rows)
 
     def hours(self, check: str, since: float, until: float | None = None) -> list[RollupRow]:
         """One check's hourly rollups starting in [since, until), oldest first."""

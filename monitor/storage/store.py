@@ -196,17 +196,16 @@ class Store:
 
         Streamed, so seeding baselines from a week of history never holds it all in memory.
         """
-        with self.engine.connect() as connection:
-            names = self.checks.names(connection)
-            for check_id, name in sorted(names.items(), key=lambda item: item[1]):
-                query = (
-                    sa_select(RUNS.c.ts, RUNS.c.latency)
-                    .where(RUNS.c.check_id == check_id, RUNS.c.ts >= since)
-                    .where(RUNS.c.ok.is_(True), RUNS.c.latency.is_not(None))
-                    .order_by(RUNS.c.ts)
-                )
-                for row in connection.execution_options(stream_results=True).execute(query):
-                    yield name, row[0], row[1]
+        rows = self.checks.stream(
+            self.engine,
+            lambda check_id: (
+                sa_select(RUNS.c.ts, RUNS.c.latency)
+                .where(RUNS.c.check_id == check_id, RUNS.c.ts >= since)
+                .where(RUNS.c.ok.is_(True), RUNS.c.latency.is_not(None))
+                .order_by(RUNS.c.ts)
+            ),
+        )
+        return ((name, row[0], row[1]) for name, row in rows)
 
     def consecutive_failures(self) -> dict[str, int]:
         """Per check, how many runs failed since its last success (all runs if none passed)."""
