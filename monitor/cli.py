@@ -147,8 +147,11 @@ async def _check_once(config: Config, checks: list[CheckConfig]) -> list[Result]
 
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
-    """The same view as /api/status, rebuilt from the database by a daemon that never starts."""
-    daemon = Daemon(config, Store(config.monitor.database_url), Metrics(), SystemClock())
+    """The same view as /api/status, rebuilt from the database by a daemon that never starts.
+
+    Read-only: a daemon may be writing, and a look must never create, upgrade or vacuum."""
+    store = Store(config.monitor.database_url, read_only=True)
+    daemon = Daemon(config, store, Metrics(), SystemClock())
     try:
         daemon.store.open()
         daemon.restore()

@@ -6,10 +6,14 @@ import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
+
+from tests.old_schemas import VERSION_2
 
 INTMON = [sys.executable, "-m", "monitor"]
 
@@ -141,3 +145,39 @@ async def test_run_with_a_bad_config_exits_2(tmp_path: Path) -> None:
     config.write_text("checks: [{name: a, interval: often, request: {url: 'http://x/'}}]\n")
     code, _, err = await intmon("run", "--config", str(config))
     assert code == 2 and "'often' is not a duration" in err
+
+
+def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file in `directory` with its bytes and mtime: what a read must leave as it was."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(directory.iterdir())}
+
+
+async def test_status_without_a_database_exits_1_and_creates_nothing(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9", "/healthy")
+    before = snapshot(tmp_path)
+    code, out, err = await intmon("status", "--config", str(config))
+    assert (code, out) == (1, "")
+    assert f"cannot read the database {tmp_path / 'm.db'}: no such file" in err
+    assert "intmon run" in err and "Traceback" not in err
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        (VERSION_2, "schema version 2 is older than this intmon's (3); run `intmon run` once"),
+        (VERSION_2.replace("'2');", "'99');"), "schema version 99 is newer than this intmon"),
+    ],
+    ids=["older", "newer"],
+)
+async def test_status_on_a_database_of_another_schema_exits_1_and_changes_nothing(
+    tmp_path: Path, script: str, message: str
+) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9", "/healthy")
+    with sqlite3.connect(tmp_path / "m.db") as db:
+        db.executescript(script)
+    before = snapshot(tmp_path)
+    code, _, err = await intmon("status", "--config", str(config))
+    assert code == 1
+    assert message in err and "Traceback" not in err
+    assert snapshot(tmp_path) == before

@@ -43,6 +43,36 @@ def test_a_database_from_a_newer_intmon_is_refused(store: Store, db_path: Path) 
     newer.close()
 
 
+def test_a_read_only_store_reads_history_and_can_write_nothing(store: Store, db_path: Path) -> None:
+    store.write_runs([record("a", 1), record("a", 2, ok=False)])
+    store.close()  # the last connection checkpoints the WAL into the file
+    before = (db_path.read_bytes(), db_path.stat().st_mtime_ns)
+    reader = Store(f"sqlite:///{db_path}", read_only=True)
+    reader.open()
+    try:
+        assert [(r.ts, r.ok) for r in reader.runs_since("a", 0)] == [(1, True), (2, False)]
+        with pytest.raises(sqlalchemy.exc.OperationalError, match="readonly database"):
+            reader.write_runs([record("a", 3)])
+    finally:
+        reader.close()
+    assert (db_path.read_bytes(), db_path.stat().st_mtime_ns) == before
+
+
+def test_a_read_only_store_refuses_a_database_without_the_tables_it_reads(
+    db_path: Path,
+) -> None:
+    with sqlite3.connect(db_path) as db:
+        db.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        db.execute(f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}')")
+    reader = Store(f"sqlite:///{db_path}", read_only=True)
+    with pytest.raises(
+        SchemaError,
+        match="no table checks, deprecations, heartbeats, rollups, runs; run `intmon run` once",
+    ):
+        reader.open()
+    reader.close()
+
+
 def test_latest_runs_returns_the_newest_run_of_each_check(store: Store) -> None:
     store.write_runs([record("a", 1), record("a", 3, ok=False), record("a", 2), record("b", 5)])
     latest = store.latest_runs()
