@@ -221,6 +221,7 @@ def cmd_silence(config: Config, args: argparse.Namespace) -> int:
     store = Store(config.monitor.database_url)
     now = SystemClock().time()
     try:
+        # Direct writes: another process than the daemon's, so its writer is not here to use.
         store.open()
         if args.expire is not None:
             if not expire_silence(store.engine, args.expire, now):

@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import logging
 import re
+import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from sqlalchemy import event
 
 from monitor.cli import main
 from monitor.config.loader import Config, parse_config
@@ -168,8 +171,11 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running(config: Config, clock: Clock | None = None) -> AsyncIterator[Running]:
-    daemon = Daemon(config, Store(config.monitor.database_url), Metrics(), clock or SystemClock())
+async def running(
+    config: Config, clock: Clock | None = None, store: Store | None = None
+) -> AsyncIterator[Running]:
+    store = store or Store(config.monitor.database_url)
+    daemon = Daemon(config, store, Metrics(), clock or SystemClock())
     runner, url = await start_app(build_app(daemon))
     await daemon.start()
     try:
@@ -572,3 +578,37 @@ async def test_checks_of_one_provider_firing_within_group_wait_make_one_message(
         assert f"{name} error_rate (critical)" in grouped["title"]
         assert f"FIRING: {name} error_rate (critical)\nerror rate 100%" in grouped["message"]
     assert grouped["type"] == "failure"
+
+
+# ---- one writer ------------------------------------------------------------------------------
+
+
+async def test_every_write_of_the_daemon_commits_on_the_writers_thread(
+    target: Target, chat: Receiver, db_path: Path
+) -> None:
+    """Schema, runs, alert state, outbox claims and marks, heartbeats: SQLite sees one writer."""
+    target.broken.add("orders-api")
+    nightly = (
+        "  - {name: nightly, type: freshness, interval: 1h, max_age: 1h, source: {type: heartbeat}}"
+    )
+    config = make_config(db_path, {"chat": chat}, [check(target, "orders-api"), nightly])
+    store = Store(config.monitor.database_url)
+    committed_on: set[str] = set()
+    event.listen(
+        store.engine, "commit", lambda _: committed_on.add(threading.current_thread().name)
+    )
+    async with running(config, store=store) as rig:
+        async with (
+            aiohttp.ClientSession() as client,
+            client.post(f"{rig.url}/heartbeat/nightly") as response,
+        ):
+            assert response.status == 202
+        await eventually("the page", lambda: bool(chat.posts))
+    with sqlite3.connect(db_path) as db:
+        counts = [
+            db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("runs", "alert_states", "heartbeats")
+        ]
+        sent = db.execute("SELECT count(*) FROM outbox WHERE status = 'sent'").fetchone()[0]
+    assert all(counts) and sent == 1
+    assert committed_on and {name.split("_")[0] for name in committed_on} == {"intmon-writer"}

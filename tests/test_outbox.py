@@ -30,6 +30,8 @@ from monitor.config.alerting import AlertingSettings
 from monitor.config.rules import RuleConfig, parse_alerts
 from monitor.core.clock import FakeClock
 from monitor.core.redact import Redactor
+from monitor.storage.store import Store
+from monitor.storage.writer import Writer
 from tests.fakes import Notifier, View
 from tests.receiver import Receiver
 
@@ -43,15 +45,17 @@ class Daemon:
     """The wiring the lead does in daemon.py, reduced to what alerting needs."""
 
     def __init__(self, url: str, clock: FakeClock, receiver: Receiver, group_wait: float = 0):
-        self.engine: Engine = create_engine(url)
-        create_tables(self.engine)
+        self.store = Store(url)
+        self.store.open()
+        self.writer = Writer(self.store)
+        self.engine: Engine = self.store.engine
         self.clock = clock
         self.rules: dict[str, RuleConfig] = parse_alerts({}, {}, "http")
         self.book = AlertBook(load_states(self.engine))
         self.notify = Notify(
             [Notifier("chat", [receiver.url])], Redactor(), AlertingSettings(group_wait=group_wait)
         )
-        self.delivery = Delivery(self.engine, self.notify, clock)
+        self.delivery = Delivery(self.writer, self.notify, clock)
         self.silences = Silences()
 
     async def tick(self, view: View, provider: str | None = None) -> None:
@@ -59,13 +63,14 @@ class Daemon:
         silenced = self.silences.is_silenced(view.check, now)
         outcome = self.book.evaluate(view, self.rules, now, silenced=silenced, provider=provider)
         messages = self.notify.messages(outcome.intents, {view.check: ["chat"]})
-        commit(self.engine, outcome.changes, messages)
+        await self.writer.submit(commit, self.engine, outcome.changes, messages)
         self.book.accept(outcome)
         await self.delivery.run_once()
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.notify.close()
-        self.engine.dispose()
+        await self.writer.close()
+        self.store.close()
 
 
 def titles(receiver: Receiver) -> list[str]:
@@ -85,7 +90,7 @@ async def test_healthy_sends_nothing_and_writes_no_state(db: str, receiver: Rece
         daemon.clock.advance(60)
     assert receiver.posts == []
     assert load_states(daemon.engine) == []
-    daemon.close()
+    await daemon.close()
 
 
 async def test_an_outage_pages_once_reminds_after_repeat_survives_a_restart_and_resolves_once(
@@ -104,7 +109,7 @@ async def test_an_outage_pages_once_reminds_after_repeat_survives_a_restart_and_
         await daemon.tick(broken)
     assert len(receiver.posts) == 1
 
-    daemon.close()  # restart: new objects over the same SQLite file
+    await daemon.close()  # restart: new objects over the same SQLite file
     daemon = Daemon(db, clock, receiver)
     assert [(s.rule, s.phase) for s in daemon.book.active()] == [("error_rate", Phase.FIRING)]
     clock.advance(60)
@@ -120,7 +125,7 @@ async def test_an_outage_pages_once_reminds_after_repeat_survives_a_restart_and_
         await daemon.tick(View())
     assert titles(receiver)[2:] == ["RESOLVED: orders-api error_rate"]
     assert receiver.posts[2]["type"] == "success"
-    daemon.close()
+    await daemon.close()
 
 
 async def test_a_receiver_down_for_a_while_gets_the_page_once_it_recovers(
@@ -150,7 +155,7 @@ async def test_a_receiver_down_for_a_while_gets_the_page_once_it_recovers(
     with Session(daemon.engine) as session:
         row = session.exec(select(OutboxRow)).one()
     assert (row.status, row.attempts, row.last_error) == ("sent", 8, None)
-    daemon.close()
+    await daemon.close()
 
 
 async def test_a_message_nobody_could_take_for_a_day_expires_unsent(
@@ -166,7 +171,7 @@ async def test_a_message_nobody_could_take_for_a_day_expires_unsent(
     receiver.failing = False
     assert await daemon.delivery.run_once() == 0
     assert (receiver.posts, expired, pending(daemon.engine)) == ([], ["chat"], [])
-    daemon.close()
+    await daemon.close()
 
 
 async def test_checks_of_one_provider_firing_together_make_one_message(
@@ -183,7 +188,7 @@ async def test_checks_of_one_provider_firing_together_make_one_message(
     assert titles(receiver) == [
         "FIRING: 2 alerts for stripe: charges error_rate (critical), refunds error_rate (critical)"
     ]
-    daemon.close()
+    await daemon.close()
 
 
 async def test_a_silenced_check_is_tracked_but_not_sent(db: str, receiver: Receiver) -> None:
@@ -200,7 +205,7 @@ async def test_a_silenced_check_is_tracked_but_not_sent(db: str, receiver: Recei
     clock.advance(60)
     await daemon.tick(View(failure_ratio=1.0))
     assert titles(receiver) == ["FIRING: orders-api error_rate (critical)"]
-    daemon.close()
+    await daemon.close()
 
 
 def test_a_state_changed_by_another_writer_is_not_overwritten(db: str) -> None:

@@ -25,6 +25,7 @@ from monitor.alerting.silences import SilenceRow
 from monitor.core.backoff import backoff
 from monitor.core.clock import Clock
 from monitor.core.errors import DeliveryError
+from monitor.storage.writer import Writer
 
 log = logging.getLogger(__name__)
 PENDING, SENT, EXPIRED, FAILED = "pending", "sent", "expired", "failed"
@@ -75,8 +76,10 @@ class StaleStateError(Exception):
 
 
 def create_tables(engine: Engine) -> None:
+    """The alert tables alone, for an engine without a Store (whose `open` creates them)."""
     names = (AlertStateRow.__tablename__, OutboxRow.__tablename__, SilenceRow.__tablename__)
     tables = [SQLModel.metadata.tables[str(name)] for name in names]
+    # Direct: only callers without a Store, and so without its writer, need this.
     SQLModel.metadata.create_all(engine, tables=tables)
 
 
@@ -195,11 +198,12 @@ def finish(engine: Engine, ids: list[int], status: str, now: float, error: str |
 
 
 class Delivery:
-    """The async loop that drains the outbox. Database calls run in worker threads."""
+    """The async loop that drains the outbox. Writes run on the writer's thread, where their
+    compare-and-set result is awaited; reads in worker threads."""
 
     def __init__(
         self,
-        engine: Engine,
+        writer: Writer,
         notify: Notify,
         clock: Clock,
         *,
@@ -207,7 +211,8 @@ class Delivery:
         max_backoff: float = 30.0,
         on_expired: Callable[[str], None] = lambda notifier: None,
     ) -> None:
-        self.engine = engine
+        self.writer = writer
+        self.engine = writer.store.engine
         self.notify = notify
         self.clock = clock
         self.poll = poll
@@ -223,7 +228,7 @@ class Delivery:
     async def run_once(self) -> int:
         """One pass: expire, group what is due, send each batch. Returns rows delivered."""
         now = self.clock.time()
-        for row in await asyncio.to_thread(expire, self.engine, now):
+        for row in await self.writer.submit(expire, self.engine, now):
             log.warning("gave up on notification %s to %s: expired", row.title, row.notifier)
             self.on_expired(row.notifier)
         rows = {r.id: r for r in await asyncio.to_thread(pending, self.engine) if r.id is not None}
@@ -238,7 +243,7 @@ class Delivery:
         return sum(results)
 
     async def _deliver(self, rows: list[OutboxRow], now: float) -> int:
-        if not await asyncio.to_thread(claim, self.engine, rows, now, self.max_backoff):
+        if not await self.writer.submit(claim, self.engine, rows, now, self.max_backoff):
             return 0  # another worker has it
         ids = [r.id for r in rows if r.id is not None]
         if len(rows) == 1:
@@ -256,9 +261,9 @@ class Delivery:
                 rows[0].attempts + 1,
                 exc,
             )
-            await asyncio.to_thread(finish, self.engine, ids, status, now, str(exc))
+            await self.writer.submit(finish, self.engine, ids, status, now, str(exc))
             return 0
-        await asyncio.to_thread(finish, self.engine, ids, SENT, self.clock.time(), None)
+        await self.writer.submit(finish, self.engine, ids, SENT, self.clock.time(), None)
         return len(rows)
 
     async def run(self) -> None:

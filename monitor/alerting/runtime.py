@@ -12,7 +12,7 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col
 
@@ -33,6 +33,7 @@ from monitor.core.clock import Clock
 from monitor.core.redact import Redactor
 from monitor.metrics import Firing, Metrics
 from monitor.signals.per_check import CheckSignals
+from monitor.storage.writer import Writer
 
 log = logging.getLogger(__name__)
 SILENCE_RELOAD = 15.0  # `intmon silence` writes from another process; pick it up this often
@@ -40,17 +41,18 @@ SILENCE_RELOAD = 15.0  # `intmon silence` writes from another process; pick it u
 
 class Alerter:
     def __init__(
-        self, config: Config, engine: Engine, metrics: Metrics, clock: Clock, redactor: Redactor
+        self, config: Config, writer: Writer, metrics: Metrics, clock: Clock, redactor: Redactor
     ) -> None:
         self.config = config
-        self.engine = engine
+        self.writer = writer
+        self.engine = writer.store.engine  # for reads; writes go through the writer
         self.metrics = metrics
         self.clock = clock
         self.book = AlertBook()
         self.redactor = redactor
         self.notify = self._make_notify(config)
         self.delivery = Delivery(
-            engine,
+            writer,
             self.notify,
             clock,
             on_expired=lambda notifier: metrics.notifications.labels(notifier, "expired").inc(),
@@ -120,7 +122,7 @@ class Alerter:
     async def _commit(self, outcome: Outcome) -> None:
         messages = self.notify.messages(outcome.intents, self._routes)
         try:
-            await asyncio.to_thread(commit, self.engine, outcome.changes, messages)
+            await self.writer.submit(commit, self.engine, outcome.changes, messages)
         except StaleStateError as exc:
             log.warning("alert state changed underneath us, reloading: %s", exc)
             self.book.replace_all(await asyncio.to_thread(load_states, self.engine))

@@ -53,6 +53,7 @@ def add_silence(
     if until <= now:
         raise ValueError("a silence must end in the future")
     row = SilenceRow(pattern=pattern, starts_at=now, until=until, comment=comment, created_at=now)
+    # Direct: only `intmon silence` writes silences, from its own process, without a writer.
     with Session(engine, expire_on_commit=False) as session:
         session.add(row)
         session.commit()
@@ -79,5 +80,6 @@ def expire_silence(engine: Engine, silence_id: int, now: float) -> bool:
         .where(col(SilenceRow.until) > now)
         .values(expired_at=now)
     )
+    # Direct: only `intmon silence` writes silences, from its own process, without a writer.
     with engine.begin() as connection:
         return connection.execute(statement).rowcount == 1

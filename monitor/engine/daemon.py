@@ -60,7 +60,7 @@ class Daemon:
         self.throttle = Throttle()
         self.heartbeats = HeartbeatBook()
         self.writer = Writer(store, on_error=metrics.db_write_errors.inc)
-        self.alerter = Alerter(config, store.engine, metrics, clock, self.redactor)
+        self.alerter = Alerter(config, self.writer, metrics, clock, self.redactor)
         self.maintenance = Maintenance(
             store,
             self.writer,
@@ -97,7 +97,7 @@ class Daemon:
 
     async def start(self) -> None:
         """Open storage, restore what the last run of the daemon knew, and start scheduling."""
-        await asyncio.to_thread(self.store.open)
+        await self.writer.submit(self.store.open)
         await asyncio.to_thread(self.restore)
         for name in self.checks:
             self.metrics.declare(name)

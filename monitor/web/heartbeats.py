@@ -1,12 +1,12 @@
 """Heartbeats pushed by sync jobs (`POST /heartbeat/{check}`): verified, then recorded.
 
 The book they are recorded in is `checks.heartbeats.HeartbeatBook`, which freshness checks read;
-each push is also persisted (monitor.storage.heartbeats) so a restart keeps it.
+each push is also persisted (monitor.storage.heartbeats, on the writer's thread) so a restart
+keeps it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -15,10 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine
-
 from checks.heartbeats import HeartbeatBook
 from monitor.storage.heartbeats import save_heartbeat
+from monitor.storage.writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,7 @@ def parse_push(
 
 async def receive(
     book: HeartbeatBook,
-    engine: Engine | None,
+    writer: Writer | None,
     check: str,
     secret: str | None,
     headers: Mapping[str, str],
@@ -108,9 +107,9 @@ async def receive(
         log.warning("heartbeat for %s refused (%d): %s", check, status, reason)
         return status, {"error": reason}
     beat = book.record(check, push.ts, push.count, failed, push.message)
-    if engine is not None:
+    if writer is not None:
         try:
-            await asyncio.to_thread(save_heartbeat, engine, check, beat)
+            await writer.submit(save_heartbeat, writer.store.engine, check, beat)
         except Exception:
             # The push is kept in memory and counts now; only a restart before the next push
             # would forget it. Refusing the job's report would be worse.

@@ -95,7 +95,7 @@ async def heartbeat(request: web.Request) -> web.Response:
         return web.json_response({"error": "body too large"}, status=413)
     status, answer = await heartbeats.receive(
         daemon.heartbeats,
-        daemon.store.engine,
+        daemon.writer,
         name,
         secret,
         request.headers,
