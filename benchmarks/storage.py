@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         if deleted < 5000:
             break
     vacuum = time.perf_counter()
-    store.incremental_vacuum(1_000_000)
+    store.database.incremental_vacuum(1_000_000)
     vacuum_ms = (time.perf_counter() - vacuum) * 1000
 
     with sqlite3.connect(path) as db:

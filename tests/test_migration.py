@@ -155,7 +155,7 @@ def test_a_current_database_opens_without_an_upgrade(
     first = Store(f"sqlite:///{db_path}")
     first.open()
     first.close()
-    with caplog.at_level(logging.INFO, logger="monitor.storage.store"):
+    with caplog.at_level(logging.INFO, logger="monitor.storage.database"):
         second = Store(f"sqlite:///{db_path}")
         second.open()
         second.close()

@@ -118,7 +118,7 @@ class Maintenance:
             self.store.rollups.prune_rollups, "rollups", now - self.retention.rollups
         )
         report.free_pages = await self.vacuum()
-        report.size_bytes = await self.writer.submit(self.store.size_bytes)
+        report.size_bytes = await self.writer.submit(self.store.database.size_bytes)
         report.seconds = self.clock.monotonic() - started
         log.debug("storage maintenance: %s", report)
         self.on_report(report)
@@ -158,11 +158,11 @@ class Maintenance:
 
     async def vacuum(self) -> int:
         """Return freed pages to the OS, a few MB per step, until none are left."""
-        left = await self.writer.submit(self.store.incremental_vacuum, self.vacuum_pages)
+        left = await self.writer.submit(self.store.database.incremental_vacuum, self.vacuum_pages)
         while left and not self._stop.is_set():
             before, left = (
                 left,
-                await self.writer.submit(self.store.incremental_vacuum, self.vacuum_pages),
+                await self.writer.submit(self.store.database.incremental_vacuum, self.vacuum_pages),
             )
             if left >= before:
                 break  # auto_vacuum is off (an old database): pages are reused, not returned
