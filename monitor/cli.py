@@ -11,8 +11,8 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
+from pydantic import MISSING
 from sqlalchemy.exc import SQLAlchemyError
 
 from checks.base import CheckConfig, Result, RunContext
@@ -26,9 +26,11 @@ from monitor.core.redact import Redactor
 from monitor.core.units import format_duration, parse_duration
 from monitor.engine.daemon import Daemon
 from monitor.engine.runner import Runner, make_session
+from monitor.engine.status import CheckStatus
 from monitor.metrics import Metrics
 from monitor.sandbox import run_sandbox
 from monitor.service import Service
+from monitor.signals.headers import Quota
 from monitor.storage.store import SchemaError, Store
 
 log = logging.getLogger("intmon")
@@ -161,37 +163,45 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     finally:
         daemon.store.close()
         daemon.alerter.notify.close()
-    entries = daemon.status()
+    report = daemon.status()
     if args.json:
-        print(json.dumps({"checks": entries}, indent=2))
+        # The checks of /api/status, without its `generated_at`: the shape this always printed.
+        print(json.dumps(report.model_dump(mode="json", include={"checks"}), indent=2))
         return EXIT_OK
-    now = daemon.clock.time()
-    rows = [_status_row(entry, now) for entry in entries]
+    rows = [_status_row(check, report.generated_at) for check in report.checks]
     header = ["CHECK", "STATE", "LAST RUN", "ERR RATE", "P95", "429s", "QUOTA", "SUNSET", "REASON"]
     print(_table(header, rows))
     return EXIT_OK
 
 
-def _status_row(entry: dict[str, Any], now: float) -> list[object]:
-    last, signals = entry["last"], entry["metrics"]
-    rate, p95 = signals["error_rate"], signals["latency_p95"]
-    quota = signals.get("quota") or {}
-    deprecation = signals.get("deprecation") or {}
-    if deprecation.get("active") and "days_to_sunset" in deprecation:
-        sunset = f"{deprecation['days_to_sunset']:g}d"
+def _status_row(check: CheckStatus, now: float) -> list[object]:
+    last, metrics = check.last, check.metrics
+    rate, p95 = metrics.error_rate, metrics.latency_p95
+    deprecation = metrics.deprecation
+    if deprecation is MISSING or not deprecation.active:
+        sunset = "-"
+    elif deprecation.days_to_sunset is MISSING:
+        sunset = "deprecated"
     else:
-        sunset = "deprecated" if deprecation.get("active") else "-"
+        sunset = f"{deprecation.days_to_sunset:g}d"
     return [
-        entry["name"],
-        entry["state"].upper(),
-        f"{format_duration(now - last['ts'])} ago" if last else "never",
+        check.name,
+        check.state.upper(),
+        f"{format_duration(now - last.ts)} ago" if last else "never",
         f"{rate:.1%}" if rate is not None else "-",
         format_duration(p95) if p95 is not None else "-",
-        signals["rate_limited_15m"],
-        f"{quota['remaining']:g}/{quota['limit']:g}" if quota.get("limit") else "-",
+        metrics.rate_limited_15m,
+        _quota(metrics.quota),
         sunset,
-        "" if last is None or last["ok"] else f"{last['error_class']}: {last['reason']}",
+        "" if last is None or last.ok else f"{last.error_class}: {last.reason}",
     ]
+
+
+def _quota(quota: Quota | MISSING) -> str:
+    # A limit without a remaining count says nothing about what is left.
+    if quota is MISSING or not quota.limit or quota.remaining is None:
+        return "-"
+    return f"{quota.remaining:g}/{quota.limit:g}"
 
 
 def cmd_notify_test(config: Config, args: argparse.Namespace) -> int:

@@ -91,7 +91,7 @@ async def test_a_restarted_daemon_shows_the_last_known_state_before_its_first_ru
     slow = parse_config(config_text(sandbox, db_path, 2, "1h"), env={})
     second = Daemon(slow, Store(slow.monitor.database_url), Metrics(), SystemClock())
     await second.start()
-    states = {c["name"]: c["state"] for c in second.status()}
+    states = {c.name: c.state for c in second.status().checks}
     await second.stop()
     assert states == {"c00": "down", "c01": "up"}
 

@@ -67,7 +67,7 @@ def test_the_quota_kept_is_the_parsed_one_with_its_policy_and_when_it_was_seen(
     signals.observe(result(clock, **headers))
     now = clock.time()
     assert signals.quota == Quota(2, 1000, now + 60, "daily", "ietf", seen_at=now)
-    assert signals.as_json()["quota"] == {
+    assert signals.status().model_dump(mode="json")["quota"] == {
         "remaining": 2, "limit": 1000, "reset_at": now + 60, "policy": "daily", "dialect": "ietf",
         "seen_at": now,
     }  # fmt: skip

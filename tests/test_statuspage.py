@@ -13,11 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import MISSING
 
+from monitor.alerting.machine import Phase
+from monitor.alerting.status import AlertReport, AlertStatus
 from monitor.config.loader import parse_config
 from monitor.core.clock import SystemClock
 from monitor.engine.daemon import Daemon
+from monitor.engine.status import CheckStatus, Health, LastRun, StatusReport, ThrottleStatus
 from monitor.metrics import Metrics
+from monitor.signals.headers import Quota
+from monitor.signals.status import DeprecationStatus, SignalsStatus
 from monitor.storage.store import Store
 from monitor.web.server import build_app
 from monitor.web.statuspage import render_status
@@ -66,44 +72,117 @@ class Page(HTMLParser):
             self._row.append(data)
 
 
-def check(name: str, state: str, **metrics: Any) -> dict[str, Any]:
-    """One entry shaped like `Daemon.status()`."""
+# An idle check's figures: no runs in any window yet.
+IDLE = SignalsStatus(
+    error_rate=None,
+    error_rate_window=300.0,
+    error_rate_runs=0,
+    latency_p95=None,
+    latency_p95_window=900.0,
+    latency_p95_runs=0,
+    latency_p95_baseline=None,
+    rate_limited_15m=0,
+    consecutive_failures=0,
+)
+NOT_THROTTLED = ThrottleStatus(paused_until=None, reason=None, throttled_seconds=0.0)
+
+
+def check(
+    name: str, state: Health, error_class: str | None = None, reason: str = "", **metrics: Any
+) -> CheckStatus:
+    """One check as `Daemon.status()` reports it; `metrics` replace the idle figures."""
     last = None
     if state != "unknown":
-        last = {"ts": NOW - 12, "ok": state == "up", "error_class": None, "reason": None}
-    entry: dict[str, Any] = {"name": name, "type": "http", "state": state, "last": last}
-    entry["metrics"] = {"error_rate": None, "latency_p95": None, **metrics}
-    entry["throttle"] = {"paused_until": None, "reason": None, "throttled_seconds": 0.0}
-    return entry
+        ok = state == "up"
+        last = LastRun(
+            ts=NOW - 12, ok=ok, error_class=error_class, status=None, latency=None, reason=reason
+        )
+    return CheckStatus(
+        name=name,
+        type="http",
+        target="GET https://api.example.com/",
+        provider=None,
+        interval=60.0,
+        state=state,
+        last=last,
+        last_success=None,
+        last_failure=None,
+        signals={},
+        metrics=SignalsStatus.model_validate(IDLE.model_dump() | metrics),
+        throttle=NOT_THROTTLED,
+    )
 
 
-def alert(check: str, rule: str, phase: str = "firing", **extra: Any) -> dict[str, Any]:
-    """One entry shaped like `Alerter.status()`."""
-    return {"check": check, "rule": rule, "phase": phase, "severity": "critical",
-            "fired_at": NOW - 90, "summary": f"{rule} >= critical 5%", "silenced": False, **extra}  # fmt: skip
+def deprecation(
+    links: list[str], days_to_sunset: float | None = None, active: bool = True
+) -> DeprecationStatus:
+    """A deprecation first seen a day ago, with a sunset date when `days_to_sunset` is given."""
+    dated = days_to_sunset is not None
+    return DeprecationStatus(
+        first_seen=NOW - 86400,
+        last_seen=NOW - 12,
+        deprecated_at=None,
+        sunset_at=NOW + days_to_sunset * 86400 if dated else None,
+        links=tuple(links),
+        sunset_links=(),
+        message=None,
+        active=active,
+        days_to_sunset=days_to_sunset if dated else MISSING,
+    )
 
 
-def sample() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    down = check("billing", "down", error_rate=0.125, latency_p95=1.5)
-    down["last"].update(error_class="http_5xx", reason="HTTP 503 from upstream")
+def alert(check: str, rule: str, phase: Phase = Phase.FIRING, **extra: Any) -> AlertStatus:
+    """One alert as `Alerter.status()` reports it; `extra` replaces fields."""
+    firing = AlertStatus(
+        check=check,
+        rule=rule,
+        phase=phase,
+        severity="critical",
+        since=NOW - 120,
+        fired_at=NOW - 90,
+        notified_severity="critical",
+        last_notified=NOW - 90,
+        clear_count=0,
+        clear_since=None,
+        lower_count=0,
+        version=2,
+        summary=f"{rule} >= critical 5%",
+        value=0.2,
+        threshold=0.05,
+        silenced=False,
+    )
+    return AlertStatus.model_validate(firing.model_dump() | extra)
+
+
+def render(checks: list[CheckStatus], alerts: list[AlertStatus]) -> str:
+    return render_status(
+        StatusReport(generated_at=NOW, checks=tuple(checks)),
+        AlertReport(generated_at=NOW, alerts=tuple(alerts)),
+    )
+
+
+def quota(remaining: float | None, limit: float | None) -> Quota:
+    return Quota(remaining, limit, reset_at=None, policy=None, dialect="ietf", seen_at=NOW)
+
+
+def sample() -> tuple[list[CheckStatus], list[AlertStatus]]:
+    legacy = deprecation(["https://example.com/migrate"], days_to_sunset=30.0)
     checks = [
-        check("orders-api", "up", error_rate=0.0, latency_p95=0.235,
-              quota={"remaining": 5, "limit": 100, "reset_at": None, "dialect": "ietf"}),
-        down,
-        check("legacy", "up", deprecation={
-            "active": True, "days_to_sunset": 30.0, "sunset_at": NOW + 30 * 86400,
-            "links": ["https://example.com/migrate"], "sunset_links": []}),
+        check("orders-api", "up", error_rate=0.0, latency_p95=0.235, quota=quota(5, 100)),
+        check("billing", "down", "http_5xx", "HTTP 503 from upstream", error_rate=0.125, latency_p95=1.5),
+        check("legacy", "up", deprecation=legacy),
         check("orders-sync", "up", freshness_age=7200.0),
         check("new-one", "unknown"),
     ]  # fmt: skip
-    return checks, [alert("billing", "error_rate"), alert("orders-api", "latency_p95", "pending")]
+    pending = alert("orders-api", "latency_p95", Phase.PENDING)
+    return checks, [alert("billing", "error_rate"), pending]
 
 
 def test_every_check_appears_with_its_state_spelled_out() -> None:
     checks, alerts = sample()
-    page = Page(render_status(checks, alerts, NOW))
+    page = Page(render(checks, alerts))
 
-    assert set(page.rows) == {c["name"] for c in checks}
+    assert set(page.rows) == {c.name for c in checks}
     assert page.rows["orders-api"].startswith("✓ Up")
     assert "✗ Down 12s ago" in page.rows["billing"]  # after the reason, under the name
     assert page.rows["new-one"].startswith("? Unknown")
@@ -112,7 +191,7 @@ def test_every_check_appears_with_its_state_spelled_out() -> None:
 
 def test_it_shows_the_figures_and_the_sunset_countdown_with_the_migration_link() -> None:
     checks, alerts = sample()
-    page = Page(render_status(checks, alerts, NOW))
+    page = Page(render(checks, alerts))
 
     assert "12s ago 0.0% 235ms 5 / 100" in page.rows["orders-api"]
     assert "12.5% 1.5s" in page.rows["billing"]
@@ -125,7 +204,7 @@ def test_it_shows_the_figures_and_the_sunset_countdown_with_the_migration_link()
 
 def test_it_summarises_checks_down_and_firing_alerts_at_the_top() -> None:
     checks, alerts = sample()
-    page = Page(render_status(checks, alerts, NOW))
+    page = Page(render(checks, alerts))
 
     assert "5checks1down1alertsfiring" in re.sub(r"\s", "", page.text)
     assert "error_rate critical" in page.rows["billing"]
@@ -135,13 +214,13 @@ def test_it_summarises_checks_down_and_firing_alerts_at_the_top() -> None:
 
 
 def test_a_firing_alert_of_a_check_no_longer_configured_still_shows_in_the_summary() -> None:
-    page = Page(render_status([], [alert("removed", "error_rate")], NOW))
+    page = Page(render([], [alert("removed", "error_rate")]))
 
     assert "removed" in page.text and "error_rate critical" in page.text
 
 
 def test_it_refreshes_itself_and_loads_nothing_from_elsewhere() -> None:
-    html = render_status(*sample(), NOW)
+    html = render(*sample())
     page = Page(html)
 
     assert ("meta", {"http-equiv": "refresh", "content": "10"}) in page.tags
@@ -160,11 +239,11 @@ HOSTILE_LINKS = [
 
 @pytest.mark.parametrize("link", HOSTILE_LINKS, ids=["javascript", "mixed-case", "data", "vbscript", "relative"])  # fmt: skip
 def test_only_http_links_become_anchors_and_hostile_text_is_escaped(link: str) -> None:
-    legacy = check("legacy", "down", deprecation={
-        "active": True, "days_to_sunset": 3.0, "links": [link], "sunset_links": []})  # fmt: skip
-    legacy["last"].update(error_class="http_5xx", reason="<script>alert('reason')</script>")
+    hostile = deprecation([link], days_to_sunset=3.0)
+    reason = "<script>alert('reason')</script>"
+    legacy = check("legacy", "down", "http_5xx", reason, deprecation=hostile)
     alerts = [alert("legacy", "sunset", summary='"><img src=x onerror=alert(1)>')]
-    html = render_status([legacy], alerts, NOW)
+    html = render([legacy], alerts)
     page = Page(html)
 
     assert not [attrs for tag, attrs in page.tags if tag == "a"]
@@ -175,10 +254,10 @@ def test_only_http_links_become_anchors_and_hostile_text_is_escaped(link: str) -
 
 
 def test_a_sunset_without_a_date_or_already_past_says_so() -> None:
-    undated = check("a", "up", deprecation={"active": True, "days_to_sunset": None, "links": []})
-    past = check("b", "up", deprecation={"active": True, "days_to_sunset": 0.0, "links": []})
-    ended = check("c", "up", deprecation={"active": False, "days_to_sunset": 9.0, "links": []})
-    page = Page(render_status([undated, past, ended], [], NOW))
+    undated = check("a", "up", deprecation=deprecation([]))
+    past = check("b", "up", deprecation=deprecation([], days_to_sunset=0.0))
+    ended = check("c", "up", deprecation=deprecation([], days_to_sunset=9.0, active=False))
+    page = Page(render([undated, past, ended], []))
 
     assert "deprecated, no sunset date" in page.rows["a"]
     assert "sunset has passed" in page.rows["b"]

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,6 +26,7 @@ from monitor.alerting.outbox import (
     load_states,
 )
 from monitor.alerting.silences import Silences, load_active
+from monitor.alerting.status import AlertReport, AlertStatus
 from monitor.config.loader import Config
 from monitor.core.clock import Clock
 from monitor.core.redact import Redactor
@@ -180,18 +179,16 @@ class Alerter:
             if s.phase is Phase.FIRING and self._configured(s.check, s.rule)
         ]
 
-    def status(self) -> list[dict[str, Any]]:
+    def status(self) -> AlertReport:
         """Every pending or firing alert with its latest evaluation, for /api/alerts."""
-        out = []
-        for state in self.book.active():
-            if not self._configured(state.check, state.rule):
-                continue
-            entry: dict[str, Any] = {**asdict(state), "phase": str(state.phase)}
-            evaluation = self.book.evaluations.get((state.check, state.rule))
-            if evaluation is not None:
-                entry["summary"] = evaluation.summary
-                entry["value"] = evaluation.value
-                entry["threshold"] = evaluation.threshold
-            entry["silenced"] = self.silences.is_silenced(state.check, self.clock.time())
-            out.append(entry)
-        return out
+        now = self.clock.time()
+        alerts = [
+            AlertStatus.of(
+                state,
+                self.book.evaluations.get((state.check, state.rule)),
+                silenced=self.silences.is_silenced(state.check, now),
+            )
+            for state in self.book.active()
+            if self._configured(state.check, state.rule)
+        ]
+        return AlertReport(generated_at=now, alerts=tuple(alerts))

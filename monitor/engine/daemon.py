@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from typing import Any
 
 import aiohttp
 
@@ -20,6 +19,7 @@ from monitor.core.redact import Redactor
 from monitor.engine.runner import Runner, make_session
 from monitor.engine.scheduler import Dispatch, Schedule, Scheduler
 from monitor.engine.state import CheckState
+from monitor.engine.status import CheckStatus, StatusReport
 from monitor.engine.throttle import Throttle, throttle_key
 from monitor.metrics import Metrics, SignalCollector
 from monitor.signals.per_check import (
@@ -296,24 +296,26 @@ class Daemon:
             await self._session.close()
         await asyncio.to_thread(self.store.close)
 
-    def status(self) -> list[dict[str, Any]]:
-        out = []
+    def status(self) -> StatusReport:
+        """What `/api/status`, the status page and `intmon status` show, as of now."""
         now = self.clock.time()
+        checks = []
         for name, check in self.checks.items():
-            entry: dict[str, Any] = {
-                "name": name,
-                "type": check.type,
-                "target": self.redactor(check.describe_target()),
-                "provider": check.provider,
-                "interval": check.interval,
-            }
-            entry.update(self.states[name].as_json())
-            entry["metrics"] = self.signals[name].as_json()
-            key = throttle_key(name, check.provider)
-            entry["throttle"] = {
-                "paused_until": self.throttle.paused_until(key, now),
-                "reason": self.throttle.reason(key, now),
-                "throttled_seconds": round(self.throttle.throttled_seconds(key, now), 3),
-            }
-            out.append(entry)
-        return out
+            state = self.states[name]
+            checks.append(
+                CheckStatus(
+                    name=name,
+                    type=check.type,
+                    target=self.redactor(check.describe_target()),
+                    provider=check.provider,
+                    interval=check.interval,
+                    state=state.health,
+                    last=state.last_run,
+                    last_success=state.last_success,
+                    last_failure=state.last_failure,
+                    signals=state.last.signals if state.last else {},
+                    metrics=self.signals[name].status(),
+                    throttle=self.throttle.status(throttle_key(name, check.provider), now),
+                )
+            )
+        return StatusReport(generated_at=now, checks=tuple(checks))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from monitor.engine.status import Health, LastRun
 from monitor.storage.store import RunRecord
 
 
@@ -30,26 +30,11 @@ class CheckState:
             self.last_failure = record.ts
 
     @property
-    def health(self) -> str:
+    def last_run(self) -> LastRun | None:
+        return None if self.last is None else LastRun.of(self.last)
+
+    @property
+    def health(self) -> Health:
         if self.last is None:
             return "unknown"
         return "up" if self.last.ok else "down"
-
-    def as_json(self) -> dict[str, Any]:
-        last = None
-        if self.last is not None:
-            last = {
-                "ts": self.last.ts,
-                "ok": self.last.ok,
-                "error_class": self.last.error_class,
-                "status": self.last.status,
-                "latency": self.last.latency,
-                "reason": self.last.reason,
-            }
-        return {
-            "state": self.health,
-            "last": last,
-            "last_success": self.last_success,
-            "last_failure": self.last_failure,
-            "signals": self.last.signals if self.last else {},
-        }

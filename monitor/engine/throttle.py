@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from monitor.core.backoff import backoff
 from monitor.core.units import DAY
+from monitor.engine.status import ThrottleStatus
 from monitor.signals.headers import Quota
 
 
@@ -120,6 +121,13 @@ class Throttle:
         if state is None:
             return 0.0
         return state.throttled - max(0.0, state.paused_until - now)
+
+    def status(self, key: str, now: float) -> ThrottleStatus:
+        return ThrottleStatus(
+            paused_until=self.paused_until(key, now),
+            reason=self.reason(key, now),
+            throttled_seconds=round(self.throttled_seconds(key, now), 3),
+        )
 
     def _pause(self, state: _KeyState, now: float, until: float, reason: str) -> None:
         until = min(until, now + self.max_pause)

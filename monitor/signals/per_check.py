@@ -14,12 +14,19 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pydantic import MISSING
+
 from checks.base import Result
 from monitor.core.clock import Clock
 from monitor.core.quantile import quantile
 from monitor.core.units import DAY, hour_of
 from monitor.signals.headers import Quota, signals_from_headers
 from monitor.signals.stats import CheckWindows, HourlyBaseline
+from monitor.signals.status import (
+    CertificateStatus,
+    DeprecationStatus,
+    SignalsStatus,
+)
 from monitor.storage.store import DeprecationRow, RunRecord
 
 DEFAULT_ERROR_WINDOW = 300.0
@@ -60,11 +67,22 @@ class DeprecationRecord:
         values.update(links=json.dumps(self.links), sunset_links=json.dumps(self.sunset_links))
         return DeprecationRow(check=check, **values)
 
-    def as_json(self, now: float) -> dict[str, Any]:
-        out = asdict(self)
-        if self.sunset_at is not None:
-            out["days_to_sunset"] = round(max(self.sunset_at - now, 0.0) / DAY, 1)
-        return out
+    def status(self, now: float) -> DeprecationStatus:
+        return DeprecationStatus(
+            first_seen=self.first_seen,
+            last_seen=self.last_seen,
+            deprecated_at=self.deprecated_at,
+            sunset_at=self.sunset_at,
+            links=tuple(self.links),
+            sunset_links=tuple(self.sunset_links),
+            message=self.message,
+            active=self.active,
+            days_to_sunset=(
+                MISSING
+                if self.sunset_at is None
+                else round(max(self.sunset_at - now, 0.0) / DAY, 1)
+            ),
+        )
 
 
 class CheckSignals:
@@ -218,33 +236,33 @@ class CheckSignals:
         if isinstance(age, int | float):
             self.freshness_age = float(age)
 
-    def as_json(self) -> dict[str, Any]:
+    def status(self) -> SignalsStatus:
+        """What `/api/status` shows under `metrics`, as of now."""
         now = self.clock.time()
         error_rate, error_runs = self.windows.error_rate(now, self.error_window)
         p95, p95_runs = self.windows.latency_p95(now, self.latency_window)
-        out: dict[str, Any] = {
-            "error_rate": error_rate,
-            "error_rate_window": self.error_window,
-            "error_rate_runs": error_runs,
-            "latency_p95": p95,
-            "latency_p95_window": self.latency_window,
-            "latency_p95_runs": p95_runs,
-            "latency_p95_baseline": self.baseline.baseline(now),
-            "rate_limited_15m": self.windows.rate_limited(now, DEFAULT_RATE_LIMIT_WINDOW),
-            "consecutive_failures": self.consecutive_failures,
-        }
-        if self.quota is not None:
-            out["quota"] = asdict(self.quota)
-        if self.deprecation is not None:
-            out["deprecation"] = self.deprecation.as_json(now)
-        if self.certificate_not_after is not None:
-            out["certificate"] = {
-                "not_after": self.certificate_not_after,
-                "days_left": round((self.certificate_not_after - now) / DAY, 1),
-            }
-        if self.freshness_age is not None:
-            out["freshness_age"] = self.freshness_age
-        return out
+        not_after = self.certificate_not_after
+        return SignalsStatus(
+            error_rate=error_rate,
+            error_rate_window=self.error_window,
+            error_rate_runs=error_runs,
+            latency_p95=p95,
+            latency_p95_window=self.latency_window,
+            latency_p95_runs=p95_runs,
+            latency_p95_baseline=self.baseline.baseline(now),
+            rate_limited_15m=self.windows.rate_limited(now, DEFAULT_RATE_LIMIT_WINDOW),
+            consecutive_failures=self.consecutive_failures,
+            quota=MISSING if self.quota is None else self.quota,
+            deprecation=MISSING if self.deprecation is None else self.deprecation.status(now),
+            certificate=(
+                MISSING
+                if not_after is None
+                else CertificateStatus(
+                    not_after=not_after, days_left=round((not_after - now) / DAY, 1)
+                )
+            ),
+            freshness_age=MISSING if self.freshness_age is None else self.freshness_age,
+        )
 
 
 def _quota(signals: dict[str, Any], seen_at: float) -> Quota | None:

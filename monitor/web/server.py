@@ -1,4 +1,4 @@
-"""The HTTP surface: /metrics, /healthz, /readyz, /api/status."""
+"""The HTTP surface: /metrics, /healthz, /readyz, /api/status, /api/alerts."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from checks.freshness import heartbeat_secret
 from monitor.config.reload import ReloadPlan
 from monitor.core.errors import ConfigError
+from monitor.core.model import StatusModel
 from monitor.web import heartbeats
 from monitor.web.statuspage import status_page
 
@@ -57,15 +58,16 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def api_status(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    return web.json_response({"generated_at": daemon.clock.time(), "checks": daemon.status()})
+    return _model_response(request.app[DAEMON].status())
 
 
 async def api_alerts(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    return web.json_response(
-        {"generated_at": daemon.clock.time(), "alerts": daemon.alerter.status()}
-    )
+    return _model_response(request.app[DAEMON].alerter.status())
+
+
+def _model_response(model: StatusModel) -> web.Response:
+    # No exclude_none: null keys stay, and only fields left MISSING are absent.
+    return web.Response(text=model.model_dump_json(), content_type="application/json")
 
 
 async def reload_config(request: web.Request) -> web.Response:

@@ -6,15 +6,21 @@ Reasons, messages and links come from third-party APIs, so every value goes thro
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from pydantic import MISSING
 
+from monitor.alerting.machine import Phase
+from monitor.alerting.status import AlertReport, AlertStatus
 from monitor.core.units import format_duration
+from monitor.engine.status import CheckStatus, StatusReport
+from monitor.signals.headers import Quota
+from monitor.signals.status import DeprecationStatus
 
 if TYPE_CHECKING:
     from monitor.engine.daemon import Daemon
@@ -57,10 +63,11 @@ section.alerts ul{margin:4px 0;padding-left:20px}
 """
 
 
-def render_status(checks: list[dict[str, Any]], alerts: list[dict[str, Any]], now: float) -> str:
-    """The whole page, from `Daemon.status()` and `Alerter.status()` at time `now`."""
-    firing = [a for a in alerts if a.get("phase") == "firing"]
-    down = sum(1 for c in checks if c.get("state") == "down")
+def render_status(status: StatusReport, alert_report: AlertReport) -> str:
+    """The whole page, from `Daemon.status()` and `Alerter.status()`, as of the status's time."""
+    checks, alerts, now = status.checks, alert_report.alerts, status.generated_at
+    firing = [a for a in alerts if a.phase is Phase.FIRING]
+    down = sum(1 for c in checks if c.state == "down")
     figures = [
         (len(checks), "checks", False),
         (down, "down", down > 0),
@@ -90,66 +97,68 @@ freshness: age of the newest synced data.</caption>
 """
 
 
-def _firing_section(firing: list[dict[str, Any]], now: float) -> str:
+def _firing_section(firing: list[AlertStatus], now: float) -> str:
     if not firing:
         return ""
     items = "".join(
-        f"<li>{_alert_badge(a)} <b>{_e(a.get('check'))}</b> "
-        f"{_e(a.get('summary') or '')} <span class=muted>for {_age(now, a.get('fired_at'))}"
+        f"<li>{_alert_badge(a)} <b>{_e(a.check)}</b> "
+        f"{_e(_summary(a))} <span class=muted>for {_age(now, a.fired_at)}"
         "</span></li>"
         for a in firing
     )
     return f'<section class="alerts" role="alert"><h2>Firing alerts</h2><ul>{items}</ul></section>'
 
 
-def _row(check: dict[str, Any], alerts: Iterable[dict[str, Any]], now: float) -> str:
-    metrics = check.get("metrics") or {}
-    last = check.get("last") or {}
-    state = str(check.get("state"))
-    state = state if state in STATES else "unknown"
+def _row(check: CheckStatus, alerts: Sequence[AlertStatus], now: float) -> str:
+    metrics, last = check.metrics, check.last
+    state = check.state if check.state in STATES else "unknown"
     symbol, label = STATES[state]
     reason = ""
-    if state == "down" and (last.get("reason") or last.get("error_class")):
-        text = ": ".join(str(x) for x in (last.get("error_class"), last.get("reason")) if x)
+    if state == "down" and last is not None and (last.reason or last.error_class):
+        text = ": ".join(x for x in (last.error_class, last.reason) if x)
         reason = f'<div class="reason">{_e(text)}</div>'
-    mine = [a for a in alerts if a.get("check") == check.get("name")]
-    badges = "".join(_alert_badge(a) for a in mine if a.get("phase") == "firing")
-    pending = [_e(a.get("rule")) for a in mine if a.get("phase") == "pending"]
+    mine = [a for a in alerts if a.check == check.name]
+    badges = "".join(_alert_badge(a) for a in mine if a.phase is Phase.FIRING)
+    pending = [_e(a.rule) for a in mine if a.phase is Phase.PENDING]
     if pending:
         badges += f'<span class="muted">pending: {", ".join(pending)}</span>'
     cells = [
         f'<span class="state state-{state}"><span aria-hidden="true">{symbol}</span> '
         f"{label}</span>",
-        _age(now, last.get("ts"), suffix=" ago"),
-        _percent(metrics.get("error_rate")),
-        _seconds(metrics.get("latency_p95")),
-        _quota(metrics.get("quota")),
-        _sunset(metrics.get("deprecation")),
-        _duration(metrics.get("freshness_age")),
+        _age(now, None if last is None else last.ts, suffix=" ago"),
+        _percent(metrics.error_rate),
+        _seconds(metrics.latency_p95),
+        _quota(metrics.quota),
+        _sunset(metrics.deprecation),
+        _duration(None if metrics.freshness_age is MISSING else metrics.freshness_age),
         badges or '<span class="muted">none</span>',
     ]
     tds = "".join(f"<td>{cell}</td>" for cell in cells)
-    return f'<tr><th scope="row">{_e(check.get("name"))}{reason}</th>{tds}</tr>'
+    return f'<tr><th scope="row">{_e(check.name)}{reason}</th>{tds}</tr>'
 
 
-def _alert_badge(alert: dict[str, Any]) -> str:
-    severity = alert.get("severity") or "warning"
-    silenced = " (silenced)" if alert.get("silenced") else ""
+def _alert_badge(alert: AlertStatus) -> str:
+    severity = alert.severity or "warning"
+    silenced = " (silenced)" if alert.silenced else ""
     return (
-        f'<span class="alert {_e(severity)}" title="{_e(alert.get("summary") or "")}">'
-        f"{_e(alert.get('rule'))} {_e(severity)}{silenced}</span>"
+        f'<span class="alert {_e(severity)}" title="{_e(_summary(alert))}">'
+        f"{_e(alert.rule)} {_e(severity)}{silenced}</span>"
     )
 
 
-def _sunset(deprecation: dict[str, Any] | None) -> str:
-    if not deprecation or not deprecation.get("active", True):
+def _summary(alert: AlertStatus) -> str:
+    return "" if alert.summary is MISSING else alert.summary
+
+
+def _sunset(deprecation: DeprecationStatus | MISSING) -> str:
+    if deprecation is MISSING or not deprecation.active:
         return "—"
-    days = deprecation.get("days_to_sunset")
-    if days is None:
+    days = deprecation.days_to_sunset
+    if days is MISSING:
         text = "deprecated, no sunset date"
     else:
         text = f"in {days:g} days" if days > 0 else "sunset has passed"
-    links = [*deprecation.get("links", []), *deprecation.get("sunset_links", [])]
+    links = [*deprecation.links, *deprecation.sunset_links]
     return text + (f"<br>{_link(links[0], 'migration guide')}" if links else "")
 
 
@@ -161,11 +170,11 @@ def _link(url: object, label: str) -> str:
     return f"<span class=muted>{_e(text)}</span>"
 
 
-def _quota(quota: dict[str, Any] | None) -> str:
-    if not quota or quota.get("remaining") is None:
+def _quota(quota: Quota | MISSING) -> str:
+    if quota is MISSING or quota.remaining is None:
         return "—"
-    limit = quota.get("limit")
-    return f"{quota['remaining']:g} / {limit:g}" if limit is not None else f"{quota['remaining']:g}"
+    limit = quota.limit
+    return f"{quota.remaining:g} / {limit:g}" if limit is not None else f"{quota.remaining:g}"
 
 
 def _percent(ratio: float | None) -> str:
@@ -193,7 +202,7 @@ def status_page(daemon: Daemon) -> Callable[[web.Request], Awaitable[web.Respons
     monitor.web.server would make the two modules import each other."""
 
     async def handler(request: web.Request) -> web.Response:
-        body = render_status(daemon.status(), daemon.alerter.status(), daemon.clock.time())
+        body = render_status(daemon.status(), daemon.alerter.status())
         return web.Response(
             text=body, content_type="text/html", headers={"Cache-Control": "no-store"}
         )

@@ -1,0 +1,70 @@
+"""The shape of `/api/status`: every check with its state, last result, signals and throttle.
+
+`Daemon.status()` builds a `StatusReport`; the API serialises it, the status page and
+`intmon status` render from its attributes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import JsonValue
+
+from monitor.core.model import StatusModel
+from monitor.signals.status import SignalsStatus
+from monitor.storage.store import RunRecord
+
+Health = Literal["up", "down", "unknown"]
+
+
+class LastRun(StatusModel):
+    """The newest run, from this process or, after a restart, from the database."""
+
+    ts: float
+    ok: bool
+    error_class: str | None
+    """Why it failed (timeout, tls, http_5xx, ...); null when it passed."""
+    status: int | None
+    """HTTP status code; null when no answer came."""
+    latency: float | None
+    reason: str
+
+    @classmethod
+    def of(cls, record: RunRecord) -> LastRun:
+        # By attribute name: the record's other fields (check, signals) are not part of it.
+        return cls.model_validate(record, from_attributes=True)
+
+
+class ThrottleStatus(StatusModel):
+    paused_until: float | None
+    """Unix seconds until which runs are held back; null when not paused."""
+    reason: str | None
+    """retry_after, backoff or quota; null when not paused."""
+    throttled_seconds: float
+    """Total seconds spent paused since the daemon started."""
+
+
+class CheckStatus(StatusModel):
+    name: str
+    type: str
+    target: str
+    """What is checked, with secrets masked."""
+    provider: str | None
+    interval: float
+    state: Health
+    last: LastRun | None
+    """Null until the check has run once."""
+    last_success: float | None
+    last_failure: float | None
+    signals: dict[str, JsonValue]
+    """What the last run's answer carried (quota, deprecation, freshness headers, flow steps),
+    as stored with the run."""
+    metrics: SignalsStatus
+    throttle: ThrottleStatus
+
+
+class StatusReport(StatusModel):
+    """The answer of `GET /api/status`."""
+
+    generated_at: float
+    checks: tuple[CheckStatus, ...]

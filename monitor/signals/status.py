@@ -1,0 +1,55 @@
+"""What a check's signals add up to, as `/api/status` shows them under `metrics`.
+
+Built by `CheckSignals.status()`; read by the status page and `intmon status`.
+"""
+
+from __future__ import annotations
+
+from pydantic import MISSING
+
+from monitor.core.model import StatusModel
+from monitor.signals.headers import Quota
+
+
+class DeprecationStatus(StatusModel):
+    """A deprecation as the API announced it, with when intmon first and last saw it."""
+
+    first_seen: float
+    last_seen: float
+    deprecated_at: float | None
+    sunset_at: float | None
+    links: tuple[str, ...]
+    sunset_links: tuple[str, ...]
+    message: str | None
+    active: bool
+    """False once the API stops announcing it."""
+    days_to_sunset: float | MISSING = MISSING
+    """Days left until `sunset_at`, 0 once it has passed; absent without a sunset date."""
+
+
+class CertificateStatus(StatusModel):
+    not_after: float
+    days_left: float
+
+
+class SignalsStatus(StatusModel):
+    """Window statistics and the facts the latest answers carried."""
+
+    error_rate: float | None
+    """Failure ratio over `error_rate_window`; null without runs in it."""
+    error_rate_window: float
+    error_rate_runs: int
+    latency_p95: float | None
+    latency_p95_window: float
+    latency_p95_runs: int
+    latency_p95_baseline: float | None
+    """Median of the hourly p95 over the past week."""
+    rate_limited_15m: int
+    """HTTP 429 answers in the last 15 minutes."""
+    consecutive_failures: int
+    quota: Quota | MISSING = MISSING
+    """The last rate-limit quota an answer announced: the very object the throttle reads."""
+    deprecation: DeprecationStatus | MISSING = MISSING
+    certificate: CertificateStatus | MISSING = MISSING
+    freshness_age: float | MISSING = MISSING
+    """Age in seconds of the newest synced data, for freshness checks."""
