@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SANDBOX_LISTEN ?= 127.0.0.1:8765
 
-.PHONY: demo test lint format bench bench-storage clean system-deps
+.PHONY: demo test lint format status-schema bench bench-storage clean system-deps
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -30,6 +30,12 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format monitor checks tests benchmarks
 	$(BIN)/ruff check --fix monitor checks tests benchmarks
+
+# The published JSON Schema of /api/status: rewrite it after changing monitor/engine/status.py
+# or the models it uses (tests/test_status_api.py fails until then).
+status-schema: $(STAMP)
+	$(BIN)/python -c 'from monitor.engine.status import schema_json; print(schema_json(), end="")' \
+		> docs/status.schema.json
 
 # intmon against Prometheus + blackbox_exporter probing the same nginx at the same rate.
 bench: $(STAMP) system-deps

@@ -1,4 +1,4 @@
-"""/api/status and /api/alerts: typed models and the JSON keys clients rely on."""
+"""/api/status and /api/alerts: typed models, the JSON keys clients rely on, the JSON Schema."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from monitor.cli import _status_row
 from monitor.config.loader import parse_config
 from monitor.core.clock import SystemClock
 from monitor.engine.daemon import Daemon
-from monitor.engine.status import StatusReport
+from monitor.engine.status import StatusReport, schema_json
 from monitor.metrics import Metrics
 from monitor.sandbox import build_sandbox
 from monitor.storage.store import Store
@@ -29,6 +29,7 @@ from tests.test_signals_acceptance import until
 from tests.test_statuspage import NOW, check, deprecation, quota
 from tests.tls import make_pki
 
+SCHEMA_FILE = Path(__file__).resolve().parents[1] / "docs" / "status.schema.json"
 # The keys every check and its `metrics` always have, null or not: what clients may rely on.
 CHECK_KEYS = {
     "name", "type", "target", "provider", "interval", "state", "last", "last_success",
@@ -38,6 +39,12 @@ METRICS_KEYS = {
     "error_rate", "error_rate_window", "error_rate_runs", "latency_p95", "latency_p95_window",
     "latency_p95_runs", "latency_p95_baseline", "rate_limited_15m", "consecutive_failures",
 }  # fmt: skip
+
+
+def test_the_committed_schema_file_is_the_schema_of_the_model() -> None:
+    assert SCHEMA_FILE.read_text() == schema_json(), (
+        f"{SCHEMA_FILE} is out of date: run `make status-schema` and commit it"
+    )
 
 
 @pytest.fixture
@@ -77,13 +84,14 @@ checks:
 """
 
 
-async def get(url: str) -> str:
+async def get(url: str) -> tuple[str, str]:
+    """The content type and the body of a GET."""
     async with aiohttp.ClientSession() as client, client.get(url) as response:
         assert response.status == 200
-        return await response.text()
+        return response.content_type, await response.text()
 
 
-async def test_a_running_daemon_answers_in_the_models_with_every_key(
+async def test_a_running_daemon_answers_in_the_published_schema(
     tls_sandbox: tuple[str, Path], sandbox: str, db_path: Path
 ) -> None:
     tls, ca_file = tls_sandbox
@@ -96,14 +104,17 @@ async def test_a_running_daemon_answers_in_the_models_with_every_key(
         await until(lambda: all(daemon.states[name].runs >= 2 for name in ran), "two runs each")
         page = ("down", "error_rate")
         await until(lambda: page in [(f.check, f.rule) for f in daemon.alerter.firing()], "a page")
-        status_text = await get(url + "/api/status")
-        alerts_text = await get(url + "/api/alerts")
+        _, status_text = await get(url + "/api/status")
+        _, alerts_text = await get(url + "/api/alerts")
+        schema_type, schema_text = await get(url + "/api/status/schema")
     finally:
         await daemon.stop(grace=0.1)
         await runner.cleanup()
 
-    # Every model forbids unknown keys, so a strict parse proves each key the API sent is a
-    # field of its type; dumping it back proves nothing was dropped or turned into null.
+    assert (schema_type, schema_text) == ("application/schema+json", SCHEMA_FILE.read_text())
+    # The schema is the models' own and every model forbids unknown keys, so a strict parse
+    # proves each key the API sent is in the schema with its type; dumping it back proves
+    # nothing was dropped or turned into null.
     status, alerts = json.loads(status_text), json.loads(alerts_text)
     report = StatusReport.model_validate_json(status_text, strict=True)
     assert report.model_dump(mode="json") == status

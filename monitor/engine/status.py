@@ -1,11 +1,13 @@
 """The shape of `/api/status`: every check with its state, last result, signals and throttle.
 
 `Daemon.status()` builds a `StatusReport`; the API serialises it, the status page and
-`intmon status` render from its attributes.
+`intmon status` render from its attributes, and `docs/status.schema.json` publishes its JSON
+Schema (`make status-schema` rewrites the file after a change here).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 from pydantic import JsonValue
@@ -15,6 +17,7 @@ from monitor.signals.status import SignalsStatus
 from monitor.storage.store import RunRecord
 
 Health = Literal["up", "down", "unknown"]
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
 class LastRun(StatusModel):
@@ -68,3 +71,12 @@ class StatusReport(StatusModel):
 
     generated_at: float
     checks: tuple[CheckStatus, ...]
+
+
+def schema_json() -> str:
+    """The JSON Schema of `/api/status`, as served and as committed: stable key order."""
+    schema = {
+        "$schema": JSON_SCHEMA_DIALECT,
+        **StatusReport.model_json_schema(mode="serialization"),
+    }
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"

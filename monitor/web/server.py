@@ -1,4 +1,4 @@
-"""The HTTP surface: /metrics, /healthz, /readyz, /api/status, /api/alerts."""
+"""The HTTP surface: /metrics, /healthz, /readyz, /api/status and its schema, /api/alerts."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from checks.freshness import heartbeat_secret
 from monitor.config.reload import ReloadPlan
 from monitor.core.errors import ConfigError
 from monitor.core.model import StatusModel
+from monitor.engine.status import schema_json
 from monitor.web import heartbeats
 from monitor.web.statuspage import status_page
 
@@ -36,6 +37,7 @@ def build_app(daemon: Daemon, reload: Reload | None = None) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/status", api_status)
+    app.router.add_get("/api/status/schema", api_status_schema)
     app.router.add_get("/api/alerts", api_alerts)
     app.router.add_post("/-/reload", reload_config)
     app.router.add_post("/heartbeat/{check}", heartbeat)
@@ -59,6 +61,11 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def api_status(request: web.Request) -> web.Response:
     return _model_response(request.app[DAEMON].status())
+
+
+async def api_status_schema(request: web.Request) -> web.Response:
+    """The JSON Schema `/api/status` answers in; the same text as docs/status.schema.json."""
+    return web.Response(text=schema_json(), content_type="application/schema+json")
 
 
 async def api_alerts(request: web.Request) -> web.Response:
