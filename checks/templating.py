@@ -19,6 +19,14 @@ PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
 class MissingVariable(Exception):
+    """A placeholder names a variable that is not set (yet).
+
+    Config validation rejects names nothing defines, so at run time this means the step that
+    extracts it failed first: the flow skips that cleanup step or records an `assertion` Result.
+    Part of a target's failing run, not a fault of intmon, so it stays outside
+    `monitor.core.errors.IntmonError` (like checks.tokens.AuthError).
+    """
+
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.name = name

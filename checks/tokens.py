@@ -24,7 +24,12 @@ _MAX_TOKEN_RESPONSE = 64 * 1024
 
 
 class AuthError(Exception):
-    """The token endpoint failed. `reason` is secret-free: it goes into results and logs."""
+    """The token endpoint failed. `reason` is secret-free: it goes into results and logs.
+
+    A failing target, not a fault of intmon: `checks.http.send` turns it into an `auth`
+    Result, so it is deliberately outside `monitor.core.errors.IntmonError`. One that escaped
+    a check would be a bug, and the runner records it as `internal` with its traceback logged.
+    """
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

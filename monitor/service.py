@@ -18,14 +18,14 @@ from monitor import __version__
 from monitor.config.loader import Config
 from monitor.config.reload import ReloadPlan
 from monitor.core.clock import Clock
-from monitor.core.errors import ConfigError
+from monitor.core.errors import ConfigError, StorageError
 from monitor.core.redact import Redactor
 from monitor.engine.daemon import Daemon
 from monitor.engine.runner import make_session
 from monitor.metrics import Metrics
 from monitor.ops.deadman import DeadMansSwitch
 from monitor.ops.systemd import SystemdNotifier
-from monitor.storage.store import SchemaError, Store
+from monitor.storage.store import Store
 from monitor.web.server import build_app, serve
 
 log = logging.getLogger("intmon")
@@ -70,7 +70,7 @@ class Service:
             return EXIT_FAIL
         try:
             await self.daemon.start()
-        except (SQLAlchemyError, SchemaError, OSError) as exc:
+        except (SQLAlchemyError, StorageError, OSError) as exc:
             log.error("cannot open the database %s: %s", settings.database, exc)
             await web_runner.cleanup()
             return EXIT_FAIL

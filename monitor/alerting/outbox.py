@@ -24,7 +24,7 @@ from monitor.alerting.notify import Message, Notify, Queued, group, render_group
 from monitor.alerting.silences import SilenceRow
 from monitor.core.backoff import backoff
 from monitor.core.clock import Clock
-from monitor.core.errors import DeliveryError
+from monitor.core.errors import DeliveryError, StorageError
 from monitor.storage.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class OutboxRow(SQLModel, table=True):
     last_error: str | None = None
 
 
-class StaleStateError(Exception):
+class StaleStateError(StorageError):
     """Another writer changed an alert state since it was loaded; reload and re-evaluate."""
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
+from monitor.core.errors import IntmonError
 from monitor.core.model import Model
 from monitor.core.units import (
     DAY,
@@ -158,9 +159,14 @@ _HIGHER_IS_WORSE: dict[type[Model], bool] = {
 }
 
 
-class AlertConfigError(ValueError):
+class AlertConfigError(IntmonError):
     """Every problem found in one check's `alerts:` (or `defaults.alerts`), with key paths
-    relative to that mapping, so the config loader can point at file lines."""
+    relative to that mapping, so the config loader can point at file lines.
+
+    Not a ConfigError itself: it knows no file or line. The loader turns each issue into a
+    ConfigIssue. Raised by `parse_alerts`, never inside a pydantic validator, so it need not be
+    a ValueError.
+    """
 
     def __init__(self, issues: list[tuple[tuple[str | int, ...], str]]) -> None:
         self.issues = issues

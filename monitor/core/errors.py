@@ -1,8 +1,18 @@
-"""The daemon's own error types. A failing *target* is never an exception: it is a Result."""
+"""The daemon's own faults, as one hierarchy rooted at `IntmonError`.
+
+A failing *target* is never an exception: it is a Result (`checks/base.py`). What derives from
+`IntmonError` is something an operator can fix (a config file, a database, a notifier), so the
+command line prints its message and exits 1 (2 for a `ConfigError`) without a traceback.
+Anything else that escapes is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+
+class IntmonError(Exception):
+    """Root of intmon's own errors. Subclasses carry what went wrong as data, not only text."""
 
 
 @dataclass
@@ -19,7 +29,7 @@ class ConfigIssue:
 
 
 @dataclass
-class ConfigError(Exception):
+class ConfigError(IntmonError):
     """A config file that cannot be used. Carries every issue found in one pass."""
 
     file: str
@@ -29,9 +39,13 @@ class ConfigError(Exception):
         return "\n".join(issue.render(self.file) for issue in self.issues)
 
 
-class DeliveryError(Exception):
+class DeliveryError(IntmonError):
     """A notification that did not go out. `permanent` errors are not retried."""
 
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+class StorageError(IntmonError):
+    """The database cannot be used as it is: unreachable, refused, or of a schema we do not know."""

@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import Row
 from sqlmodel import Field, SQLModel
 
+from monitor.core.errors import StorageError
+
 # 1: runs, deprecations, meta. 2: hourly rollups (created on open when missing).
 # 3: check names interned in `checks`; runs and rollups clustered by (check_id, time), with
 #    a passing run's "HTTP <status>" reason and empty signals stored as NULL (see RunRecord).
@@ -166,5 +168,5 @@ class RunRecord:
         )
 
 
-class SchemaError(Exception):
-    pass
+class SchemaError(StorageError):
+    """The database's schema is one this intmon cannot use (written by a newer version)."""
