@@ -1,4 +1,8 @@
-"""`intmon` command line. User errors print one clear message and exit 2, never a traceback."""
+"""`intmon` command line.
+
+User errors (an `IntmonError`) print one clear message, never a traceback, and exit 2 for a
+config the command cannot use, 1 otherwise. Any other exception is a bug: it keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from pydantic import MISSING
 from sqlalchemy.exc import SQLAlchemyError
@@ -21,7 +25,7 @@ from monitor.alerting.notify import Notify
 from monitor.alerting.silences import add_silence, expire_silence, list_silences
 from monitor.config.loader import Config, load_config, resolve_config_path
 from monitor.core.clock import SystemClock
-from monitor.core.errors import ConfigError
+from monitor.core.errors import ConfigError, IntmonError, StorageError
 from monitor.core.redact import Redactor
 from monitor.core.units import format_duration, parse_duration
 from monitor.engine.daemon import Daemon
@@ -31,7 +35,7 @@ from monitor.metrics import Metrics
 from monitor.sandbox import run_sandbox
 from monitor.service import Service
 from monitor.signals.headers import Quota
-from monitor.storage.store import SchemaError, Store
+from monitor.storage.store import Store
 
 log = logging.getLogger("intmon")
 
@@ -40,16 +44,21 @@ EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "sandbox":
-        host, _, port = args.listen.rpartition(":")
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how the sandbox stops
-            asyncio.run(run_sandbox(host, int(port)))
-        return EXIT_OK
     try:
-        config = load_config(resolve_config_path(args.config))
+        return _command(args)
     except ConfigError as exc:
         print(f"invalid config:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except IntmonError as exc:
+        # Only intmon's own errors: anything else is a bug and must keep its traceback.
+        print(exc, file=sys.stderr)
+        return EXIT_FAIL
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "sandbox":
+        return cmd_sandbox(args)
+    config = load_config(resolve_config_path(args.config))
     redactor = Redactor(config.secrets)
     _setup_logging(config, redactor)
     if args.command == "run":
@@ -93,9 +102,20 @@ def _parser() -> argparse.ArgumentParser:
     silence.add_argument("--expire", type=int, metavar="ID", help="end silence ID now")
     sandbox = sub.add_parser("sandbox", help="serve the bundled imitation third-party API")
     sandbox.add_argument(
-        "--listen", default="127.0.0.1:8765", help="host:port (default %(default)s)"
+        "--listen",
+        default="127.0.0.1:8765",
+        type=_host_port,
+        help="host:port (default %(default)s)",
     )
     return parser
+
+
+def _host_port(value: str) -> str:
+    """Checked while parsing, so a typo gets argparse's usage message rather than a traceback."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{value!r} is not host:port (e.g. 127.0.0.1:8765)")
+    return value
 
 
 def _setup_logging(config: Config, redactor: Redactor) -> None:
@@ -107,6 +127,16 @@ def _setup_logging(config: Config, redactor: Redactor) -> None:
     root.setLevel(config.monitor.log_level.upper())
     # aiohttp logs each failed request at ERROR with a traceback; our results already say it.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    host, _, port = args.listen.rpartition(":")
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how the sandbox stops
+            asyncio.run(run_sandbox(host, int(port)))
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        raise IntmonError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from exc
+    return EXIT_OK
 
 
 def cmd_validate(config: Config, args: argparse.Namespace) -> int:
@@ -155,11 +185,9 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     store = Store(config.monitor.database_url, read_only=True)
     daemon = Daemon(config, store, Metrics(), SystemClock())
     try:
-        daemon.store.open()
-        daemon.restore()
-    except (SQLAlchemyError, SchemaError) as exc:
-        print(f"cannot read the database {config.monitor.database}: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+        with _database(config):
+            daemon.store.open()
+            daemon.restore()
     finally:
         daemon.store.close()
         daemon.alerter.notify.close()
@@ -230,8 +258,8 @@ async def _notify_test(config: Config, names: list[str]) -> list[bool]:
 def cmd_silence(config: Config, args: argparse.Namespace) -> int:
     store = Store(config.monitor.database_url)
     now = SystemClock().time()
-    try:
-        # Direct writes: another process than the daemon's, so its writer is not here to use.
+    # Direct writes: another process than the daemon's, so its writer is not here to use.
+    with _database(config), contextlib.closing(store):
         store.open()
         if args.expire is not None:
             if not expire_silence(store.engine, args.expire, now):
@@ -256,12 +284,19 @@ def cmd_silence(config: Config, args: argparse.Namespace) -> int:
                 f"silence {row.id}: {args.pattern} for {format_duration(seconds)} "
                 f"({len(matched)} checks match)"
             )
-    except (SQLAlchemyError, SchemaError) as exc:
-        print(f"cannot use the database {config.monitor.database}: {exc}", file=sys.stderr)
-        return EXIT_FAIL
-    finally:
-        store.close()
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _database(config: Config) -> Iterator[None]:
+    """A database the user pointed us at that cannot be used (a path, a server, a newer schema)
+    is theirs to fix, not a bug: say which database, without a traceback."""
+    try:
+        yield
+    except (SQLAlchemyError, StorageError) as exc:
+        message = f"cannot use the database {config.monitor.database}: {exc}"
+        # The URL may carry a password, written literally or through ${ENV}.
+        raise StorageError(Redactor(config.secrets)(message)) from exc
 
 
 def _table(header: list[str], rows: Sequence[Sequence[object]]) -> str:
