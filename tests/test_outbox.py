@@ -42,7 +42,7 @@ def db(tmp_path: Path) -> str:
 
 
 class Daemon:
-    """The wiring the lead does in daemon.py, reduced to what alerting needs."""
+    """The wiring monitor/engine/daemon.py does, reduced to what alerting needs."""
 
     def __init__(self, url: str, clock: FakeClock, receiver: Receiver, group_wait: float = 0):
         self.store = Store(url)

@@ -1,8 +1,8 @@
 """The alert state machine per (check, rule): ok -> pending -> firing -> resolved (-> ok).
 
 Pure: `step` takes the previous state, a rule evaluation and the time, and returns the next
-state plus the notifications it calls for. Persistence (outbox.py) and delivery (notify.py)
-sit outside. Decisions worth knowing:
+state plus the notifications it calls for. Persistence (monitor/alerting/outbox.py) and
+delivery (monitor/alerting/notify.py) sit outside. Decisions worth knowing:
 
 - Pending resets when the condition clears, like Prometheus' `for:`.
 - Firing -> resolved needs `resolve_after` consecutive false evaluations and, when set,

@@ -1,7 +1,8 @@
 """How each alert rule is evaluated (their config is in monitor.config.rules).
 
 Evaluation is pure: a rule looks at a `SignalView` and the time and says which severity (if any)
-its condition has right now. Whether that pages is the state machine's business (machine.py).
+its condition has right now. Whether that pages is the state machine's business
+(monitor/alerting/machine.py).
 """
 
 from __future__ import annotations

@@ -275,7 +275,7 @@ class _Validator:
             self.fail((*path, "type"), f"unknown check type {kind!r} (one of: {known})")
             return None
         fields = _field_names(cls)
-        # defaults.alerts is layered by the rules themselves (monitor.alerting.rules.parse_alerts).
+        # defaults.alerts is layered by the rules themselves (monitor.config.rules.parse_alerts).
         merged = deep_merge({k: v for k, v in defaults.items() if k in fields}, item)
         merged["type"] = kind
         return self.model(cls, merged, path)

@@ -1,4 +1,8 @@
-"""Parsing of the human units used in config files: durations, ratios, byte sizes."""
+"""The human units of config files and messages: durations, ratios, byte sizes, http(s) URLs.
+
+Parsers (and the pydantic types built on them) for the config, `format_duration` for messages,
+and the spans of time (MINUTE .. WEEK, `hour_of`) the rest of the code counts in.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""What the daemon currently knows about each check, for the status API and later signals."""
+"""Each check's last result and when it last passed and failed, kept by the daemon (restored
+from the database on start) for the status API, the status page and `intmon status`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The integration signals of issue 3, one endpoint per case: quota headers in every dialect,
+"""The integration signals, one endpoint per case: quota headers in every dialect,
 Deprecation/Sunset announcements, and 429s with and without Retry-After.
 
 Everything is parameterised by the query string, so the demo config and the tests use the same

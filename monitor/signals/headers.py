@@ -1,7 +1,9 @@
 """Pure parsers for the response headers that tell a team an integration is going bad.
 
-Rate-limit quota in five dialects, Retry-After, and Deprecation/Sunset with their vendor
-variants. Every function takes the response headers (a case-insensitive mapping such as aiohttp's
+Rate-limit quota in six dialects (`Quota.dialect`: the IETF draft's structured list and
+dictionary forms and its older RateLimit-* triplet, X-RateLimit-*, X-Rate-Limit-*, Shopify's
+call limit), Retry-After, and Deprecation/Sunset with their vendor variants. Every function
+takes the response headers (a case-insensitive mapping such as aiohttp's
 `CIMultiDictProxy[str]`) and `now` in unix seconds, and never raises: a provider's malformed header
 is ignored, it never fails a check. They run for every check run, so each parser first checks that
 its headers are present and does no work otherwise.

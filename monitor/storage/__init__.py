@@ -1,0 +1,2 @@
+"""The database: the store (SQLite or Postgres), its schema and migrations, hourly rollups and
+retention (rollups, upkeep), the one writer, and the pushed heartbeats kept across restarts."""

@@ -1,0 +1,1 @@
+"""The HTTP surface: routes (server), the status page (statuspage) and the heartbeat push."""

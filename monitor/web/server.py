@@ -1,4 +1,5 @@
-"""The HTTP surface: /metrics, /healthz, /readyz, /api/status and its schema, /api/alerts."""
+"""The HTTP surface: the status page at /, /metrics, /healthz, /readyz, /api/status and its
+schema, /api/alerts, POST /-/reload (loopback only) and the heartbeat push, POST /heartbeat/{check}."""
 
 from __future__ import annotations
 
