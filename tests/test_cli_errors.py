@@ -84,6 +84,16 @@ CASES = {
         ),
         config="checks:\n  - {name: a\n",
     ),
+    "database-driver-not-installed": Case(
+        lambda d: ["status", "--config", config(d)],
+        2,
+        # The URL's password must not be repeated: asserted for every case below.
+        lambda d: (
+            f"invalid config:\n{config(d)}:1: monitor.database: its database driver is "
+            "not installed (No module named 'pysqlcipher3')\n"
+        ),
+        config="monitor: {database: 'sqlite+pysqlcipher://:hunter2@/{dir}/m.db'}\n",
+    ),
     "check-unknown-name": Case(
         lambda d: ["check", "--config", config(d), "nope"],
         2,
@@ -214,6 +224,7 @@ def test_a_user_error_prints_one_message_and_its_exit_code_without_a_traceback(
 
     assert code == case.code, err
     assert case.message(tmp_path) in err
+    assert "hunter2" not in err
     assert "Traceback" not in err
 
 

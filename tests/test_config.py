@@ -29,6 +29,11 @@ INVALID = [
     ("invalid-name.yml", "2: checks[0].name: 'Orders API' must match ^[a-z0-9_.-]+$"),
     ("invalid-defaults-key.yml", "2: defaults.intervl: unknown key"),
     ("invalid-listen.yml", "2: monitor.listen: 'localhost' is not host:port"),
+    (
+        "invalid-database.yml",
+        "2: monitor.database: not a usable SQLAlchemy URL: "
+        "Can't load plugin: sqlalchemy.dialects:nosuchdb",
+    ),
     ("invalid-negative.yml", "3: checks[0].timeout: -5 is not a duration: it is negative"),
     ("invalid-top-level.yml", "1: monitr: unknown key"),
     ("invalid-notify.yml", "7: checks[0].notify[1]: no notifier named 'pager'"),

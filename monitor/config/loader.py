@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import AfterValidator, Field, ValidationError, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from checks import REGISTRY
 from checks.base import CheckConfig
@@ -46,6 +48,22 @@ class MonitorSettings(Model):
             return None  # `${HEARTBEAT_URL:-}` unset: no dead-man's switch
         # Anyone holding the URL can keep the switch quiet: the error never repeats it.
         return require_http_url(value, secret=True)
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        if "://" not in value:
+            return value  # a file path, for SQLite
+        # Checked here, so a typo or a missing driver is a config error naming the key rather
+        # than a traceback from whichever command opens the database first. The messages never
+        # repeat the URL: it may carry a password.
+        try:
+            make_url(value).get_dialect().import_dbapi()
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise ValueError(f"not a usable SQLAlchemy URL: {exc}") from None
+        except ImportError as exc:
+            raise ValueError(f"its database driver is not installed ({exc})") from None
+        return value
 
     @field_validator("listen")
     @classmethod
