@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     silence.add_argument("--for", dest="duration", default="1h", help="how long (default 1h)")
     silence.add_argument("--comment", default="", help="why, for the people who come after")
     silence.add_argument("--list", action="store_true", help="list active silences")
-    silence.add_argument("--expire", type=int, metavar="ID", help="end silence ID now")
+    silence.add_argument("--expire", type=_silence_id, metavar="ID", help="end silence ID now")
     sandbox = sub.add_parser("sandbox", help="serve the bundled imitation third-party API")
     sandbox.add_argument(
         "--listen",
@@ -108,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
         help="host:port (default %(default)s)",
     )
     return parser
+
+
+def _silence_id(value: str) -> int:
+    # Beyond SQLite's 64-bit integers the driver raises OverflowError instead of finding nothing.
+    if not value.isdigit() or not 0 < int(value) < 2**63:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a silence id (see --list)")
+    return int(value)
 
 
 def _host_port(value: str) -> str:
@@ -274,7 +281,7 @@ def cmd_silence(config: Config, args: argparse.Namespace) -> int:
             print(_table(["ID", "PATTERN", "ENDS", "COMMENT"], rows))
         else:
             try:
-                seconds = parse_duration(args.duration)
+                seconds = _silence_length(args.duration)
             except ValueError as exc:
                 print(f"--for: {exc}", file=sys.stderr)
                 return EXIT_CONFIG
@@ -285,6 +292,13 @@ def cmd_silence(config: Config, args: argparse.Namespace) -> int:
                 f"({len(matched)} checks match)"
             )
     return EXIT_OK
+
+
+def _silence_length(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds <= 0:  # add_silence refuses a silence that has already ended
+        raise ValueError(f"{text!r} is not longer than zero")
+    return seconds
 
 
 @contextlib.contextmanager

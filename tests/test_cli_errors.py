@@ -148,6 +148,18 @@ CASES = {
         lambda d: "--for: 'soon' is not a duration (use e.g. 250ms, 30s, 5m, 1h, 7d)\n",
         config=GOOD,
     ),
+    "silence-for-zero": Case(
+        lambda d: ["silence", "orders-*", "--for", "0s", "--config", config(d)],
+        2,
+        lambda d: "--for: '0s' is not longer than zero\n",
+        config=GOOD,
+    ),
+    "silence-expire-beyond-any-id": Case(
+        lambda d: ["silence", "--expire", str(2**64), "--config", config(d)],
+        2,
+        lambda d: f"argument --expire: '{2**64}' is not a silence id (see --list)\n",
+        config=GOOD,
+    ),
     "silence-expire-unknown-id": Case(
         lambda d: ["silence", "--expire", "42", "--config", config(d)],
         1,
