@@ -38,6 +38,7 @@ INVALID = [
     ("invalid-top-level.yml", "1: monitr: unknown key"),
     ("invalid-notify.yml", "7: checks[0].notify[1]: no notifier named 'pager'"),
     ("invalid-duplicate-key.yml", "4: invalid YAML: duplicate key 'interval'"),
+    ("invalid-encoding.yml", "3: not UTF-8 text: save the file as UTF-8"),
 ]
 
 

@@ -132,6 +132,10 @@ def load_config(
         text = FsPath(file).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(file, [ConfigIssue("", f"cannot read config: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:  # e.g. saved as Latin-1 by an editor
+        line = exc.object[: exc.start].count(b"\n") + 1
+        issue = ConfigIssue("", "not UTF-8 text: save the file as UTF-8", line)
+        raise ConfigError(file, [issue]) from None
     return parse_config(text, file, env, registry)
 
 
