@@ -1,4 +1,8 @@
-"""`type: http`: one request, judged by `expect`."""
+"""`type: http`: one request, judged by `expect`.
+
+Also `send`, the one request path (auth, idempotency keys, one retry with a fresh token) of
+every check type that speaks HTTP: flow steps, graphql queries and freshness http sources.
+"""
 
 from __future__ import annotations
 
