@@ -26,7 +26,7 @@ from monitor.alerting.silences import add_silence, expire_silence, list_silences
 from monitor.config.loader import Config, load_config, resolve_config_path
 from monitor.core.clock import SystemClock
 from monitor.core.errors import ConfigError, IntmonError, StorageError
-from monitor.core.redact import Redactor
+from monitor.core.redact import Redactor, redact
 from monitor.core.units import format_duration, parse_duration
 from monitor.engine.daemon import Daemon
 from monitor.engine.runner import Runner, make_session
@@ -310,7 +310,7 @@ def _database(config: Config) -> Iterator[None]:
     except (SQLAlchemyError, StorageError) as exc:
         message = f"cannot use the database {config.monitor.database}: {exc}"
         # The URL may carry a password, written literally or through ${ENV}.
-        raise StorageError(Redactor(config.secrets)(message)) from exc
+        raise StorageError(redact(message, config.secrets)) from exc
 
 
 def _table(header: list[str], rows: Sequence[Sequence[object]]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ class Case:
     message: Callable[[Path], str]  # expected in stderr
     config: str = ""  # written to monitor.yaml, with {dir} and a free {port} filled in
     newer_database: bool = False  # m.db carries a schema version from a future intmon
+    env: dict[str, str] = field(default_factory=dict)
 
 
 GOOD = (
@@ -130,6 +131,23 @@ CASES = {
         ),
         config="monitor: {database: '{dir}/gone/m.db'}\n",
     ),
+    "database-url-sqlite-cannot-use": Case(
+        lambda d: ["status", "--config", config(d)],
+        2,
+        lambda d: (
+            f"invalid config:\n{config(d)}:1: monitor.database: not a usable SQLAlchemy URL: "
+            f"Invalid SQLite URL: sqlite://***@/{d}/m.db\n"
+        ),
+        config="monitor: {database: 'sqlite://intmon:hunter2@/{dir}/m.db'}\n",
+    ),
+    "status-database-named-by-a-secret": Case(
+        lambda d: ["status", "--config", config(d)],
+        1,
+        # ${ENV} values are secrets: masked here as in logs.
+        lambda d: f"cannot use the database {d}/gone/***: (sqlite3.OperationalError) unable",
+        config="monitor: {database: '{dir}/gone/${INTMON_TEST_DB_FILE}'}\n",
+        env={"INTMON_TEST_DB_FILE": "hunter2.db"},
+    ),
     "notify-test-unknown-notifier": Case(
         lambda d: ["notify-test", "--config", config(d), "pager"],
         2,
@@ -215,6 +233,8 @@ def test_a_user_error_prints_one_message_and_its_exit_code_without_a_traceback(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("INTMON_TEST_NEVER_SET", raising=False)
+    for name, value in case.env.items():
+        monkeypatch.setenv(name, value)
     if case.config:
         # `run` must get as far as the database: it listens on a port nobody else holds.
         with socket.socket() as s:

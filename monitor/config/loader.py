@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import AfterValidator, Field, ValidationError, field_validator
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from checks import REGISTRY
@@ -20,6 +20,7 @@ from monitor.config.rules import AlertConfigError, RuleConfig, parse_alerts, val
 from monitor.config.yamlsrc import Path, SourceMap, interpolate, load_yaml
 from monitor.core.errors import ConfigError, ConfigIssue
 from monitor.core.model import NAME_PATTERN, Model
+from monitor.core.redact import redact
 from monitor.core.units import Duration, require_http_url
 from monitor.storage.upkeep import Retention
 
@@ -55,12 +56,15 @@ class MonitorSettings(Model):
         if "://" not in value:
             return value  # a file path, for SQLite
         # Checked here, so a typo or a missing driver is a config error naming the key rather
-        # than a traceback from whichever command opens the database first. The messages never
-        # repeat the URL: it may carry a password.
+        # than a traceback from whichever command opens the database first. An engine only
+        # connects when first used: this loads the dialect and its driver and checks the URL's
+        # parts, nothing more.
         try:
-            make_url(value).get_dialect().import_dbapi()
+            create_engine(value).dispose()
         except (ArgumentError, NoSuchModuleError) as exc:
-            raise ValueError(f"not a usable SQLAlchemy URL: {exc}") from None
+            # SQLAlchemy may quote the URL, which may carry a password; its first line says it.
+            problem = redact(str(exc).splitlines()[0], ())
+            raise ValueError(f"not a usable SQLAlchemy URL: {problem}") from None
         except ImportError as exc:
             raise ValueError(f"its database driver is not installed ({exc})") from None
         return value
