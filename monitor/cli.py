@@ -1,7 +1,8 @@
 """`intmon` command line.
 
-User errors (an `IntmonError`) print one clear message, never a traceback, and exit 2 for a
-config the command cannot use, 1 otherwise. Any other exception is a bug: it keeps its traceback.
+User errors print one clear message, never a traceback, and exit 2 for a config or a command
+line intmon cannot use, 1 for the rest (an `IntmonError`, such as a database it cannot open).
+Any other exception is a bug: it keeps its traceback.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _silence_id(value: str) -> int:
     # Beyond SQLite's 64-bit integers the driver raises OverflowError instead of finding nothing.
-    if not value.isdigit() or not 0 < int(value) < 2**63:
+    if not value.isdigit() or int(value) >= 2**63:
         raise argparse.ArgumentTypeError(f"{value!r} is not a silence id (see --list)")
     return int(value)
 
