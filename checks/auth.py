@@ -1,4 +1,5 @@
-"""`auth:` for http, flow and graphql checks: static credentials and OAuth2 tokens.
+"""`auth:` for http, flow and graphql checks and freshness http sources: static credentials
+and OAuth2 tokens.
 
 Credentials become headers or query parameters at send time, never part of the request config,
 so `describe_target`, results and stored rows never see them. Every secret value an auth config
