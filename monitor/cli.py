@@ -193,7 +193,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     store = Store(config.monitor.database_url, read_only=True)
     daemon = Daemon(config, store, Metrics(), SystemClock())
     try:
-        with _database(config):
+        with _database(config, "read"):
             daemon.store.open()
             daemon.restore()
     finally:
@@ -267,7 +267,7 @@ def cmd_silence(config: Config, args: argparse.Namespace) -> int:
     store = Store(config.monitor.database_url)
     now = SystemClock().time()
     # Direct writes: another process than the daemon's, so its writer is not here to use.
-    with _database(config), contextlib.closing(store):
+    with _database(config, "use"), contextlib.closing(store):
         store.open()
         if args.expire is not None:
             if not expire_silence(store.engine, args.expire, now):
@@ -303,13 +303,13 @@ def _silence_length(text: str) -> float:
 
 
 @contextlib.contextmanager
-def _database(config: Config) -> Iterator[None]:
+def _database(config: Config, doing: str) -> Iterator[None]:
     """A database the user pointed us at that cannot be used (a path, a server, a newer schema)
     is theirs to fix, not a bug: say which database, without a traceback."""
     try:
         yield
     except (SQLAlchemyError, StorageError) as exc:
-        message = f"cannot use the database {config.monitor.database}: {exc}"
+        message = f"cannot {doing} the database {config.monitor.database}: {exc}"
         # The URL may carry a password, written literally or through ${ENV}.
         raise StorageError(redact(message, config.secrets)) from exc
 

@@ -42,10 +42,10 @@ def config(d: Path) -> str:
     return str(d / "monitor.yaml")
 
 
-def newer_schema(d: Path) -> str:
-    return (
-        f"cannot use the database {d}/m.db: database schema version {SCHEMA_VERSION + 1} is newer "
-        f"than this intmon understands ({SCHEMA_VERSION}); upgrade intmon\n"
+def newer_schema(doing: str) -> Callable[[Path], str]:
+    return lambda d: (
+        f"cannot {doing} the database {d}/m.db: database schema version {SCHEMA_VERSION + 1} is "
+        f"newer than this intmon understands ({SCHEMA_VERSION}); upgrade intmon\n"
     )
 
 
@@ -104,14 +104,14 @@ CASES = {
     "status-newer-schema": Case(
         lambda d: ["status", "--config", config(d)],
         1,
-        newer_schema,
+        newer_schema("read"),
         config=GOOD,
         newer_database=True,
     ),
     "silence-newer-schema": Case(
         lambda d: ["silence", "--list", "--config", config(d)],
         1,
-        newer_schema,
+        newer_schema("use"),
         config=GOOD,
         newer_database=True,
     ),
@@ -124,6 +124,14 @@ CASES = {
     ),
     "status-database-in-missing-directory": Case(
         lambda d: ["status", "--config", config(d)],
+        1,
+        lambda d: (
+            f"cannot read the database {d}/gone/m.db: no such file (`intmon run` creates it)\n"
+        ),
+        config="monitor: {database: '{dir}/gone/m.db'}\n",
+    ),
+    "silence-database-in-missing-directory": Case(
+        lambda d: ["silence", "--list", "--config", config(d)],
         1,
         lambda d: (
             f"cannot use the database {d}/gone/m.db: (sqlite3.OperationalError) "
@@ -140,8 +148,8 @@ CASES = {
         ),
         config="monitor: {database: 'sqlite://intmon:hunter2@/{dir}/m.db'}\n",
     ),
-    "status-database-named-by-a-secret": Case(
-        lambda d: ["status", "--config", config(d)],
+    "silence-database-named-by-a-secret": Case(
+        lambda d: ["silence", "--list", "--config", config(d)],
         1,
         # ${ENV} values are secrets: masked here as in logs.
         lambda d: f"cannot use the database {d}/gone/***: (sqlite3.OperationalError) unable",
