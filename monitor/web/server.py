@@ -1,5 +1,6 @@
 """The HTTP surface: the status page at /, /metrics, /healthz, /readyz, /api/status and its
-schema, /api/alerts, POST /-/reload (loopback only) and the heartbeat push, POST /heartbeat/{check}."""
+schema, /api/alerts, POST /-/reload (loopback only) and the heartbeat push,
+POST /heartbeat/{check}."""
 
 from __future__ import annotations
 
