@@ -36,6 +36,7 @@ from monitor.storage.store import Store
 from monitor.web.server import build_app
 from tests.conftest import start_app
 from tests.receiver import Receiver
+from tests.waiting import eventually
 
 ServeFn = Callable[[web.Application], Awaitable[str]]
 Record = Callable[[str, object], None]
@@ -183,16 +184,6 @@ async def running(
     finally:
         await daemon.stop(grace=1.0)
         await runner.cleanup()
-
-
-async def eventually(what: str, predicate: Callable[[], bool], within: float = 3.0) -> float:
-    """Wait until `predicate()` holds; return how long that took, in real seconds."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > within:
-            raise AssertionError(f"not within {within} s: {what}")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - start
 
 
 def titles(receiver: Receiver) -> list[str]:

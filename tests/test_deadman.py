@@ -18,6 +18,7 @@ from monitor.core.clock import FakeClock
 from monitor.core.errors import ConfigError
 from monitor.metrics import Metrics
 from monitor.ops.deadman import DeadMansSwitch
+from tests.waiting import eventually
 
 TOKEN = "5f3c1e0e-secret-ping-token"
 Serve = Callable[[web.Application], Awaitable[str]]
@@ -44,16 +45,6 @@ class Receiver:
         return web.Response(status=self.status, text="OK")
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    """Let other tasks run until `condition` holds (bounded, so a bug fails instead of hanging)."""
-
-    async def poll() -> None:
-        while not condition():  # noqa: ASYNC110 - the state is changed by other tasks, no event
-            await asyncio.sleep(0)
-
-    await asyncio.wait_for(poll(), 5)
-
-
 @pytest.fixture
 async def receiver(serve: Serve, clock: FakeClock) -> tuple[Receiver, str]:
     rec = Receiver(clock)
@@ -69,7 +60,7 @@ async def test_it_pings_at_once_and_then_every_interval(
     switch = DeadMansSwitch(url, 60.0, session, clock, on_attempt=results.append)
     start = clock.monotonic()
     task = asyncio.create_task(switch.run())
-    await until(lambda: len(results) >= 3)
+    await eventually("three results", lambda: len(results) >= 3, poll=0)
     task.cancel()
     assert rec.hits[:3] == [start, start + 60.0, start + 120.0]
     assert results[:3] == ["success"] * 3
@@ -142,7 +133,9 @@ async def test_an_unhealthy_daemon_lets_the_switch_trip(
     switch = DeadMansSwitch(url, 60.0, session, clock, results.append, healthy=lambda: False)
     start = clock.monotonic()
     task = asyncio.create_task(switch.run())
-    await until(lambda: clock.monotonic() >= start + 300)  # five intervals went by ...
+    await eventually(
+        "five intervals", lambda: clock.monotonic() >= start + 300, poll=0
+    )  # five intervals went by ...
     task.cancel()
     assert rec.hits == []  # ... without a ping
     assert results == []

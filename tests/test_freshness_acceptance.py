@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -17,16 +16,9 @@ from monitor.web.heartbeats import signature
 from monitor.web.server import build_app
 from tests.conftest import start_app
 from tests.receiver import Receiver
+from tests.waiting import eventually
 
 SECRET = "s3cret-s3cret-s3cret"
-
-
-async def wait_for(predicate: object, seconds: float = 3.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 async def test_a_job_that_stops_pushing_fails_its_check_and_notifies(db_path: Path) -> None:
@@ -61,7 +53,7 @@ checks:
             ) as r:
                 assert r.status == 401
         state = daemon.states["nightly-export"]
-        await wait_for(lambda: state.last is not None and state.last.ok)
+        await eventually("a passing run", lambda: state.last is not None and state.last.ok, 3.0)
         assert receiver.posts == []
 
         # Heartbeats count from their signed (whole-second) timestamp. The job stops pushing:
@@ -69,7 +61,7 @@ checks:
         def freshness_pages() -> list[dict[str, str]]:
             return [p for p in receiver.posts if "freshness" in p["title"]]
 
-        await wait_for(lambda: len(freshness_pages()) == 1)
+        await eventually("one page", lambda: len(freshness_pages()) == 1, 3.0)
         assert state.last is not None and not state.last.ok
         page = freshness_pages()[0]
         assert "nightly-export" in page["title"]

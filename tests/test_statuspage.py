@@ -28,6 +28,7 @@ from monitor.storage.store import Store
 from monitor.web.server import build_app
 from monitor.web.statuspage import render_status
 from tests.conftest import start_app
+from tests.waiting import eventually
 
 NOW = 1_750_000_000.0
 CHROMIUM = Path("/usr/bin/chromium")
@@ -315,13 +316,6 @@ checks:
 """
 
 
-async def wait_for(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + 10.0
-    while not condition():
-        assert time.monotonic() < deadline, f"no {what} within 10 s"
-        await asyncio.sleep(0.05)
-
-
 async def test_chromium_shows_every_check_its_state_and_the_firing_alert(
     sandbox: str, db_path: Path
 ) -> None:
@@ -331,9 +325,11 @@ async def test_chromium_shows_every_check_its_state_and_the_firing_alert(
     runner, url = await start_app(build_app(daemon))
     await daemon.start()
     try:
-        await wait_for(lambda: bool(daemon.alerter.firing()), "firing alert")
+        await eventually("a firing alert", lambda: bool(daemon.alerter.firing()), 10.0)
         ran = [n for n in daemon.checks if n != "not-yet-run"]
-        await wait_for(lambda: all(daemon.states[n].runs >= 3 for n in ran), "three runs each")
+        await eventually(
+            "three runs each", lambda: all(daemon.states[n].runs >= 3 for n in ran), 10.0
+        )
         dom = (await run_chromium(binary, "--dump-dom", url + "/")).decode()
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "status-page.png"

@@ -9,13 +9,14 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from monitor.core.clock import FakeClock, SystemClock
 from monitor.ops.systemd import SystemdNotifier
+from tests.waiting import eventually
 
 HALF_MINUTE_USEC = "30000000"  # WatchdogSec=30s
 
@@ -57,16 +58,6 @@ def listener(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
 async def recv(sock: socket.socket) -> str:
     data = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 4096), 5)
     return data.decode()
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Let other tasks run until `condition` holds (bounded, so a bug fails instead of hanging)."""
-
-    async def poll() -> None:
-        while not condition():  # noqa: ASYNC110 - the state is changed by other tasks, no event
-            await asyncio.sleep(0)
-
-    await asyncio.wait_for(poll(), 5)
 
 
 def pending(sock: socket.socket) -> list[str]:
@@ -222,7 +213,9 @@ async def test_an_unhealthy_daemon_stops_feeding_the_watchdog(
     healthy = False
     for _ in range(3):
         clock.step()
-    await until(lambda: len(clock.sleeps) == 4)  # the loop went round three more times ...
+    await eventually(
+        "three more rounds", lambda: len(clock.sleeps) == 4, poll=0
+    )  # the loop went round three more times ...
     assert pending(sock) == []  # ... without a ping
     healthy = True
     clock.step()
