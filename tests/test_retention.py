@@ -105,6 +105,31 @@ def test_only_full_hours_past_the_grace_are_rolled_up_and_late_runs_redo_their_h
     assert store.rollups.hours_to_roll_up(NOW - 120) == [H + 2 * HOUR]
 
 
+def test_a_late_run_of_a_rolled_up_hour_is_still_rolled_up_after_a_restart(
+    store: Store, db_path: Path
+) -> None:
+    store.write_runs([run("a", H + 5), run("a", H + HOUR + 5)])
+    for hour in store.rollups.hours_to_roll_up(NOW - 120):
+        store.rollups.rollup(hour)
+    store.write_runs([run("a", H + 7, ok=False)])  # a backlog, after the hour was rolled up
+    store.close()  # the process stops before its next maintenance pass
+
+    restarted = Store(f"sqlite:///{db_path}")
+    restarted.open()
+    pending = restarted.rollups.hours_to_roll_up(NOW - 120)
+    assert pending[0] == H
+    for hour in pending:
+        restarted.rollups.rollup(hour)
+    assert [(r.hour, r.count, r.failures) for r in restarted.rollups.hours("a", 0, H + HOUR)] == [
+        (H, 2, 1)
+    ]
+    restarted.close()
+    again = Store(f"sqlite:///{db_path}")
+    again.open()  # redone once: a third process has nothing left to redo
+    assert again.rollups.hours_to_roll_up(NOW - 120) == []
+    again.close()
+
+
 async def test_maintenance_rolls_up_every_full_hour_once(
     store: Store, writer: Writer, fake_clock: FakeClock
 ) -> None:

@@ -5,6 +5,7 @@ Run on the writer's thread only (see monitor/storage/upkeep.py), one short trans
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -58,14 +59,28 @@ class Rollups:
         self._late_hours: set[int] = set()
 
     def resume(self) -> None:
-        """Pick up where the last process left off (on open)."""
+        """Pick up where the last process left off (on open), late hours included."""
         self._rolled_until = self.rolled_up_until()
+        query = sa_select(META.c.value).where(META.c.key == "late_hours")
+        with self.engine.connect() as connection:
+            value = connection.execute(query).scalar()
+        self._late_hours = set(json.loads(value)) if value else set()
 
-    def written(self, timestamps: Iterable[float]) -> None:
-        """Runs at `timestamps` were committed: hours already rolled up must be redone."""
-        if self._rolled_until is not None:
-            until = self._rolled_until
-            self._late_hours.update(hour_of(ts) for ts in timestamps if ts < until)
+    def mark_late(self, connection: Connection, timestamps: Iterable[float]) -> set[int]:
+        """In the transaction that writes runs at `timestamps`: note the hours already rolled
+        up that must be redone, so a restart before the re-rollup does not lose it. Returns
+        them, for `written` once the transaction has committed."""
+        if self._rolled_until is None:
+            return set()
+        until = self._rolled_until
+        late = {hour_of(ts) for ts in timestamps if ts < until}
+        if not late <= self._late_hours:
+            self._set_meta(connection, "late_hours", json.dumps(sorted(self._late_hours | late)))
+        return late
+
+    def written(self, late: set[int]) -> None:
+        """The runs `mark_late` looked at were committed."""
+        self._late_hours |= late
 
     def checks_in(self, table: str) -> list[str]:
         """Every check name with rows in `runs` or `rollups`, by name."""
@@ -139,6 +154,9 @@ class Rollups:
             advance = last and (self._rolled_until is None or end > self._rolled_until)
             if advance:
                 self._set_meta(connection, "rolled_up_until", str(end))
+            if last and hour in self._late_hours:
+                left = json.dumps(sorted(self._late_hours - {hour}))
+                self._set_meta(connection, "late_hours", left)
         if advance:
             self._rolled_until = end
         if last:

@@ -57,16 +57,19 @@ class Store:
         if not records:
             return
         try:
-            ids = self._insert_runs(records, resolve_ties=False)
+            ids, late = self._insert_runs(records, resolve_ties=False)
         except IntegrityError:
             # A run of a check at the very `ts` of a stored one (a clock step back, a replayed
             # backlog): numbered past the stored ones rather than lost.
-            ids = self._insert_runs(records, resolve_ties=True)
+            ids, late = self._insert_runs(records, resolve_ties=True)
         self.checks.committed(ids)
-        self.rollups.written(r.ts for r in records)
+        self.rollups.written(late)
 
-    def _insert_runs(self, records: list[RunRecord], resolve_ties: bool) -> dict[str, int]:
+    def _insert_runs(
+        self, records: list[RunRecord], resolve_ties: bool
+    ) -> tuple[dict[str, int], set[int]]:
         with self.engine.begin() as connection:
+            late = self.rollups.mark_late(connection, (r.ts for r in records))
             ids = self.checks.lookup(connection, {r.check for r in records}, create=True)
             seen: dict[tuple[int, float], int] = {}
             rows = []
@@ -77,7 +80,7 @@ class Store:
                 seen[key] = seq = seen.get(key, -1) + 1
                 rows.append(record.as_row(key[0], seq))
             connection.execute(insert(RUNS), rows)
-        return ids
+        return ids, late
 
     def _next_seq(self, connection: Connection, check_id: int, ts: float) -> int:
         query = sa_select(func.max(RUNS.c.seq)).where(RUNS.c.check_id == check_id, RUNS.c.ts == ts)
