@@ -3,7 +3,8 @@
 Sources: `http` (JSONPath on an API answer), `sql` (a query on the destination side of a sync),
 `heartbeat` (jobs push `POST /heartbeat/{check}`). Every run reports `freshness_age` (seconds)
 and `freshness_count` in its signals. A heartbeat never received counts from when intmon first
-evaluated the check: the check fails once `max_age` has passed since then without a push.
+evaluated the check: the check fails once `max_age` has passed since then without a push. A
+restart resumes that wait rather than starting it again (see HeartbeatBook.watched_since).
 """
 
 from __future__ import annotations

@@ -56,6 +56,11 @@ class HeartbeatBook:
         """When intmon began waiting for this check's heartbeat: the first time it asked."""
         return self._watching.setdefault(check, now)
 
+    def watched_since(self, check: str, since: float) -> None:
+        """Resume waiting from `since`, as the last process did (rebuilt from its runs): else
+        a restart would restart the wait, so a job that never pushed would look fresh again."""
+        self._watching[check] = min(since, self._watching.get(check, since))
+
     def restore(self, beats: dict[str, Heartbeat]) -> None:
         """Take the heartbeats persisted before a restart (see monitor.storage.heartbeats)."""
         self._beats.update(beats)

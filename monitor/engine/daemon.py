@@ -9,6 +9,7 @@ import logging
 import aiohttp
 
 from checks.base import CheckConfig, Result, RunContext
+from checks.freshness import heartbeat_secret
 from checks.heartbeats import HeartbeatBook
 from monitor import __version__
 from monitor.alerting.runtime import Alerter
@@ -133,6 +134,7 @@ class Daemon:
                 self.states[name].seed(row)
                 self.signals[name].seed_last(self.states[name].last)
                 self._restore_pause(self.checks[name], self.states[name].last, now)
+                self._resume_heartbeat_wait(self.checks[name], row)
         for name, count in self.store.consecutive_failures().items():
             if name in names:
                 self.signals[name].consecutive_failures = count
@@ -174,6 +176,14 @@ class Daemon:
         if isinstance(retry_after, int | float) and last.ts + retry_after > now:
             key = throttle_key(check.name, check.provider)
             self.throttle.on_response(key, 429, last.ts + retry_after - now, now)
+
+    def _resume_heartbeat_wait(self, check: CheckConfig, last: RunRecord) -> None:
+        """A heartbeat check still waiting for its first push keeps waiting from when the last
+        process began: its runs carry the wait as `freshness_age`. Without this, a restart
+        would resolve a job that never reported and fire again only `max_age` later."""
+        age = last.signals.get("freshness_age")
+        if heartbeat_secret(check)[0] and isinstance(age, int | float):
+            self.heartbeats.watched_since(check.name, last.ts - age)
 
     async def _dispatch(self, dispatch: Dispatch) -> None:
         self.metrics.lateness.observe(dispatch.lateness)
