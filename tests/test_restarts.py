@@ -322,3 +322,28 @@ async def test_a_restart_at_any_alert_state_sends_what_no_restart_would_have_sen
     # Messages queued together are sent concurrently: their order at the receiver may vary.
     assert sorted(restarted.delivered) == sorted(title for _, title in plain.sent)
     assert sorted(plain.delivered) == sorted(title for _, title in plain.sent)
+
+
+@pytest.mark.parametrize("reason", list(PAUSES))
+async def test_a_pause_the_provider_asked_for_outlives_a_restart(
+    reason: str, target: Target, tmp_path: Path
+) -> None:
+    text = (
+        f"monitor: {{database: '{tmp_path / 'm.db'}'}}\n"
+        f"checks: [{{name: api, interval: 10m, request: {{url: '{target.url}/api/{reason}'}}}}]"
+    )
+    clock = HeldClock(start=START)
+    rig = Rig(parse_config(text, env={}), clock)
+    daemon = await rig.start()
+    await daemon._dispatch(Dispatch("api", clock.time(), 0.0))
+    before = daemon.status().checks[0].throttle, daemon.throttle.streak("check:api")
+    await rig.stop()
+    clock.advance(MINUTE)
+    daemon = await rig.start()
+    after = daemon.status().checks[0].throttle, daemon.throttle.streak("check:api")
+    await daemon._dispatch(Dispatch("api", clock.time(), 0.0))  # still inside the pause
+    await rig.stop()
+    assert before[0].reason == reason and before[1] == (0 if reason == "quota" else 1)
+    pause = before[0].paused_until, before[0].reason, before[1]
+    assert (after[0].paused_until, after[0].reason, after[1]) == pause
+    assert target.hits == 1

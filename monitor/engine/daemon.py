@@ -7,6 +7,7 @@ import itertools
 import logging
 
 import aiohttp
+from sqlalchemy.exc import SQLAlchemyError
 
 from checks.base import CheckConfig, Result, RunContext
 from checks.freshness import heartbeat_secret
@@ -21,7 +22,7 @@ from monitor.engine.runner import Runner, make_session
 from monitor.engine.scheduler import Dispatch, Schedule, Scheduler
 from monitor.engine.state import CheckState
 from monitor.engine.status import CheckStatus, StatusReport
-from monitor.engine.throttle import Throttle, throttle_key
+from monitor.engine.throttle import KeyState, Throttle, throttle_key
 from monitor.metrics import Metrics, SignalCollector
 from monitor.signals.per_check import (
     DEFAULT_ERROR_WINDOW,
@@ -30,6 +31,7 @@ from monitor.signals.per_check import (
     DeprecationRecord,
 )
 from monitor.storage.heartbeats import load_heartbeats
+from monitor.storage.pauses import PauseRow, load_pauses, save_pause
 from monitor.storage.store import RunRecord, Store
 from monitor.storage.upkeep import Maintenance
 from monitor.storage.writer import Writer
@@ -126,14 +128,13 @@ class Daemon:
 
     def restore(self, only: set[str] | None = None) -> None:
         """Blocking reads at start-up (or for checks a reload adds): last results, failure
-        streaks, recent windows, deprecations, baselines and heartbeats."""
+        streaks, recent windows, deprecations, baselines, heartbeats and throttle pauses."""
         names = set(self.checks) if only is None else only
         now = self.clock.time()
         for name, row in self.store.latest_runs().items():
             if name in names:
                 self.states[name].seed(row)
                 self.signals[name].seed_last(self.states[name].last)
-                self._restore_pause(self.checks[name], self.states[name].last, now)
                 self._resume_heartbeat_wait(self.checks[name], row)
         for name, count in self.store.consecutive_failures().items():
             if name in names:
@@ -158,6 +159,8 @@ class Daemon:
                 self.signals[check].seed_baseline((ts, latency) for _, ts, latency in samples)
         if only is None:
             self.heartbeats.restore(load_heartbeats(self.store.engine))
+            for p in load_pauses(self.store.engine):
+                self.throttle.restore(p.key, p.paused_until, p.reason, p.streak, now)
 
     def _replay_windows(self, names: set[str]) -> None:
         """Fill windows from stored runs, so error rate and p95 survive restarts and reloads."""
@@ -167,15 +170,6 @@ class Daemon:
         for check, ts, ok, latency, status in self.store.recent_runs(self.clock.time() - longest):
             if check in names:
                 self.signals[check].seed(ts, ok, latency, status == 429)
-
-    def _restore_pause(self, check: CheckConfig, last: RunRecord | None, now: float) -> None:
-        """A Retry-After still running when the daemon stopped is still owed after a restart."""
-        if last is None or last.status != 429:
-            return
-        retry_after = last.signals.get("retry_after")
-        if isinstance(retry_after, int | float) and last.ts + retry_after > now:
-            key = throttle_key(check.name, check.provider)
-            self.throttle.on_response(key, 429, last.ts + retry_after - now, now)
 
     def _resume_heartbeat_wait(self, check: CheckConfig, last: RunRecord) -> None:
         """A heartbeat check still waiting for its first push keeps waiting from when the last
@@ -211,8 +205,10 @@ class Daemon:
         if signals.observe(result):
             assert signals.deprecation is not None  # a change is reported once there is one
             self.writer.record_deprecation(signals.deprecation.to_row(check.name))
+        key = throttle_key(check.name, check.provider)
+        before = self.throttle.state(key) or KeyState()
         self.throttle.on_response(
-            throttle_key(check.name, check.provider),
+            key,
             result.status,
             signals.retry_after,
             self.clock.time(),
@@ -235,6 +231,21 @@ class Daemon:
         if not result.ok:
             log.info("%s failed: %s: %s", check.name, result.error_class, result.reason)
         await self.alerter.evaluate(check, signals)
+        after = self.throttle.state(key)
+        if after is not None and after != before:
+            await self._save_pause(key, after)
+
+    async def _save_pause(self, key: str, state: KeyState) -> None:
+        """Only on a change (a 429, an exhausted quota, the end of a streak): rare writes."""
+        row = PauseRow(
+            key=key, paused_until=state.paused_until, reason=state.reason, streak=state.streak
+        )
+        try:
+            await self.writer.submit(save_pause, self.store.engine, row)
+        except SQLAlchemyError as exc:
+            # The pause holds in memory; only a restart before the next change would lose it.
+            log.warning("could not persist the throttle state of %s: %s", key, exc)
+            self.metrics.db_write_errors.inc()
 
     async def reload(self) -> ReloadPlan:
         """Re-read the config file and apply it. An invalid file raises ConfigError and

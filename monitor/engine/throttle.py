@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from monitor.core.backoff import backoff
 from monitor.core.units import DAY
@@ -35,7 +35,7 @@ def throttle_key(name: str, provider: str | None) -> str:
 
 
 @dataclass(slots=True)
-class _KeyState:
+class KeyState:
     paused_until: float = 0.0
     reason: str | None = None  # retry_after | backoff | quota
     streak: int = 0  # consecutive 429s
@@ -56,7 +56,7 @@ class Throttle:
         self.max_backoff = max_backoff
         self.max_pause = max_pause
         self._random = random_source  # returns a float in [0, 1); injected so tests are exact
-        self._keys: dict[str, _KeyState] = {}
+        self._keys: dict[str, KeyState] = {}
 
     def on_response(
         self,
@@ -73,7 +73,7 @@ class Throttle:
         `status` is None when no response arrived (timeout, connect error): that neither
         extends nor ends a streak. `base` overrides the backoff base, e.g. the check interval.
         """
-        state = self._keys.setdefault(key, _KeyState())
+        state = self._keys.setdefault(key, KeyState())
         if status == 429:
             state.streak += 1
             if retry_after is not None:
@@ -97,6 +97,19 @@ class Throttle:
         ):
             self._pause(state, now, quota.reset_at, "quota")
         return self.paused_until(key, now)
+
+    def state(self, key: str) -> KeyState | None:
+        """A copy of what `key` is owed, to persist (monitor.storage.pauses)."""
+        state = self._keys.get(key)
+        return None if state is None else replace(state)
+
+    def restore(
+        self, key: str, paused_until: float, reason: str | None, streak: int, now: float
+    ) -> None:
+        """Take `key`'s pause and streak as the last process left them, so a restart keeps
+        them. Only the part of the pause still ahead counts as throttled: that figure is
+        since this daemon started."""
+        self._keys[key] = KeyState(paused_until, reason, streak, max(0.0, paused_until - now))
 
     def paused_until(self, key: str, now: float) -> float | None:
         state = self._keys.get(key)
@@ -129,7 +142,7 @@ class Throttle:
             throttled_seconds=round(self.throttled_seconds(key, now), 3),
         )
 
-    def _pause(self, state: _KeyState, now: float, until: float, reason: str) -> None:
+    def _pause(self, state: KeyState, now: float, until: float, reason: str) -> None:
         until = min(until, now + self.max_pause)
         # Pauses only ever extend: the longest announced wait is the one to honour.
         start = max(state.paused_until, now)

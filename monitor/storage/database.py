@@ -12,6 +12,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, SQLModel, create_engine
 
 from monitor.storage import heartbeats as _heartbeat_table  # noqa: F401 (creates its table)
+from monitor.storage import pauses as _pause_table  # noqa: F401 (creates its table)
 from monitor.storage.migrate import legacy_version, upgrade_legacy
 from monitor.storage.schema import SCHEMA_VERSION, MetaRow, SchemaError
 
