@@ -4,7 +4,8 @@ A failed write is logged, counted and retried with backoff; the rows stay queued
 outage delays history but never loses it and never fails a health check.
 
 Every other write of the daemon (schema upgrades, alert state and the outbox, heartbeats,
-maintenance) runs on the same thread through `submit`, so SQLite only ever sees one writer.
+throttle pauses, maintenance) runs on the same thread through `submit`, so SQLite only ever
+sees one writer.
 """
 
 from __future__ import annotations
