@@ -21,7 +21,7 @@ from monitor.core.clock import Clock
 from monitor.core.model import Model
 from monitor.core.units import DAY, Duration
 from monitor.storage.store import Store
-from monitor.storage.writer import Writer
+from monitor.storage.writer import DatabaseUnavailable, Writer
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,9 @@ class Maintenance:
         while not self._stop.is_set():
             try:
                 await self.run_once()
+            except DatabaseUnavailable:
+                # The writer logged the outage once; the next pass retries (steps are idempotent).
+                self.on_error()
             except Exception:
                 # The next pass retries: every step is idempotent.
                 log.exception("storage maintenance failed")

@@ -17,7 +17,7 @@ from typing import Any
 
 from checks.heartbeats import HeartbeatBook
 from monitor.storage.heartbeats import save_heartbeat
-from monitor.storage.writer import Writer
+from monitor.storage.writer import DatabaseUnavailable, Writer
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,9 @@ async def receive(
     if writer is not None:
         try:
             await writer.submit(save_heartbeat, writer.store.engine, check, beat)
+        except DatabaseUnavailable:
+            # The writer logged the outage once; the push counts in memory (see below).
+            log.debug("heartbeat of %s kept in memory: the database is unavailable", check)
         except Exception:
             # The push is kept in memory and counts now; only a restart before the next push
             # would forget it. Refusing the job's report would be worse.
