@@ -69,6 +69,23 @@ class Metrics:
         self.db_write_errors = Counter(
             "intmon_db_write_errors", "Failed database writes (the rows are retried).", registry=r
         )
+        self.db_up = Gauge(
+            "intmon_db_up",
+            "1 while the database takes writes, 0 from a failed write until one succeeds.",
+            registry=r,
+        )
+        self.db_up.set(1)
+        self.db_dropped_rows = Counter(
+            "intmon_db_dropped_rows",
+            "Results dropped unwritten: the oldest, past the writer's cap of queued results.",
+            registry=r,
+        )
+        self.notifier_up = Gauge(
+            "intmon_notifier_up",
+            "1 while the notifier's last delivery attempt succeeded (or none failed yet).",
+            ["notifier"],
+            registry=r,
+        )
         self.heartbeat_pings = Counter(
             "intmon_heartbeat_pings",
             "Dead-man's switch pings (monitor.heartbeat_url) by result.",
@@ -134,6 +151,7 @@ class Metrics:
         """Zeroed series, so a delivery before the first scrape still shows in increase()."""
         for result in ("success", "failure", "expired"):
             self.notifications.labels(notifier, result)
+        self.notifier_up.labels(notifier).set(1)
 
     def declare(self, check: str) -> None:
         """Export zeroed series for a configured check so dashboards see it before its first run."""

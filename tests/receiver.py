@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,9 @@ class Receiver:
     failing: bool = False  # answer 503 (and record nothing) while set
     refused: int = 0
     port: int = 0
+    # Called with each post once it is recorded, before the answer: e.g. to kill the sender
+    # while it waits for it.
+    on_post: Callable[[dict[str, Any]], None] | None = None
     _runner: web.AppRunner | None = None
 
     @property
@@ -25,6 +29,8 @@ class Receiver:
             self.refused += 1
             return web.Response(status=503)
         self.posts.append(await request.json())
+        if self.on_post is not None:
+            self.on_post(self.posts[-1])
         return web.Response(text="ok")
 
     async def start(self) -> Receiver:

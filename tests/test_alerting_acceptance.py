@@ -254,7 +254,8 @@ async def test_a_check_failing_every_run_pages_exactly_once_within_the_window_pl
     (post,) = chat.posts
     assert post["title"] == f"FIRING: orders-api error_rate ({severity})"
     assert post["type"] == notify_type
-    measured, since, last_error = post["message"].splitlines()
+    measured, since, last_error, _, nid = post["message"].splitlines()
+    assert nid == f"Notification id: {post['notification_id']}"
     assert re.fullmatch(rf"error rate 100% over 1s \(\d+ runs\) {threshold}", measured)
     assert re.fullmatch(r"Since: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(.+ ago\)", since)
     assert last_error == "Last error: http_5xx: HTTP 503 (expected 2xx)"

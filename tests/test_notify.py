@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from monitor.alerting.machine import Intent, Kind
-from monitor.alerting.notify import Notify, Queued, group, render, render_group
+from monitor.alerting.notify import (
+    ID_FIELD,
+    Notify,
+    Queued,
+    group,
+    notification_id,
+    render,
+    render_group,
+    with_id,
+)
 from monitor.config.alerting import AlertingSettings
 from monitor.core.errors import DeliveryError
 from monitor.core.redact import Redactor
@@ -164,19 +175,43 @@ def test_a_grouped_message_lists_every_alert_and_takes_the_worst_type() -> None:
     assert kind == "failure"
 
 
-async def test_send_delivers_through_apprise_and_counts_the_attempt(receiver: Receiver) -> None:
+async def test_send_delivers_through_apprise_with_its_id_and_counts_the_attempt(
+    receiver: Receiver,
+) -> None:
     results: list[tuple[str, str]] = []
     notify = Notify(
-        [Notifier("chat", [receiver.url])],
+        [Notifier("chat", [receiver.url, receiver.url + "?format=text"])],
         Redactor(),
         on_result=lambda n, r: results.append((n, r)),
     )
-    await notify.send("chat", "FIRING: a b (warning)", "body", "warning")
-    assert [(p["title"], p["message"], p["type"]) for p in receiver.posts] == [
-        ("FIRING: a b (warning)", "body", "warning")
+    await notify.send("chat", "FIRING: a b (warning)", "body", "warning", nid="intmon-1f")
+    message = "body\n\nNotification id: intmon-1f"
+    expected = ("FIRING: a b (warning)", message, "warning", "intmon-1f")
+    assert [(p["title"], p["message"], p["type"], p[ID_FIELD]) for p in receiver.posts] == [
+        expected,
+        expected,
     ]
     assert results == [("chat", "success")]
     notify.close()
+
+
+def test_the_id_is_the_same_for_the_same_rows_in_any_order_and_differs_otherwise() -> None:
+    assert notification_id(["a/1", "b/2"]) == notification_id(["b/2", "a/1"])
+    assert notification_id(["a/1"]) != notification_id(["a/1", "b/2"])
+    assert re.fullmatch(r"intmon-[0-9a-f]{20}", notification_id(["a/1"]))
+
+
+@pytest.mark.parametrize(
+    ("url", "sent"),
+    [
+        ("json://h/p", "json://h/p?:notification_id=intmon-9"),
+        ("jsons://h/p?format=text", "jsons://h/p?format=text&:notification_id=intmon-9"),
+        ("slack://a/b/c", "slack://a/b/c"),
+    ],
+    ids=["json", "json-with-query", "no-payload-fields"],
+)
+def test_the_id_becomes_a_payload_field_where_apprise_has_them(url: str, sent: str) -> None:
+    assert with_id(url, "intmon-9") == sent
 
 
 async def test_a_503_is_a_failed_delivery(receiver: Receiver) -> None:
@@ -187,8 +222,10 @@ async def test_a_503_is_a_failed_delivery(receiver: Receiver) -> None:
         on_result=lambda n, r: results.append((n, r)),
     )
     receiver.failing = True
-    with pytest.raises(DeliveryError) as info:
-        await notify.send("chat", "t", "b", "failure")
+    with pytest.raises(
+        DeliveryError, match=r"Failed to send JSON POST notification: .*503"
+    ) as info:
+        await notify.send("chat", "t", "b", "failure", nid="intmon-1")
     assert not info.value.permanent
     assert results == [("chat", "failure")]
     notify.close()
@@ -197,7 +234,7 @@ async def test_a_503_is_a_failed_delivery(receiver: Receiver) -> None:
 async def test_an_unknown_notifier_is_a_permanent_failure() -> None:
     notify = Notify([], Redactor())
     with pytest.raises(DeliveryError, match="no notifier named 'gone'") as info:
-        await notify.send("gone", "t", "b", "warning")
+        await notify.send("gone", "t", "b", "warning", nid="intmon-1")
     assert info.value.permanent
 
 

@@ -2,11 +2,19 @@
 
 Apprise is synchronous; every call runs on a small thread pool under a timeout, so a slow
 notifier never holds up the event loop or the checks.
+
+Every message carries a notification id, the same on every retry and re-send of it: in the
+body, and as the field `notification_id` of what json://, form:// and xml:// receivers get.
+Delivery is at-least-once (see outbox.py), so a receiver that keeps the ids it saw can drop
+the repeats.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +32,22 @@ from monitor.core.units import format_duration
 NOTIFY_TYPES = {"critical": "failure", "warning": "warning", "resolved": "success"}
 _SEVERITY_RANK = {"warning": 1, "critical": 2}
 _TYPE_RANK = {"success": 0, "info": 0, "warning": 1, "failure": 2}
+ID_FIELD = "notification_id"
+# Apprise's custom payload plugins add a field per `:name=value` URL parameter.
+_PAYLOAD_SCHEMES = {"json", "jsons", "form", "forms", "xml", "xmls"}
+
+
+def notification_id(dedup_keys: Iterable[str]) -> str:
+    """Stable for the same outbox rows: a retry, or a re-send after a crash, has the same id."""
+    digest = hashlib.sha256("\n".join(sorted(dedup_keys)).encode()).hexdigest()
+    return f"intmon-{digest[:20]}"
+
+
+def with_id(url: str, nid: str) -> str:
+    """The notifier URL that also sends the id as a payload field, where Apprise can."""
+    if url.split("://", 1)[0].lower() not in _PAYLOAD_SCHEMES:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}:{ID_FIELD}={nid}"
 
 
 class NotifierSettings(Protocol):
@@ -134,13 +158,27 @@ class Notify:
         self.redact = redactor
         self.on_result = on_result  # (notifier, "success" | "failure") per attempt
         self.notifiers = {n.name: n for n in notifiers}
-        self._apprise = {n.name: self._build(n) for n in self.notifiers.values()}
+        for n in self.notifiers.values():
+            self._build(n)  # a URL Apprise cannot use fails here, not at the first page
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="intmon-notify")
+        # Apprise logs every attempt; a notifier that is down would log a line a retry. Its
+        # lines of a send come back with the result (the reason of a DeliveryError), and the
+        # outbox logs an outage once, so they stop here. (Its per-call capture handlers sit on
+        # this logger and still see them; NullHandler keeps logging's last resort quiet.)
+        apprise_log = logging.getLogger("apprise")
+        apprise_log.propagate = False
+        if not apprise_log.handlers:
+            apprise_log.addHandler(logging.NullHandler())
 
-    def _build(self, notifier: NotifierSettings) -> apprise.Apprise:
+    def _build(self, notifier: NotifierSettings, nid: str | None = None) -> apprise.Apprise:
+        """An Apprise for one message: the id is a URL parameter, so one instance per id."""
         instance = apprise.Apprise()
         with quiet_plugin_loading():
-            bad = [self.redact(url) for url in notifier.urls if not instance.add(url)]
+            bad = [
+                self.redact(url)
+                for url in notifier.urls
+                if not instance.add(with_id(url, nid) if nid else url)
+            ]
         if bad:
             raise ValueError(f"notifier {notifier.name!r}: Apprise cannot use {', '.join(bad)}")
         return instance
@@ -185,14 +223,24 @@ class Notify:
                 )
         return out
 
-    async def send(self, notifier: str, title: str, body: str, notify_type: str) -> None:
-        """Deliver through every URL of the notifier; DeliveryError unless Apprise says yes."""
-        instance = self._apprise.get(notifier)
-        if instance is None:
+    async def send(
+        self, notifier: str, title: str, body: str, notify_type: str, *, nid: str
+    ) -> None:
+        """Deliver through every URL of the notifier, with notification id `nid` in the body
+        and payload; DeliveryError unless Apprise says yes for all of them."""
+        settings = self.notifiers.get(notifier)
+        if settings is None:
             raise DeliveryError(f"no notifier named {notifier!r}", permanent=True)
+        instance = self._build(settings, nid)
+        text = f"{body}\n\nNotification id: {nid}"
+        reasons: list[str] = []
 
         def call() -> bool:
-            return bool(instance.notify(title=title, body=body, notify_type=notify_type))
+            result = instance.notify(title=title, body=text, notify_type=notify_type)
+            # Apprise 2.3+ returns what it logged on the way (older: a plain bool).
+            entries = getattr(result, "logs", lambda: ())()
+            reasons.extend(e.message for e in entries if e.level in ("WARNING", "ERROR"))
+            return bool(result)
 
         loop = asyncio.get_running_loop()
         try:
@@ -201,11 +249,13 @@ class Notify:
             )
         except TimeoutError:
             # The thread cannot be killed and may still deliver; counting it failed risks one
-            # duplicate, which beats a stuck outbox. Apprise's own timeouts make this rare.
+            # duplicate (with the same id), which beats a stuck outbox.
+            reasons.append(f"no answer within {format_duration(self.settings.send_timeout)}")
             ok = False
         self.on_result(notifier, "success" if ok else "failure")
         if not ok:
-            raise DeliveryError(f"notifier {notifier!r}: Apprise reported a failed delivery")
+            why = self.redact(reasons[-1]) if reasons else "Apprise reported a failed delivery"
+            raise DeliveryError(why)  # the caller knows which notifier it asked
 
     async def test(self, notifier: str) -> bool:
         """For `intmon notify-test`: one direct message, not through the outbox."""
@@ -215,6 +265,7 @@ class Notify:
                 "intmon test notification",
                 f"If you read this, notifier {notifier!r} works.",
                 "info",
+                nid=f"intmon-test-{uuid.uuid4().hex[:12]}",
             )
         except DeliveryError:
             return False

@@ -2,10 +2,14 @@
 
 Alert state changes and the notifications they cause are committed in one transaction, with
 compare-and-set on the state row: a restart neither re-pages a firing alert nor forgets one, and
-a notification exists exactly when its transition does. The delivery loop then sends what is
-due, claiming rows by compare-and-set so no two workers send the same row, and marks a row sent
-only when Apprise reports success. A crash between Apprise's success and the `sent` mark would
-send that row again after its backoff: the one duplicate a process crash can cause.
+a notification exists exactly when its transition does.
+
+Delivery is at-least-once. The loop claims a due row by compare-and-set (status `sending`,
+`attempts` bumped: the attempt's id), sends it, and right after Apprise answers commits `sent`
+(or back to `pending`) only if the row still carries that attempt. A crash between Apprise's
+send and that commit leaves the row `sending`; once the attempt's lease has run out (its
+backoff plus `send_timeout`, so a live sender elsewhere is never doubled) it is sent again,
+with the same notification id, so a receiver can drop the repeat.
 """
 
 from __future__ import annotations
@@ -15,20 +19,30 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 
-from sqlalchemy import Engine, Index, insert, update
+from sqlalchemy import ColumnElement, Engine, Index, and_, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from monitor.alerting.machine import AlertState, Phase
-from monitor.alerting.notify import Message, Notify, Queued, group, render_group
+from monitor.alerting.notify import (
+    Message,
+    Notify,
+    Queued,
+    group,
+    notification_id,
+    render_group,
+)
 from monitor.alerting.silences import SilenceRow
 from monitor.core.backoff import backoff
 from monitor.core.clock import Clock
 from monitor.core.errors import DeliveryError, StorageError
-from monitor.storage.writer import Writer
+from monitor.core.outage import Outage
+from monitor.storage.writer import DatabaseUnavailable, Writer, unavailable
 
 log = logging.getLogger(__name__)
-PENDING, SENT, EXPIRED, FAILED = "pending", "sent", "expired", "failed"
+PENDING, SENDING, SENT = "pending", "sending", "sent"
+EXPIRED, FAILED = "expired", "failed"
+UNSENT = (PENDING, SENDING)
 
 
 class AlertStateRow(SQLModel, table=True):
@@ -66,7 +80,7 @@ class OutboxRow(SQLModel, table=True):
     next_attempt_at: float
     expires_at: float
     attempts: int = 0
-    status: str = PENDING  # pending | sent | expired | failed (permanent error)
+    status: str = PENDING  # pending | sending | sent | expired | failed (permanent error)
     sent_at: float | None = None
     last_error: str | None = None
 
@@ -143,18 +157,26 @@ def _outbox_values(m: Message) -> dict[str, object]:
     }
 
 
-def expire(engine: Engine, now: float) -> list[OutboxRow]:
-    """Give up on pending rows past their expiry; returns them for logging and metrics."""
+def _idle(now: float, lease: float) -> ColumnElement[bool]:
+    """Rows no attempt is under way for: pending, or sending by an attempt whose lease ran out
+    (its process died between send and commit)."""
+    stale = and_(col(OutboxRow.status) == SENDING, col(OutboxRow.next_attempt_at) + lease <= now)
+    return or_(col(OutboxRow.status) == PENDING, stale)
+
+
+def expire(engine: Engine, now: float, lease: float = 0.0) -> list[OutboxRow]:
+    """Give up on idle rows past their expiry; returns them for logging and metrics."""
     with Session(engine) as session:
         rows = session.exec(
-            select(OutboxRow).where(OutboxRow.status == PENDING, col(OutboxRow.expires_at) <= now)
+            select(OutboxRow).where(_idle(now, lease), col(OutboxRow.expires_at) <= now)
         ).all()
     gone = []
     with engine.begin() as connection:
         for row in rows:
             result = connection.execute(
                 update(OutboxRow)
-                .where(col(OutboxRow.id) == row.id, col(OutboxRow.status) == PENDING)
+                .where(col(OutboxRow.id) == row.id, col(OutboxRow.status) == row.status)
+                .where(col(OutboxRow.attempts) == row.attempts)
                 .values(status=EXPIRED)
             )
             if result.rowcount == 1:
@@ -162,15 +184,16 @@ def expire(engine: Engine, now: float) -> list[OutboxRow]:
     return gone
 
 
-def pending(engine: Engine) -> list[OutboxRow]:
+def pending(engine: Engine, now: float = float("inf"), lease: float = 0.0) -> list[OutboxRow]:
+    """Idle rows (see _idle) in the order they were queued; by default every unsent row."""
     with Session(engine) as session:
-        query = select(OutboxRow).where(OutboxRow.status == PENDING).order_by(col(OutboxRow.id))
+        query = select(OutboxRow).where(_idle(now, lease)).order_by(col(OutboxRow.id))
         return list(session.exec(query).all())
 
 
 def claim(engine: Engine, rows: list[OutboxRow], now: float, cap: float) -> bool:
-    """Take a batch for one attempt: bump attempts and push next_attempt_at out by the backoff,
-    all rows or none, each only if still as read. A crash mid-send is retried after it."""
+    """Take a batch for one attempt: mark it sending, bump attempts (the attempt's id) and push
+    next_attempt_at out by the backoff, all rows or none, each only if still as read."""
     with engine.connect() as connection:
         transaction = connection.begin()
         for row in rows:
@@ -178,9 +201,9 @@ def claim(engine: Engine, rows: list[OutboxRow], now: float, cap: float) -> bool
             result = connection.execute(
                 update(OutboxRow)
                 .where(col(OutboxRow.id) == row.id)
-                .where(col(OutboxRow.status) == PENDING)
+                .where(col(OutboxRow.status) == row.status)
                 .where(col(OutboxRow.attempts) == row.attempts)
-                .values(attempts=row.attempts + 1, next_attempt_at=retry_at)
+                .values(status=SENDING, attempts=row.attempts + 1, next_attempt_at=retry_at)
             )
             if result.rowcount != 1:
                 transaction.rollback()
@@ -189,17 +212,28 @@ def claim(engine: Engine, rows: list[OutboxRow], now: float, cap: float) -> bool
     return True
 
 
-def finish(engine: Engine, ids: list[int], status: str, now: float, error: str | None) -> None:
-    values: dict[str, object] = {"last_error": error}
-    if status != PENDING:
-        values.update(status=status, sent_at=now if status == SENT else None)
+def finish(
+    engine: Engine, attempt: dict[int, int], status: str, now: float, error: str | None
+) -> None:
+    """End the attempt `attempt` (row id -> attempts when claimed) with `status`. A row whose
+    attempt is no longer ours (its lease ran out and another worker took it) is left alone."""
+    values: dict[str, object] = {"status": status, "last_error": error}
+    if status == SENT:
+        values["sent_at"] = now
     with engine.begin() as connection:
-        connection.execute(update(OutboxRow).where(col(OutboxRow.id).in_(ids)).values(**values))
+        for row_id, attempts in attempt.items():
+            connection.execute(
+                update(OutboxRow)
+                .where(col(OutboxRow.id) == row_id, col(OutboxRow.status) == SENDING)
+                .where(col(OutboxRow.attempts) == attempts)
+                .values(**values)
+            )
 
 
 class Delivery:
     """The async loop that drains the outbox. Writes run on the writer's thread, where their
-    compare-and-set result is awaited; reads in worker threads."""
+    compare-and-set result is awaited; reads in worker threads. A notifier that fails is an
+    outage, logged when it starts and when it ends, not at every retry."""
 
     def __init__(
         self,
@@ -210,6 +244,7 @@ class Delivery:
         poll: float = 1.0,
         max_backoff: float = 30.0,
         on_expired: Callable[[str], None] = lambda notifier: None,
+        on_notifier: Callable[[str, bool], None] = lambda notifier, up: None,
     ) -> None:
         self.writer = writer
         self.engine = writer.store.engine
@@ -218,6 +253,9 @@ class Delivery:
         self.poll = poll
         self.max_backoff = max_backoff
         self.on_expired = on_expired
+        self.on_notifier = on_notifier  # (notifier, up) when an outage starts or ends
+        self._outages: dict[str, Outage] = {}
+        self._waiting: dict[str, set[int]] = {}  # rows that failed during a notifier's outage
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -227,11 +265,15 @@ class Delivery:
 
     async def run_once(self) -> int:
         """One pass: expire, group what is due, send each batch. Returns rows delivered."""
+        if not self.writer.available:
+            return 0  # nothing can be claimed or marked; the writer watches for the database
         now = self.clock.time()
-        for row in await self.writer.submit(expire, self.engine, now):
+        lease = self.notify.settings.send_timeout
+        for row in await self.writer.submit(expire, self.engine, now, lease):
             log.warning("gave up on notification %s to %s: expired", row.title, row.notifier)
             self.on_expired(row.notifier)
-        rows = {r.id: r for r in await asyncio.to_thread(pending, self.engine) if r.id is not None}
+        idle = await asyncio.to_thread(pending, self.engine, now, lease)
+        rows = {r.id: r for r in idle if r.id is not None}
         queued = [
             Queued(i, r.notifier, r.group_key, r.created_at, r.next_attempt_at <= now)
             for i, r in rows.items()
@@ -245,35 +287,65 @@ class Delivery:
     async def _deliver(self, rows: list[OutboxRow], now: float) -> int:
         if not await self.writer.submit(claim, self.engine, rows, now, self.max_backoff):
             return 0  # another worker has it
-        ids = [r.id for r in rows if r.id is not None]
+        attempt = {r.id: r.attempts + 1 for r in rows if r.id is not None}
+        notifier = rows[0].notifier
+        for row in rows:
+            if row.status == SENDING:
+                log.info("sending %s to %s again: an attempt stopped before it was marked sent "
+                         "and may have arrived", row.title, notifier)  # fmt: skip
         if len(rows) == 1:
             title, body, kind = rows[0].title, rows[0].body, rows[0].notify_type
         else:
             parts = [(r.title, r.body, r.notify_type) for r in rows]
             title, body, kind = render_group(rows[0].group_key or "", parts)
+        nid = notification_id(r.dedup_key for r in rows)
         try:
-            await self.notify.send(rows[0].notifier, title, body, kind)
+            await self.notify.send(notifier, title, body, kind, nid=nid)
         except DeliveryError as exc:
             status = FAILED if exc.permanent else PENDING
-            log.warning(
-                "notification to %s failed (attempt %d): %s",
-                rows[0].notifier,
-                rows[0].attempts + 1,
-                exc,
-            )
-            await self.writer.submit(finish, self.engine, ids, status, now, str(exc))
+            await self.writer.submit(finish, self.engine, attempt, status, now, str(exc))
+            if exc.permanent:
+                log.warning("notification %s to %s failed for good: %s", nid, notifier, exc)
+            else:
+                self._waiting.setdefault(notifier, set()).update(attempt)
+                self._outage(notifier).failed(exc)
             return 0
-        await self.writer.submit(finish, self.engine, ids, SENT, self.clock.time(), None)
+        # The commit follows Apprise's answer with nothing in between: this await is the whole
+        # window in which a crash makes the row go out again.
+        await self.writer.submit(finish, self.engine, attempt, SENT, self.clock.time(), None)
+        log.info("sent %s to %s: %s", nid, notifier, title)
+        waited = self._waiting.pop(notifier, set())
+        self._outage(notifier).recovered(
+            f"{len(waited)} notification{'s' if len(waited) != 1 else ''} waited and go out now"
+        )
         return len(rows)
+
+    def _outage(self, notifier: str) -> Outage:
+        if notifier not in self._outages:
+            self._outages[notifier] = Outage(
+                f"notifier {notifier!r}",
+                log,
+                self.clock,
+                meanwhile="notifications stay in the outbox and are retried "
+                f"(at most {self.max_backoff:g} s apart) until they expire",
+                on_change=lambda up: self.on_notifier(notifier, up),
+            )
+        return self._outages[notifier]
 
     async def run(self) -> None:
         """Until `stop`: a pass, then wait for `wake` or the poll interval."""
         while not self._stopping:
             try:
                 await self.run_once()
-            except Exception:
-                # A database hiccup must not end delivery; the rows are still there next pass.
-                log.exception("outbox delivery pass failed")
+            except DatabaseUnavailable:
+                # The writer logged the outage once; the rows wait in the database.
+                log.debug("outbox pass skipped: the database is unavailable")
+            except Exception as exc:
+                if not unavailable(exc):
+                    # A bug, or a database error that is not an outage: keep the traceback.
+                    log.exception("outbox delivery pass failed")
+                else:
+                    self.writer.outage.failed(exc)  # a read hit the outage first
             sleeper = asyncio.ensure_future(self.clock.sleep(self.poll))
             waker = asyncio.ensure_future(self._wake.wait())
             await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)

@@ -16,9 +16,9 @@ from sqlmodel import col
 
 from checks.base import CheckConfig
 from monitor.alerting.machine import AlertBook, Outcome, Phase
-from monitor.alerting.notify import Notify
+from monitor.alerting.notify import Notify, notification_id
 from monitor.alerting.outbox import (
-    PENDING,
+    UNSENT,
     Delivery,
     OutboxRow,
     StaleStateError,
@@ -29,10 +29,11 @@ from monitor.alerting.silences import Silences, load_active
 from monitor.alerting.status import AlertReport, AlertStatus
 from monitor.config.loader import Config
 from monitor.core.clock import Clock
+from monitor.core.errors import DeliveryError
 from monitor.core.redact import Redactor
 from monitor.metrics import Firing, Metrics
 from monitor.signals.per_check import CheckSignals
-from monitor.storage.writer import Writer
+from monitor.storage.writer import DatabaseUnavailable, Writer
 
 log = logging.getLogger(__name__)
 SILENCE_RELOAD = 15.0  # `intmon silence` writes from another process; pick it up this often
@@ -55,6 +56,7 @@ class Alerter:
             self.notify,
             clock,
             on_expired=lambda notifier: metrics.notifications.labels(notifier, "expired").inc(),
+            on_notifier=lambda notifier, up: metrics.notifier_up.labels(notifier).set(int(up)),
         )
         self.silences = Silences(config=tuple(config.silences))
         self.outbox_depth = 0
@@ -119,9 +121,16 @@ class Alerter:
         await self._commit(outcome)
 
     async def _commit(self, outcome: Outcome) -> None:
+        if not self.writer.available:
+            # Memory stays where the database is, so the next run evaluates this again; trying
+            # now would only queue behind the writer's own retries.
+            return
         messages = self.notify.messages(outcome.intents, self._routes)
         try:
             await self.writer.submit(commit, self.engine, outcome.changes, messages)
+        except DatabaseUnavailable:
+            self.metrics.db_write_errors.inc()  # logged once by the writer; evaluated again
+            return
         except StaleStateError as exc:
             log.warning("alert state changed underneath us, reloading: %s", exc)
             self.book.replace_all(await asyncio.to_thread(load_states, self.engine))
@@ -149,7 +158,8 @@ class Alerter:
             await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
             for task in (sleeper, stopper):
                 task.cancel()
-            if not self._stopping.is_set():
+            # Reads of a database known to be down would only fail again; keep what we have.
+            if not self._stopping.is_set() and self.writer.available:
                 await self._reload_silences()
                 await self._count_outbox()
 
@@ -164,13 +174,24 @@ class Alerter:
     async def _count_outbox(self) -> None:
         def count() -> int:
             with self.engine.connect() as connection:
-                query = select(func.count()).where(col(OutboxRow.status) == PENDING)
+                query = select(func.count()).where(col(OutboxRow.status).in_(UNSENT))
                 return int(connection.execute(query).scalar_one())
 
         try:
             self.outbox_depth = await asyncio.to_thread(count)
         except SQLAlchemyError as exc:
             log.warning("could not count the outbox: %s", exc)
+
+    async def announce(self, key: str, title: str, body: str) -> None:
+        """intmon's own trouble (results being dropped), sent to every notifier directly: the
+        outbox lives in the database that is refusing writes. One attempt per notifier,
+        at-most-once; a notifier that is down too misses it (the log and metrics keep it)."""
+        nid = notification_id([f"intmon/{key}"])
+        for name in self.notify.notifiers:
+            try:
+                await self.notify.send(name, title, body, "failure", nid=nid)
+            except DeliveryError as exc:
+                log.warning("could not tell notifier %s that %s: %s", name, title, exc)
 
     def firing(self) -> list[Firing]:
         return [

@@ -62,7 +62,13 @@ class Daemon:
         }
         self.throttle = Throttle()
         self.heartbeats = HeartbeatBook()
-        self.writer = Writer(store, on_error=metrics.db_write_errors.inc)
+        self.writer = Writer(
+            store,
+            on_error=metrics.db_write_errors.inc,
+            clock=clock,
+            on_drop=self._dropped,
+            on_change=lambda up: metrics.db_up.set(int(up)),
+        )
         self.alerter = Alerter(config, self.writer, metrics, clock, self.redactor)
         self.maintenance = Maintenance(
             store,
@@ -85,6 +91,7 @@ class Daemon:
         self._scheduler: Scheduler | None = None
         self._scheduler_task: asyncio.Task[None] | None = None
         self._maintenance_task: asyncio.Task[None] | None = None
+        self._announcements: set[asyncio.Task[None]] = set()
 
     def _signals_for(self, check: CheckConfig) -> CheckSignals:
         """Window lengths follow the check's alert rules, so the gauge is what the rule sees."""
@@ -194,6 +201,23 @@ class Daemon:
             self.metrics.throttled.labels(check.name).inc()
             return
         await self.record(check, result)
+
+    def _dropped(self, in_outage: int) -> None:
+        """The writer dropped a result it could not write: count it, and at the first of an
+        outage tell the notifiers (the writer logs it)."""
+        self.metrics.db_dropped_rows.inc()
+        if in_outage != 1:
+            return
+        title = "intmon: results are being dropped"
+        body = (
+            f"The database has not taken writes for a while and {self.writer.max_pending:,} "
+            "results wait in memory; intmon now drops the oldest (intmon_db_dropped_rows_total). "
+            "Alerts and their notifications wait for the database too."
+        )
+        key = f"dropped/{self.clock.time():.0f}"
+        task = asyncio.create_task(self.alerter.announce(key, title, body), name="intmon-announce")
+        self._announcements.add(task)
+        task.add_done_callback(self._announcements.discard)
 
     def _skipped(self, name: str) -> None:
         self.metrics.skipped.labels(name).inc()
