@@ -151,7 +151,6 @@ class Metrics:
         """Zeroed series, so a delivery before the first scrape still shows in increase()."""
         for result in ("success", "failure", "expired"):
             self.notifications.labels(notifier, result)
-        self.notifier_up.labels(notifier).set(1)
 
     def declare(self, check: str) -> None:
         """Export zeroed series for a configured check so dashboards see it before its first run."""

@@ -48,8 +48,27 @@ async def eventually(what: str, predicate: Callable[[], bool], within: float = 1
         await asyncio.sleep(0.005)
 
 
-def loud(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.levelno >= logging.WARNING]
+class Collected(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def logged() -> Iterator[Collected]:
+    """What reaches the root logger's handlers (the daemon's stderr) at warning and above.
+    Not caplog: pytest also hooks loggers that do not propagate, like Apprise's here."""
+    handler = Collected()
+    logging.getLogger().addHandler(handler)
+    yield handler
+    logging.getLogger().removeHandler(handler)
+
+
+def loud(logged: Collected) -> list[logging.LogRecord]:
+    return logged.records
 
 
 def run(check: str, ts: float) -> RunRecord:
@@ -71,7 +90,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 async def test_a_database_outage_logs_two_lines_and_loses_no_result(
-    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store: Store, tmp_path: Path, logged: Collected
 ) -> None:
     clock, errors, changes = FakeClock(), [], []
     writer = Writer(
@@ -93,15 +112,15 @@ async def test_a_database_outage_logs_two_lines_and_loses_no_result(
     await writer.close()
     assert runs_stored(tmp_path / "m.db") == 30
     assert changes == [False, True]
-    start, end = (r.getMessage() for r in loud(caplog))
+    start, end = (r.getMessage() for r in loud(logged))
     assert start.startswith("database unavailable: OperationalError: database is locked; ")
     assert end.startswith(f"database available again after 20s: {len(errors)} attempts failed; ")
     assert end.endswith("30 results waited and are written now")
-    assert not [r for r in caplog.records if r.exc_info]
+    assert not [r for r in logged.records if r.exc_info]
 
 
 async def test_past_the_cap_the_oldest_results_are_dropped_counted_and_logged_once(
-    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store: Store, tmp_path: Path, logged: Collected
 ) -> None:
     drops: list[int] = []
     writer = Writer(store, flush_interval=0.001, max_backoff=0.002, max_pending=5,
@@ -117,9 +136,9 @@ async def test_past_the_cap_the_oldest_results_are_dropped_counted_and_logged_on
     with sqlite3.connect(tmp_path / "m.db") as connection:
         kept = [ts for (ts,) in connection.execute("SELECT ts FROM runs ORDER BY ts")]
     assert kept == [1007.0, 1008.0, 1009.0, 1010.0, 1011.0]
-    dropping = [r for r in loud(caplog) if "dropping the oldest" in r.getMessage()]
+    dropping = [r for r in loud(logged) if "dropping the oldest" in r.getMessage()]
     assert len(dropping) == 1 and dropping[0].levelno == logging.ERROR
-    assert loud(caplog)[-1].getMessage().endswith("5 results waited and are written now, "
+    assert loud(logged)[-1].getMessage().endswith("5 results waited and are written now, "
                                                   "7 older ones were dropped")  # fmt: skip
 
 
@@ -144,7 +163,7 @@ async def test_results_dropped_while_a_batch_is_written_never_take_the_batch_wit
 
 
 async def test_a_notifier_outage_logs_two_lines_and_delivers_once_after_it(
-    store: Store, receiver: Receiver, caplog: pytest.LogCaptureFixture
+    store: Store, receiver: Receiver, logged: Collected
 ) -> None:
     clock, changes, results = FakeClock(), [], []
     hooks = {
@@ -162,7 +181,7 @@ async def test_a_notifier_outage_logs_two_lines_and_delivers_once_after_it(
         assert await delivery.run_once() == 0
     assert (receiver.refused, len(receiver.posts), results.count("failure")) == (12, 1, 12)
     assert changes == [("chat", False), ("chat", True)]
-    start, end = (r.getMessage() for r in loud(caplog))
+    start, end = (r.getMessage() for r in loud(logged))
     assert start == (
         "notifier 'chat' unavailable: Failed to send JSON POST notification: Servers are "
         "overloaded., error=503.; notifications stay in the outbox and are retried (at most "
@@ -172,12 +191,12 @@ async def test_a_notifier_outage_logs_two_lines_and_delivers_once_after_it(
         "notifier 'chat' available again after 6m: 12 attempts failed; "
         "1 notification waited and go out now"
     )
-    assert not [r for r in caplog.records if r.exc_info]
+    assert not [r for r in logged.records if r.exc_info]
 
 
 async def test_a_database_outage_under_a_running_daemon_is_quiet_and_pages_nobody(
     tmp_path: Path, serve: Callable[..., asyncio.Future[str]], receiver: Receiver,
-    caplog: pytest.LogCaptureFixture,
+    logged: Collected,
 ) -> None:  # fmt: skip
     target = Target()
     target.url = await serve(target.app())
@@ -203,7 +222,7 @@ async def test_a_database_outage_under_a_running_daemon_is_quiet_and_pages_nobod
     (post,) = receiver.posts  # no alert, only intmon's own news
     assert post["title"] == "intmon: results are being dropped" and post[ID_FIELD]
     # A 50 ms interval on a loaded machine may overrun a slot; that is the scheduler's news.
-    lines = [r.getMessage() for r in loud(caplog) if r.name != "monitor.engine.daemon"]
+    lines = [r.getMessage() for r in loud(logged) if r.name != "monitor.engine.daemon"]
     assert len(lines) == 3, lines
     start, dropping, end = lines
     assert start.startswith("database unavailable: OperationalError: database is locked")
@@ -211,4 +230,4 @@ async def test_a_database_outage_under_a_running_daemon_is_quiet_and_pages_nobod
     assert re.fullmatch(r"database available again after \d+ms: \d+ attempts failed; "
                         r"\d results waited and are written now, \d+ older ones were dropped",
                         end)  # fmt: skip
-    assert not [r for r in caplog.records if r.exc_info]
+    assert not [r for r in logged.records if r.exc_info]

@@ -320,6 +320,11 @@ class Delivery:
         )
         return len(rows)
 
+    def up(self, notifier: str) -> bool:
+        """False while the notifier's deliveries fail (from the first failure to a success)."""
+        outage = self._outages.get(notifier)
+        return outage is None or outage.up
+
     def _outage(self, notifier: str) -> Outage:
         if notifier not in self._outages:
             self._outages[notifier] = Outage(

@@ -83,6 +83,12 @@ class Alerter:
             previous, self.notify = self.notify, self._make_notify(config)
             self.delivery.notify = self.notify
             previous.close(cancel_pending=False)  # a send under way may finish
+        self._show_notifiers()
+
+    def _show_notifiers(self) -> None:
+        for notifier in self.config.notifiers:
+            up = self.delivery.up(notifier.name)
+            self.metrics.notifier_up.labels(notifier.name).set(int(up))
 
     def _configured(self, check: str, rule: str) -> bool:
         """Alerts of checks or rules removed by a reload are kept on disk but not shown."""
@@ -92,6 +98,7 @@ class Alerter:
         self.book = AlertBook(await asyncio.to_thread(load_states, self.engine))
         await self._reload_silences()
         await self._count_outbox()  # a backlog from the last run shows now, not in 15 s
+        self._show_notifiers()
         self._tasks = [
             asyncio.create_task(self.delivery.run(), name="intmon-delivery"),
             asyncio.create_task(self._housekeeping(), name="intmon-alert-housekeeping"),
