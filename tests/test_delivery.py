@@ -12,7 +12,6 @@ import os
 import signal
 import sqlite3
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,14 +30,7 @@ from tests.conftest import start_app
 from tests.fakes import Notifier
 from tests.receiver import Receiver
 from tests.test_cli import free_port
-
-
-async def eventually(what: str, predicate: Callable[[], bool], within: float = 20.0) -> None:
-    """Bounds a process that never gets there; a passing run waits only as long as it needs."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, f"not within {within} s: {what}"
-        await asyncio.sleep(0.02)
+from tests.waiting import eventually
 
 
 def statuses(db: Path) -> list[str]:
@@ -89,7 +81,7 @@ async def test_a_kill_after_the_send_before_the_mark_resends_with_the_same_id(
         receiver.on_post = None
         second = await intmon()
         try:
-            await eventually("the page is marked sent", lambda: statuses(db) == [SENT])
+            await eventually("the page is marked sent", lambda: statuses(db) == [SENT], 20)
         finally:
             second.terminate()
             assert await asyncio.wait_for(second.wait(), 30) == 0

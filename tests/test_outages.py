@@ -13,7 +13,6 @@ import logging
 import re
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from monitor.storage.writer import Writer
 from tests.receiver import Receiver
 from tests.test_alerting_acceptance import Target, check, make_config, running
 from tests.test_delivery import delivering, message
+from tests.waiting import eventually
 
 
 @contextlib.contextmanager
@@ -39,13 +39,6 @@ def locked(db: Path) -> Iterator[None]:
     finally:
         connection.execute("ROLLBACK")
         connection.close()
-
-
-async def eventually(what: str, predicate: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, f"not within {within} s: {what}"
-        await asyncio.sleep(0.005)
 
 
 class Collected(logging.Handler):
