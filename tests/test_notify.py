@@ -241,14 +241,19 @@ async def test_an_unknown_notifier_is_a_permanent_failure() -> None:
 @pytest.mark.parametrize(
     ("failing", "delivered"), [(False, True), (True, False)], ids=["up", "down"]
 )
-async def test_notify_test_reports_whether_the_message_arrived(
-    receiver: Receiver, failing: bool, delivered: bool
+async def test_notify_test_reports_whether_the_message_arrived_and_why_not(
+    receiver: Receiver, failing: bool, delivered: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     notify = Notify([Notifier("chat", [receiver.url])], Redactor())
     receiver.failing = failing
     assert await notify.test("chat") is delivered
     assert len(receiver.posts) == int(delivered)
     notify.close()
+    said = [r.getMessage() for r in caplog.records if r.name == "monitor.alerting.notify"]
+    assert said == ([] if delivered else [
+        "test notification to chat failed: Failed to send JSON POST notification: "
+        "Servers are overloaded., error=503."
+    ])  # fmt: skip
 
 
 def test_a_url_apprise_cannot_use_is_rejected_without_leaking_credentials() -> None:

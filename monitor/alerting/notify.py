@@ -29,6 +29,7 @@ from monitor.core.errors import DeliveryError
 from monitor.core.redact import Redactor
 from monitor.core.units import format_duration
 
+log = logging.getLogger(__name__)
 NOTIFY_TYPES = {"critical": "failure", "warning": "warning", "resolved": "success"}
 _SEVERITY_RANK = {"warning": 1, "critical": 2}
 _TYPE_RANK = {"success": 0, "info": 0, "warning": 1, "failure": 2}
@@ -267,7 +268,9 @@ class Notify:
                 "info",
                 nid=f"intmon-test-{uuid.uuid4().hex[:12]}",
             )
-        except DeliveryError:
+        except DeliveryError as exc:
+            # Apprise's own lines stay quiet (see __init__): the reason is said here.
+            log.warning("test notification to %s failed: %s", notifier, exc)
             return False
         return True
 
