@@ -33,7 +33,7 @@ from monitor.core.errors import DeliveryError
 from monitor.core.redact import Redactor
 from monitor.metrics import Firing, Metrics
 from monitor.signals.per_check import CheckSignals
-from monitor.storage.writer import DatabaseUnavailable, Writer
+from monitor.storage.writer import DatabaseUnavailable, Writer, unavailable
 
 log = logging.getLogger(__name__)
 SILENCE_RELOAD = 15.0  # `intmon silence` writes from another process; pick it up this often
@@ -174,7 +174,7 @@ class Alerter:
         try:
             runtime = await asyncio.to_thread(load_active, self.engine, self.clock.time())
         except SQLAlchemyError as exc:
-            log.warning("could not reload silences, keeping the previous ones: %s", exc)
+            self._read_failed("could not reload silences, keeping the previous ones", exc)
             return
         self.silences = Silences(config=tuple(self.config.silences), runtime=runtime)
 
@@ -187,7 +187,13 @@ class Alerter:
         try:
             self.outbox_depth = await asyncio.to_thread(count)
         except SQLAlchemyError as exc:
-            log.warning("could not count the outbox: %s", exc)
+            self._read_failed("could not count the outbox", exc)
+
+    def _read_failed(self, what: str, exc: SQLAlchemyError) -> None:
+        if unavailable(exc):
+            self.writer.outage.failed(exc)  # one line for the whole outage, from the writer
+        else:
+            log.warning("%s: %s", what, exc)
 
     async def announce(self, key: str, title: str, body: str) -> None:
         """intmon's own trouble (results being dropped), sent to every notifier directly: the
