@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from monitor.alerting.notify import ID_FIELD
 from monitor.alerting.outbox import commit
@@ -224,3 +225,34 @@ async def test_a_database_outage_under_a_running_daemon_is_quiet_and_pages_nobod
                         r"\d results waited and are written now, \d+ older ones were dropped",
                         end)  # fmt: skip
     assert not [r for r in logged.records if r.exc_info]
+
+
+async def test_a_throttle_pause_met_during_an_outage_holds_in_memory_without_a_traceback(
+    tmp_path: Path, serve: Callable[..., asyncio.Future[str]], receiver: Receiver,
+    logged: Collected,
+) -> None:  # fmt: skip
+    limit = asyncio.Event()  # 200s until the database is locked, then a 429 and a pause
+
+    async def limited(_: web.Request) -> web.Response:
+        if not limit.is_set():
+            return web.json_response({"status": "ok"})
+        return web.Response(status=429, headers={"Retry-After": "60"})
+
+    app = web.Application()
+    app.router.add_get("/api/api", limited)
+    target = Target(url=await serve(app))
+    db = tmp_path / "m.db"
+    config = make_config(db, {"chat": receiver}, [check(target, "api", interval="50ms")])
+    async with running(config, store=Store(config.monitor.database_url, 0.01)) as rig:
+        await eventually("a run stored", lambda: runs_stored(db) > 0)
+        with locked(db):
+            limit.set()
+            await eventually(
+                "the pause", lambda: rig.daemon.throttle.state("check:api") is not None
+            )
+            # The writer's thread is first in, first out: once two more of its batches were
+            # refused after the pause, the pause's own write (queued before them) was too.
+            seen = rig.daemon.writer.outage.failures
+            await eventually("later writes refused", lambda: rig.daemon.writer.outage.failures
+                             >= seen + 2)  # fmt: skip
+    assert not [r for r in logged.records if r.exc_info or r.levelno >= logging.ERROR]

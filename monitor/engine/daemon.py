@@ -34,7 +34,7 @@ from monitor.storage.heartbeats import load_heartbeats
 from monitor.storage.pauses import PauseRow, load_pauses, save_pause
 from monitor.storage.store import RunRecord, Store
 from monitor.storage.upkeep import Maintenance
-from monitor.storage.writer import Writer
+from monitor.storage.writer import DatabaseUnavailable, Writer
 
 log = logging.getLogger(__name__)
 BASELINE_HISTORY = 7 * 86400.0  # the baseline p95 is the median hourly p95 of a week
@@ -266,6 +266,9 @@ class Daemon:
         )
         try:
             await self.writer.submit(save_pause, self.store.engine, row)
+        except DatabaseUnavailable:
+            # The writer logged the outage once; the pause holds in memory, as below.
+            self.metrics.db_write_errors.inc()
         except SQLAlchemyError as exc:
             # The pause holds in memory; only a restart before the next change would lose it.
             log.warning("could not persist the throttle state of %s: %s", key, exc)
