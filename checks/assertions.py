@@ -12,7 +12,7 @@ import jsonpath
 from pydantic import Field, field_validator
 
 from monitor.core.model import Model
-from monitor.core.units import Duration, format_duration
+from monitor.core.units import Duration, brief, format_duration
 
 _OPERATORS = {"exists", "eq", "ne", "gt", "gte", "lt", "lte", "regex", "contains", "in"}
 _STATUS_CLASS = re.compile(r"^[1-5]xx$")
@@ -37,7 +37,9 @@ def normalize_status(value: Any) -> tuple[int | str, ...]:
         elif isinstance(item, str) and _STATUS_CLASS.match(item.lower()):
             out.append(item.lower())
         else:
-            raise ValueError(f"{item!r} is not a status code, a list of them, or a class like 2xx")
+            raise ValueError(
+                f"{brief(item)} is not a status code, a list of them, or a class like 2xx"
+            )
     return tuple(out)
 
 

@@ -39,6 +39,40 @@ INVALID = [
     ("invalid-notify.yml", "7: checks[0].notify[1]: no notifier named 'pager'"),
     ("invalid-duplicate-key.yml", "4: invalid YAML: duplicate key 'interval'"),
     ("invalid-encoding.yml", "3: not UTF-8 text: save the file as UTF-8"),
+    # Hostile files: each of these once ended in a traceback, a hang or a value no loop can use.
+    ("invalid-utf16.yml", "1: not UTF-8 text: save the file as UTF-8"),
+    ("invalid-control-character.yml", "3: invalid YAML: character 0x0 is not allowed in YAML text"),
+    ("invalid-deep.yml", "5: checks[0].expect.json.$.a[0][0][0]: nested deeper than 64 levels"),
+    ("invalid-recursive-alias.yml", "5: checks[0].expect.json: alias *check refers to itself"),
+    ("invalid-alias-bomb.yml", "7: f: aliases expand to more than 100000 values (an alias bomb?)"),
+    (
+        "invalid-complex-key.yml",
+        "6: checks[0].request.headers: a key must be text, not a list or mapping",
+    ),
+    ("invalid-key-type.yml", "6: checks[0].expect.headers: key 'on' is a boolean: quote it"),
+    (
+        "invalid-huge-number.yml",
+        "3: checks[0].interval: " + "9" * 39 + "… is not a duration: longer than 100 years",
+    ),
+    (
+        "invalid-digits.yml",
+        "3: checks[0].interval: '"
+        + "1" * 38
+        + "… is not a valid int: Exceeds the limit (4300 digits)",
+    ),
+    ("invalid-infinite.yml", "4: checks[0].timeout: inf is not a duration: not a finite number"),
+    (
+        "invalid-size.yml",
+        "4: checks[0].max_body: '" + "9" * 38 + "… is not a size: larger than 1TiB",
+    ),
+    (
+        "invalid-ratio.yml",
+        "5: checks[0].alerts.error_rate.warning: nan is not a ratio between 0 and 1",
+    ),
+    (
+        "invalid-timestamp.yml",
+        "3: silences[0].start: '2026-13-45' is not a valid timestamp: month must be in 1..12",
+    ),
 ]
 
 

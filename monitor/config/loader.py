@@ -17,14 +17,16 @@ from checks import REGISTRY
 from checks.base import CheckConfig
 from monitor.config.alerting import AlertingSettings, SilenceConfig, apprise_rejects
 from monitor.config.rules import AlertConfigError, RuleConfig, parse_alerts, validate_defaults
-from monitor.config.yamlsrc import Path, SourceMap, interpolate, load_yaml
+from monitor.config.yamlsrc import Path, SourceError, SourceMap, interpolate, load_yaml
 from monitor.core.errors import ConfigError, ConfigIssue
 from monitor.core.model import NAME_PATTERN, Model
 from monitor.core.redact import redact
-from monitor.core.units import Duration, require_http_url
+from monitor.core.units import Duration, brief, require_http_url
 from monitor.storage.upkeep import Retention
 
 DEFAULT_CONFIG = "config/monitor.yaml"
+# Ten thousand checks take about 2 MiB of YAML.
+MAX_CONFIG_BYTES = 16 * 2**20
 SECTIONS = ("monitor", "defaults", "notifiers", "checks", "alerting", "silences")
 M = TypeVar("M", bound=Model)
 
@@ -73,8 +75,9 @@ class MonitorSettings(Model):
     @classmethod
     def _listen(cls, value: str) -> str:
         host, _, port = value.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:9464)")
+        # isascii: "²" is a digit to isdigit() but not to int().
+        if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+            raise ValueError(f"{brief(value)} is not host:port (e.g. 127.0.0.1:9464)")
         return value
 
     @property
@@ -133,9 +136,16 @@ def load_config(
     registry: dict[str, type[CheckConfig]] | None = None,
 ) -> Config:
     try:
-        text = FsPath(file).read_text(encoding="utf-8")
+        with FsPath(file).open("rb") as handle:
+            # Bounded: `--config /dev/zero` must end with a message, not fill the memory.
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(file, [ConfigIssue("", f"cannot read config: {exc.strerror}")]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        issue = ConfigIssue("", f"larger than {MAX_CONFIG_BYTES // 2**20} MiB: not a config file")
+        raise ConfigError(file, [issue])
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:  # e.g. saved as Latin-1 by an editor
         line = exc.object[: exc.start].count(b"\n") + 1
         issue = ConfigIssue("", "not UTF-8 text: save the file as UTF-8", line)
@@ -152,6 +162,14 @@ def parse_config(
     """Validate everything in one pass; raise ConfigError listing every problem found."""
     try:
         raw, source = load_yaml(text)
+    except SourceError as exc:
+        raise ConfigError(
+            file, [ConfigIssue(format_path(exc.path), exc.message, exc.line)]
+        ) from None
+    except yaml.reader.ReaderError as exc:  # a control character, e.g. NUL in a binary file
+        where = text.count("\n", 0, exc.position) + 1
+        problem = f"invalid YAML: character {exc.character:#x} is not allowed in YAML text"
+        raise ConfigError(file, [ConfigIssue("", problem, where)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -380,11 +398,11 @@ def _message(error: Any) -> str:
     if msg.startswith("Value error, "):
         return str(msg).removeprefix("Value error, ")
     if kind == "string_pattern_mismatch":
-        return f"{value!r} must match {error['ctx']['pattern']}"
+        return f"{brief(value)} must match {error['ctx']['pattern']}"
     if kind == "literal_error":
-        return f"{value!r} is not allowed: {msg.removeprefix('Input should be ')}"
+        return f"{brief(value)} is not allowed: {msg.removeprefix('Input should be ')}"
     if isinstance(value, str | int | float | bool) and not isinstance(value, dict):
-        return f"{value!r}: {msg[0].lower()}{msg[1:]}"
+        return f"{brief(value)}: {msg[0].lower()}{msg[1:]}"
     return str(msg[0].lower() + msg[1:])
 
 

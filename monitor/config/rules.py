@@ -7,6 +7,7 @@ hysteresis, reminders); `parse_alerts` layers built-ins, `defaults.alerts` and a
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from monitor.core.units import (
     Duration,
     PositiveDuration,
     Ratio,
+    brief,
     format_duration,
     parse_duration,
 )
@@ -55,12 +57,16 @@ def _parse_bound(value: Any) -> Any:
     if isinstance(value, str) and (match := _FACTOR.fullmatch(value.strip())):
         factor = float(match.group(1))
         if factor <= 1:
-            raise ValueError(f"{value!r}: a relative latency threshold must exceed 1x")
+            raise ValueError(f"{brief(value)}: a relative latency threshold must exceed 1x")
+        if not math.isfinite(factor):  # 400 digits make an infinite float
+            raise ValueError(f"{brief(value)}: not a finite factor")
         return Bound(factor=factor)
     try:
         return Bound(seconds=parse_duration(value))
     except ValueError:
-        raise ValueError(f"{value!r} is neither a duration (800ms) nor a factor (2x)") from None
+        raise ValueError(
+            f"{brief(value)} is neither a duration (800ms) nor a factor (2x)"
+        ) from None
 
 
 LatencyBound = Annotated[Bound, BeforeValidator(_parse_bound)]

@@ -1,4 +1,9 @@
-"""YAML loading that remembers where every key came from, so errors can name the line."""
+"""YAML loading that remembers where every key came from, so errors can name the line.
+
+The file may be hostile (a typo, a binary, an alias bomb): loading it never raises anything but
+`yaml.YAMLError` (malformed YAML) or `SourceError` (YAML intmon will not read), and its cost is
+bounded by the file's length, whatever its aliases would expand to.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,32 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
+from yaml.events import AliasEvent, MappingStartEvent, SequenceStartEvent
+
+from monitor.core.units import brief
 
 Path = tuple[str | int, ...]
+
+# A config is a handful of levels deep (checks[0].expect.json...); 64 leaves room for inline
+# JSON bodies and schemas while keeping every recursive walk far from Python's stack limit.
+MAX_DEPTH = 64
+# Nodes that aliases may add to the document, counting every expansion. An alias bomb
+# ("billion laughs") grows exponentially; a config reusing a few anchors adds a few thousand.
+MAX_ALIASED_NODES = 100_000
+_STR_TAG = "tag:yaml.org,2002:str"
+# What a YAML 1.1 plain scalar turned into, in words: `on:` and `yes:` are booleans.
+_KINDS = {"int": "a number", "float": "a number", "bool": "a boolean", "null": "null"}
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class SourceError(Exception):
+    """YAML that parsed but that intmon refuses to read: where, and why."""
+
+    def __init__(self, path: Path, line: int | None, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
+        self.message = message
 
 
 class SourceMap:
@@ -26,35 +55,120 @@ class SourceMap:
 
 
 def load_yaml(text: str) -> tuple[Any, SourceMap]:
-    """Parse YAML text; raises yaml.YAMLError (with a mark) on malformed input."""
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
-    source = SourceMap()
-    if node is None:
-        return None, source
-    _index(node, (), source)
-    data = yaml.load(text, Loader=_UniqueKeyLoader)
-    return data, source
+    """Parse YAML text; raises yaml.YAMLError (with a mark) on malformed input and SourceError
+    on YAML that is too deep, expands too far, or has keys that are not text."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        source = SourceMap()
+        if node is None:
+            return None, source
+        _index(node, (), source, loader.paths)
+        return loader.construct_document(node), source
+    finally:
+        loader.dispose()
 
 
-def _index(node: yaml.Node, path: Path, source: SourceMap) -> None:
+def _index(node: yaml.Node, path: Path, source: SourceMap, paths: dict[int, Path]) -> None:
+    # Aliased nodes are walked once per use: the composer bounded how many that makes.
     source.lines.setdefault(path, node.start_mark.line + 1)
+    paths.setdefault(id(node), path)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value
             source.lines[(*path, key)] = key_node.start_mark.line + 1
-            _index(value_node, (*path, key), source)
+            _index(value_node, (*path, key), source, paths)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _index(item, (*path, index), source)
+            _index(item, (*path, index), source, paths)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with bounds: nesting depth, alias expansion, text keys, no duplicate keys."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.trail: list[str | int] = []  # the key path of the node being composed
+        self.open_anchors: set[str] = set()  # anchors whose node is still being composed
+        self.sizes: dict[int, int] = {}  # id(node) -> how many nodes it expands to
+        self.aliased = 0
+        self.paths: dict[int, Path] = {}  # id(node) -> its first key path, for value errors
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
+        line = event.start_mark.line + 1
+        composing_key = isinstance(parent, yaml.MappingNode) and index is None
+        if composing_key and isinstance(event, SequenceStartEvent | MappingStartEvent):
+            raise SourceError(tuple(self.trail), line, "a key must be text, not a list or mapping")
+        if isinstance(event, AliasEvent):
+            if event.anchor in self.open_anchors:
+                raise SourceError(
+                    tuple(self.trail), line, f"alias *{event.anchor} refers to itself"
+                )
+            node = super().compose_node(parent, index)
+            self.aliased += self.sizes.get(id(node), 1)
+            if self.aliased > MAX_ALIASED_NODES:
+                raise SourceError(
+                    tuple(self.trail),
+                    line,
+                    f"aliases expand to more than {MAX_ALIASED_NODES} values "
+                    "(an alias bomb?): write the repeated parts out, or use defaults:",
+                )
+        else:
+            node = self._compose_new(parent, index, event.anchor, line)
+        if composing_key:
+            self._check_key(node, line)
+        return node
+
+    def _compose_new(
+        self, parent: yaml.Node | None, index: Any, anchor: str | None, line: int
+    ) -> yaml.Node | None:
+        part = index if isinstance(index, int) else index.value if index is not None else None
+        if part is not None:
+            self.trail.append(part)
+        if len(self.trail) > MAX_DEPTH:
+            raise SourceError(tuple(self.trail[:8]), line, f"nested deeper than {MAX_DEPTH} levels")
+        if anchor is not None:
+            self.open_anchors.add(anchor)
+        node = super().compose_node(parent, index)
+        self.open_anchors.discard(anchor or "")
+        if part is not None:
+            self.trail.pop()
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        self.sizes[id(node)] = 1 + sum(self.sizes[id(child)] for child in children)
+        return node
+
+    def _check_key(self, node: yaml.Node | None, line: int) -> None:
+        where = tuple(self.trail)
+        if not isinstance(node, yaml.ScalarNode):
+            raise SourceError(where, line, "a key must be text, not a list or mapping")
+        if node.tag == _MERGE_TAG:
+            raise SourceError(where, line, "merge keys (<<) are not supported: use defaults:")
+        if node.tag != _STR_TAG:
+            kind = _KINDS.get(node.tag.rsplit(":", 1)[-1], "not text")
+            raise SourceError(where, line, f"key {brief(node.value)} is {kind}: quote it")
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:
+            # A scalar its tag cannot hold: `2024-13-45` (a date), `!!float abc`, a 5000-digit
+            # number (beyond Python's int conversion limit).
+            kind = node.tag.rsplit(":", 1)[-1]
+            path = self.paths.get(id(node), ())
+            detail = str(exc).split(":")[0]  # the digits limit goes on to advise a Python call
+            message = f"{brief(str(node.value))} is not a valid {kind}: {detail}"
+            raise SourceError(path, node.start_mark.line + 1, message) from None
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
+        # Refuse duplicate keys instead of silently keeping the last one.
+        seen: set[str] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
+            key = key_node.value  # text, as _check_key made sure
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark

@@ -6,6 +6,7 @@ and the spans of time (MINUTE .. WEEK, `hour_of`) the rest of the code counts in
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -19,10 +20,20 @@ WEEK = 7 * DAY
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# Bounds that keep a value usable as a timestamp offset, a timeout and an integer everywhere:
+# past them a value is a typo or an attack (`.inf`, `1e400`), never a setting.
+MAX_DURATION = 100 * 365 * DAY
+MAX_SIZE = 1024**4
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?", re.IGNORECASE)
 _SIZE_FACTOR = {
     "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3,
 }  # fmt: skip
+
+
+def brief(value: Any, limit: int = 40) -> str:
+    """`repr(value)` for a message, cut short: a config value may be megabytes of digits."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def parse_duration(value: Any) -> float:
@@ -31,8 +42,8 @@ def parse_duration(value: Any) -> float:
         raise ValueError(f"{value!r} is not a duration")
     if isinstance(value, int | float):
         if value < 0:
-            raise ValueError(f"{value!r} is not a duration: it is negative")
-        return float(value)
+            raise ValueError(f"{brief(value)} is not a duration: it is negative")
+        return _bounded_duration(value, value)
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
         pos, total = 0, 0.0
@@ -42,8 +53,17 @@ def parse_duration(value: Any) -> float:
             total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
             pos = match.end()
         if text and pos == len(text):
-            return total
-    raise ValueError(f"{value!r} is not a duration (use e.g. 250ms, 30s, 5m, 1h, 7d)")
+            return _bounded_duration(total, value)
+    raise ValueError(f"{brief(value)} is not a duration (use e.g. 250ms, 30s, 5m, 1h, 7d)")
+
+
+def _bounded_duration(seconds: float, value: Any) -> float:
+    # Compared before converting: an int too large for a float would raise OverflowError.
+    if isinstance(seconds, float) and not math.isfinite(seconds):
+        raise ValueError(f"{brief(value)} is not a duration: not a finite number")
+    if not seconds <= MAX_DURATION:
+        raise ValueError(f"{brief(value)} is not a duration: longer than 100 years")
+    return float(seconds)
 
 
 def parse_ratio(value: Any) -> float:
@@ -54,26 +74,35 @@ def parse_ratio(value: Any) -> float:
         try:
             value = float(value.strip()[:-1]) / 100
         except ValueError:
-            raise ValueError(f"{value!r} is not a percentage") from None
+            raise ValueError(f"{brief(value)} is not a percentage") from None
     elif isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
-            raise ValueError(f"{value!r} is not a ratio (use e.g. 5% or 0.05)") from None
+            raise ValueError(f"{brief(value)} is not a ratio (use e.g. 5% or 0.05)") from None
+    # NaN fails both comparisons, so it is refused here too.
     if isinstance(value, int | float) and 0 <= value <= 1:
         return float(value)
-    raise ValueError(f"{value!r} is not a ratio between 0 and 1 (write 5% for five percent)")
+    raise ValueError(f"{brief(value)} is not a ratio between 0 and 1 (write 5% for five percent)")
 
 
 def parse_size(value: Any) -> int:
     """`1MiB`, `512kb`, or a number of bytes -> bytes."""
+    size: float | None = None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str):
+        size = value
+    elif isinstance(value, str):
         match = _SIZE.fullmatch(value.strip())
         if match:
-            return int(float(match.group(1)) * _SIZE_FACTOR[(match.group(2) or "b").lower()])
-    raise ValueError(f"{value!r} is not a size (use e.g. 1MiB, 512kB or a number of bytes)")
+            size = float(match.group(1)) * _SIZE_FACTOR[(match.group(2) or "b").lower()]
+    if size is None:
+        raise ValueError(
+            f"{brief(value)} is not a size (use e.g. 1MiB, 512kB or a number of bytes)"
+        )
+    # Before int(): a string of 400 digits is an infinite float, which int() refuses.
+    if not size <= MAX_SIZE:
+        raise ValueError(f"{brief(value)} is not a size: larger than 1TiB")
+    return int(size)
 
 
 def format_duration(seconds: float, *, coarse: bool = False) -> str:
