@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
+from hypothesis import HealthCheck, settings
 
 from checks.base import RunContext
 from monitor.core.clock import FakeClock, SystemClock
@@ -17,6 +19,17 @@ from monitor.engine.runner import make_session
 from monitor.sandbox import build_sandbox
 from monitor.storage.store import Store
 from tests.receiver import Receiver
+
+# Property-based tests: a modest, repeatable run in the normal suite (derandomized, so a failure
+# is the same failure on every machine), hundreds of fresh examples for `make chaos`.
+_SLOW_INPUTS = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile(
+    "default", max_examples=25, deadline=5000, derandomize=True, suppress_health_check=_SLOW_INPUTS
+)
+settings.register_profile(
+    "chaos", max_examples=150, deadline=5000, suppress_health_check=_SLOW_INPUTS
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 async def start_app(app: web.Application) -> tuple[web.AppRunner, str]:
