@@ -24,6 +24,7 @@ from checks.base import CheckConfig, Result, RunContext
 from monitor import __version__
 from monitor.alerting.notify import Notify
 from monitor.alerting.silences import add_silence, expire_silence, list_silences
+from monitor.config.envfile import read_env_file
 from monitor.config.loader import Config, load_config, resolve_config_path
 from monitor.core.clock import SystemClock
 from monitor.core.errors import ConfigError, IntmonError, StorageError
@@ -59,7 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _command(args: argparse.Namespace) -> int:
     if args.command == "sandbox":
         return cmd_sandbox(args)
-    config = load_config(resolve_config_path(args.config))
+    env = dict(os.environ)
+    if getattr(args, "env_file", None):
+        env.update(_env_file(args.env_file))
+    # status and silence only read and write the database: check and notifier secrets may be
+    # missing from their shell.
+    secrets_needed = args.command not in ("status", "silence")
+    config = load_config(resolve_config_path(args.config), env, secrets_needed=secrets_needed)
     redactor = Redactor(config.secrets)
     _setup_logging(config, redactor)
     if args.command == "run":
@@ -79,15 +86,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"intmon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+    def command(name: str, help_text: str, env_file: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument(
             "--config",
             help="config file (default: $INTMON_CONFIG, then config/monitor.yaml)",
         )
+        if env_file:
+            p.add_argument(
+                "--env-file",
+                metavar="FILE",
+                help="read ${NAME}s from this systemd EnvironmentFile too (it wins over the "
+                "environment)",
+            )
         return p
 
-    command("run", "run the daemon until SIGTERM/SIGINT")
+    command("run", "run the daemon until SIGTERM/SIGINT", env_file=False)
     check = command("check", "run checks once and print a table; exit 1 if any fails")
     check.add_argument("names", nargs="*", metavar="NAME", help="checks to run (default: all)")
     command("validate", "validate the config and its ${ENV} references")
@@ -109,6 +123,14 @@ def _parser() -> argparse.ArgumentParser:
         help="host:port (default %(default)s)",
     )
     return parser
+
+
+def _env_file(file: str) -> dict[str, str]:
+    loaded = read_env_file(file)
+    for line, name in loaded.ignored:
+        # systemd skips these lines as well; saying so beats a later "is not set".
+        print(f"{file}:{line}: ignored: {name!r} is not a variable name", file=sys.stderr)
+    return loaded.values
 
 
 def _silence_id(value: str) -> int:

@@ -292,7 +292,7 @@ def test_a_port_already_taken_is_named_and_exits_1(
 def test_a_bug_is_not_mistaken_for_a_user_error_and_keeps_its_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(path: str) -> None:
+    def broken(path: str, *args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug in intmon")
 
     monkeypatch.setattr("monitor.cli.load_config", broken)

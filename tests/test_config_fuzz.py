@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import tempfile
 import time
@@ -47,6 +48,8 @@ def _written(data: bytes) -> Iterator[str]:
 def validate(data: bytes) -> tuple[int, str]:
     """`intmon validate` on these bytes: its exit code and everything it printed."""
     out = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level  # main() points the root logger at this `out`
     with (
         _written(data) as path,
         mock.patch.dict(os.environ, ENV),
@@ -56,6 +59,7 @@ def validate(data: bytes) -> tuple[int, str]:
         start = time.perf_counter()
         code = main(["validate", "--config", path])
         elapsed = time.perf_counter() - start
+    root.handlers[:], root.level = saved
     TIMINGS.append(elapsed)
     if currently_in_test_context():
         target(elapsed, label="seconds to validate")  # steer towards slow files

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal, TypeVar
@@ -132,9 +133,15 @@ def resolve_config_path(arg: str | None) -> str:
 
 def load_config(
     file: str,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
     registry: dict[str, type[CheckConfig]] | None = None,
+    *,
+    secrets_needed: bool = True,
 ) -> Config:
+    """The config in `file`, validated. With `secrets_needed=False` (for commands that only
+    read the database, such as `intmon status`), a `${NAME}` outside `monitor:` may be unset:
+    it stands for a placeholder, and is an error only where the value cannot be checked
+    without it (a URL that is all variable)."""
     try:
         with FsPath(file).open("rb") as handle:
             # Bounded: `--config /dev/zero` must end with a message, not fill the memory.
@@ -150,14 +157,16 @@ def load_config(
         line = exc.object[: exc.start].count(b"\n") + 1
         issue = ConfigIssue("", "not UTF-8 text: save the file as UTF-8", line)
         raise ConfigError(file, [issue]) from None
-    return parse_config(text, file, env, registry)
+    return parse_config(text, file, env, registry, secrets_needed=secrets_needed)
 
 
 def parse_config(
     text: str,
     file: str = "<memory>",
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
     registry: dict[str, type[CheckConfig]] | None = None,
+    *,
+    secrets_needed: bool = True,
 ) -> Config:
     """Validate everything in one pass; raise ConfigError listing every problem found."""
     try:
@@ -175,21 +184,28 @@ def parse_config(
         problem = getattr(exc, "problem", None) or str(exc)
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(file, [ConfigIssue("", f"invalid YAML: {problem}", line)]) from None
-    return _Validator(file, source, registry or REGISTRY).run(
+    return _Validator(file, source, registry or REGISTRY, secrets_needed).run(
         raw, os.environ if env is None else env
     )
 
 
 class _Validator:
     def __init__(
-        self, file: str, source: SourceMap, registry: dict[str, type[CheckConfig]]
+        self,
+        file: str,
+        source: SourceMap,
+        registry: dict[str, type[CheckConfig]],
+        secrets_needed: bool = True,
     ) -> None:
         self.file = file
         self.source = source
         self.registry = registry
+        self.secrets_needed = secrets_needed
         self.issues: list[ConfigIssue] = []
         # Keys whose ${VAR} is unset: their empty value would only add a second, confusing error.
         self.unset: set[Path] = set()
+        # Keys whose unset ${VAR} stands for a placeholder, as secrets_needed=False allows.
+        self.placeholders: dict[Path, str] = {}
         self.rule_cache: dict[str, dict[str, RuleConfig]] = {}
 
     def fail(self, path: Path, message: str) -> None:
@@ -287,9 +303,14 @@ class _Validator:
         self.rule_cache[key] = rules
         return rules
 
-    def unset_variable(self, path: Path, name: str) -> None:
+    def unset_variable(self, path: Path, name: str) -> str:
+        if not self.secrets_needed and path[:1] != ("monitor",):
+            # Long enough for a secret's minimum length, and a URL if it starts one.
+            self.placeholders[path] = name
+            return "http://unset.invalid/"
         self.unset.add(path)
         self.fail(path, f"environment variable {name} is not set")
+        return ""
 
     def sequence(self, raw: dict[str, Any], key: str) -> list[Any]:
         value = raw.get(key) or []
@@ -330,7 +351,12 @@ class _Validator:
         except ValidationError as exc:
             for error in exc.errors():
                 full = (*path, *_data_path(data, error["loc"]))
-                if full not in self.unset:
+                if full in self.placeholders and path[0] == "notifiers":
+                    continue  # left out: the commands that allow placeholders never notify
+                if full in self.placeholders:
+                    name = self.placeholders[full]
+                    self.fail(full, f"environment variable {name} is not set, and needed here")
+                elif full not in self.unset:
                     self.fail(full, _message(error))
             return None
 

@@ -183,13 +183,14 @@ _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 def interpolate(
     data: Any,
     env: dict[str, str],
-    on_missing: Callable[[Path, str], None],
+    on_missing: Callable[[Path, str], str],
     secrets: set[str],
     path: Path = (),
 ) -> Any:
     """Replace `${NAME}` (and `${NAME:-default}`) in every string; `$$` is a literal `$`.
 
     Every substituted value is added to `secrets` so it can be redacted wherever it could leak.
+    An unset variable is `on_missing`'s to report; what it returns stands in for it.
     """
     if isinstance(data, dict):
         return {k: interpolate(v, env, on_missing, secrets, (*path, k)) for k, v in data.items()}
@@ -207,7 +208,6 @@ def interpolate(
             return env[name]
         if default is not None:
             return default
-        on_missing(path, name)
-        return ""
+        return on_missing(path, name)
 
     return _ENV_REF.sub(substitute, data)
