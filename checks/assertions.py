@@ -180,7 +180,11 @@ def check_response(
         return None
     if truncated:
         return Failure("invalid_response", f"body larger than the {cap} byte cap")
-    text = body.decode("utf-8", errors="replace")
+    text, undecodable = decode_body(
+        body, headers.get("Content-Type", ""), parses_json=bool(expect.json_ or expect.error_paths)
+    )
+    if undecodable:
+        return Failure("invalid_response", undecodable)
     document, parse_error = _parse_json(text) if _looks_like_json(text) else (None, "not JSON")
     if 200 <= status < 300 and document is not None:
         failure = find_body_error(expect, document)
@@ -193,6 +197,35 @@ def check_response(
         if failure:
             return failure
     return _check_text(expect, text)
+
+
+def decode_body(body: bytes, content_type: str, *, parses_json: bool) -> tuple[str, str | None]:
+    """The body as text, and why not when it claims to be text but does not decode.
+
+    A body claims a charset through Content-Type, and JSON is UTF-8 (RFC 8259) whether it is
+    labelled JSON or a JSON rule reads it. A body that claims nothing (an image, a download) is
+    read leniently: `body_errors` then finds no JSON in it, and the check passes.
+    """
+    charset = _declared_charset(content_type) or ("utf-8" if parses_json else None)
+    if charset is None:
+        return body.decode("utf-8", errors="replace"), None
+    try:
+        return body.decode(charset), None
+    except LookupError:  # a charset Python does not know: judge it as the usual UTF-8
+        return decode_body(body, "", parses_json=True)
+    except UnicodeDecodeError as exc:
+        byte = body[exc.start : exc.start + 1].hex()
+        return "", f"body is not valid {charset}: byte 0x{byte} at offset {exc.start}"
+
+
+def _declared_charset(content_type: str) -> str | None:
+    mime, *params = content_type.split(";")
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip(' "'):
+            return value.strip(' "').lower()
+    mime = mime.strip().lower()
+    return "utf-8" if mime == "application/json" or mime.endswith("+json") else None
 
 
 def _looks_like_json(text: str) -> bool:
