@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import html
+import json
 import logging
+import re
+import urllib.parse
 
 import pytest
+import yarl
 
 from monitor.core.redact import MASK, Redactor, redact
 
@@ -44,3 +50,75 @@ def test_log_lines_are_redacted_tracebacks_included() -> None:
         "t", logging.ERROR, __file__, 1, "with s3cr3t-value", (), (RuntimeError, error, None)
     )
     assert formatter.format(record) == f"with {MASK}\nRuntimeError: boom {MASK}"
+
+
+SECRET = "s3cr3t+k3y!Zq9*x/é&"
+
+
+def b64(data: str) -> str:
+    return base64.b64encode(data.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        SECRET,
+        urllib.parse.quote(SECRET, safe=""),
+        urllib.parse.quote(SECRET),  # "/" left alone
+        urllib.parse.quote_plus(SECRET),
+        re.sub("%..", lambda m: m[0].lower(), urllib.parse.quote(SECRET, safe="")),
+        yarl.URL("http://h/").with_query(k=SECRET).raw_query_string.removeprefix("k="),
+        json.dumps(SECRET)[1:-1],  # \u00e9
+        json.dumps(SECRET, ensure_ascii=False).replace("/", "\\/")[1:-1],
+        html.escape(SECRET),
+        b64(SECRET),
+        b64("u:" + SECRET),  # Authorization: Basic, the secret at each offset mod 3
+        b64("us:" + SECRET),
+        b64("user:" + SECRET),
+        base64.urlsafe_b64encode(("u:" + SECRET).encode()).decode(),
+        urllib.parse.quote(b64("user:" + SECRET), safe=""),  # a Basic value in a query string
+    ],
+    ids=[
+        "literal",
+        "quote",
+        "quote-path",
+        "quote_plus",
+        "lowercase-hex",
+        "yarl-query",
+        "json-ascii",
+        "json-slash",
+        "html",
+        "base64",
+        "basic-offset-2",
+        "basic-offset-0",
+        "basic-offset-1",
+        "base64-urlsafe",
+        "basic-in-query",
+    ],
+)
+def test_every_spelling_a_server_may_echo_is_masked(spelling: str) -> None:
+    masked = Redactor([SECRET])(f"echo [{spelling}] end")
+    assert masked.startswith("echo [") and masked.endswith("] end") and MASK in masked
+    # What is left beside the mask is base64 padding, the encoded "user:" and one character
+    # mixing its last bits with the secret's first: never the secret's bulk.
+    left = masked.removeprefix("echo [").removesuffix("] end").replace(MASK, "")
+    assert len(left.replace("%3D", "").replace("=", "")) <= len(b64("user:")) + 1, masked
+
+
+def test_innocent_text_is_left_alone() -> None:
+    text = "GET /v1/orders?page=2 answered HTTP 503 after 1.2s; Basic dXNlcjpwYXNz"
+    assert Redactor([SECRET, "hunter22"])(text) == text
+
+
+def test_a_runs_own_secrets_are_masked_with_the_configs() -> None:
+    redactor = Redactor(["config-secret"])
+    value = {"a": ["config-secret", {"b": "run-token-1"}], "n": 3, "t": ("run-token-1",)}
+    assert redactor.value(value, ["run-token-1"]) == {"a": [MASK, {"b": MASK}], "n": 3, "t": [MASK]}
+    assert redactor("run-token-1") == "run-token-1"  # another run's result does not know it
+
+
+def test_database_urls_lose_their_password_even_without_a_user() -> None:
+    text = "cannot connect to postgresql://:hunter22@db/x or postgresql+psycopg://u:p%40ss@db/x"
+    assert redact(text, []) == (
+        f"cannot connect to postgresql://{MASK}@db/x or postgresql+psycopg://{MASK}@db/x"
+    )

@@ -1,33 +1,122 @@
-"""Keeps secrets out of everything intmon writes: logs, the database, metrics, API, messages."""
+"""Keeps secrets out of everything intmon writes: logs, the database, metrics, API, messages.
+
+A secret is masked in every spelling a server may echo it back in: as it is, percent-encoded
+(by `quote`, `quote_plus`, yarl's query encoding, hex in either case, or any mix of these),
+JSON- or HTML-escaped, and base64-encoded at any offset. The last catches it inside encodings
+of longer text, such as `Authorization: Basic base64("user:password")`, without knowing the
+user name.
+"""
 
 from __future__ import annotations
 
+import base64
+import html
+import json
 import logging
 import re
+import string
 from collections.abc import Iterable
+from typing import Any
 
 MASK = "***"
 # Shorter values would mask innocent substrings everywhere (a port, "true").
 MIN_SECRET_LENGTH = 4
-# Credentials that may sit in a URL even when they were written literally in the config.
-_URL_USERINFO = re.compile(r"(?<=://)[^/@\s:]+:[^/@\s]+@")
+# Credentials that may sit in a URL even when they were written literally in the config
+# (an empty user name too: `postgresql://:password@host/db`).
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s:]*:[^/@\s]+@")
+# Characters no encoding changes (RFC 3986 unreserved).
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every occurrence of each secret, and any URL user:password, masked.
+    """`text` with every spelling of each secret, and any URL user:password, masked.
 
     Occurrences are masked as the union of their spans, so two secrets that overlap in the
     text (one ending where the other starts) leave no character of either visible.
     """
-    spans = []
-    for secret in {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}:
-        start = text.find(secret)
-        while start != -1:
-            spans.append((start, start + len(secret)))
-            start = text.find(secret, start + 1)
-    if spans:
-        text = _mask_spans(text, sorted(spans))
-    return _URL_USERINFO.sub(f"{MASK}@", text)
+    return _Spellings(secrets).mask(text)
+
+
+class _Spellings:
+    """The compiled spellings of some secrets: one pattern each, to find every occurrence, and
+    one for them all, which rules most texts out in a single scan."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self.secrets = frozenset(secrets)
+        ordered = sorted(s for s in self.secrets if len(s) >= MIN_SECRET_LENGTH)
+        self.patterns = tuple(_pattern(secret) for secret in ordered)
+        self.any = re.compile("|".join(p.pattern for p in self.patterns) or "(?!)")
+
+    def mask(self, text: str) -> str:
+        if self.any.search(text) is not None:
+            spans = []
+            for pattern in self.patterns:
+                match = pattern.search(text)
+                while match is not None:
+                    spans.append(match.span())
+                    # From the next character, not the match's end: occurrences may overlap.
+                    match = pattern.search(text, match.start() + 1)
+            text = _mask_spans(text, sorted(spans))
+        return _URL_USERINFO.sub(f"{MASK}@", text) if "://" in text else text
+
+
+def _pattern(secret: str) -> re.Pattern[str]:
+    """One regular expression for every spelling of `secret`."""
+    forms = [_spelled(secret)]
+    forms += [_spelled(core) for core in _base64_cores(secret.encode())]
+    return re.compile("|".join(forms))
+
+
+def _spelled(text: str) -> str:
+    """A pattern for `text` in which each character may be escaped as URLs, JSON or HTML do."""
+    return "".join(_char(char) for char in text)
+
+
+def _char(char: str) -> str:
+    if char in _UNRESERVED:
+        return char
+    options = {
+        re.escape(char),
+        "".join(f"%{_hex(byte, 2)}" for byte in char.encode()),
+        re.escape(html.escape(char)),
+        re.escape(json.dumps(char)[1:-1]),  # \" and \\
+        # JSON may write any character as \uXXXX, in either case of hex.
+        "".join(rf"\\u{_hex(ord(unit), 4)}" for unit in _utf16_units(char)),
+    }
+    if char == " ":
+        options.add(r"\+")  # quote_plus and form encoding
+    if char == "/":
+        options.add(r"\\/")
+    return "(?:" + "|".join(sorted(options)) + ")"
+
+
+def _hex(value: int, width: int) -> str:
+    """`value` in hex, matching either case of its letters."""
+    return "".join(f"[{d}{d.lower()}]" if d.isalpha() else d for d in f"{value:0{width}X}")
+
+
+def _utf16_units(char: str) -> list[str]:
+    data = char.encode("utf-16-be")
+    return [chr(int.from_bytes(data[i : i + 2], "big")) for i in range(0, len(data), 2)]
+
+
+def _base64_cores(secret: bytes) -> set[str]:
+    """The base64 characters that depend on `secret`'s bytes alone, at each of the three
+    offsets it may start at in a longer encoded text, in both alphabets."""
+    cores = set()
+    for offset, lead in ((0, 0), (1, 2), (2, 3)):
+        encoded = base64.b64encode(bytes(offset) + secret).decode("ascii").rstrip("=")
+        # The last character mixes the secret's last bits with whatever follows it.
+        tail = 1 if (offset + len(secret)) % 3 else 0
+        core = encoded[lead : len(encoded) - tail]
+        if len(core) >= MIN_SECRET_LENGTH:
+            cores |= {core, core.translate(_URLSAFE)}
+    return cores
+
+
+_URLSAFE = str.maketrans("+/", "-_")
+# How many sets of run secrets stay compiled; more than a config has auth configs.
+_RUN_SECRET_SETS = 256
 
 
 def _mask_spans(text: str, spans: list[tuple[int, int]]) -> str:
@@ -45,18 +134,49 @@ def _mask_spans(text: str, spans: list[tuple[int, int]]) -> str:
 
 
 class Redactor:
-    """`redact` with the config's secrets, shared by everything that writes text out."""
+    """`redact` with the config's secrets, shared by everything that writes text out.
+
+    `extra` secrets are those of one run (the credentials it sent, the tokens it obtained):
+    masked in that run's result only."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets: frozenset[str] = frozenset()
         self.update(secrets)
 
     def update(self, secrets: Iterable[str]) -> None:
         """Take the secrets of a reloaded config; every holder of this redactor follows."""
-        self._secrets = frozenset(secrets)
+        self._config = _Spellings(secrets)
+        # Compiled with the config's, per set of run secrets: a token serves many runs.
+        self._runs: dict[frozenset[str], _Spellings] = {}
 
-    def __call__(self, text: str) -> str:
-        return redact(text, self._secrets)
+    def __call__(self, text: str, extra: Iterable[str] = ()) -> str:
+        return self._spellings(extra).mask(text)
+
+    def value(self, value: Any, extra: Iterable[str] = ()) -> Any:
+        """`value` with every string in it redacted, through dicts and lists."""
+        spellings = self._spellings(extra)
+
+        def walk(item: Any) -> Any:
+            if isinstance(item, str):
+                return spellings.mask(item)
+            if isinstance(item, dict):
+                return {key: walk(inner) for key, inner in item.items()}
+            if isinstance(item, list | tuple):
+                return [walk(inner) for inner in item]
+            return item
+
+        return walk(value)
+
+    def _spellings(self, extra: Iterable[str]) -> _Spellings:
+        config = self._config
+        extra = frozenset(extra) - config.secrets
+        if not extra:
+            return config
+        spellings = self._runs.get(extra)
+        if spellings is None:
+            if len(self._runs) >= _RUN_SECRET_SETS:
+                self._runs.clear()  # rotated tokens: the old sets are not asked for again
+            spellings = self._runs[extra] = _Spellings(config.secrets | extra)
+        return spellings
 
     def formatter(self, fmt: str) -> logging.Formatter:
         """A log formatter whose whole output, tracebacks included, is redacted."""
