@@ -3,7 +3,8 @@ and OAuth2 tokens.
 
 Credentials become headers or query parameters at send time, never part of the request config,
 so `describe_target`, results and stored rows never see them. Every secret value an auth config
-holds (and every token it obtains) is redacted from the reason of the result it produced.
+holds (and every token it obtains) is a secret of the run that sent it: `checks.http.send` adds
+them to `RunContext.secrets`, and the runner masks them in everything the result holds.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pydantic import Field
 
 from checks.tokens import AuthError, Grant, request_token
 from monitor.core.model import Model
-from monitor.core.redact import redact
 from monitor.core.units import HttpUrlText
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ async def authorize(
     auth: BearerAuth | BasicAuth | ApiKeyAuth | OAuth2 | None,
     rejected: str | None = None,
 ) -> Credentials:
-    """Credentials for one request. Raises AuthError (secret-free) when no token can be had."""
+    """Credentials for one request. Raises AuthError when no token can be had."""
     if auth is None:
         return NO_CREDENTIALS
     secrets = secrets_of(auth)
@@ -103,11 +103,10 @@ async def authorize(
         return Credentials({auth.name: auth.value}, secrets=secrets)
 
     async def fetch(rotated: str | None) -> Grant:
+        if rotated is not None:
+            ctx.secrets.add(rotated)  # a token endpoint's error may repeat what it was sent
         form, headers = token_form(auth, rotated)
-        try:
-            return await request_token(ctx.session, auth.token_url, form, headers, ctx.user_agent)
-        except AuthError as exc:
-            raise AuthError(redact(exc.reason, secrets)) from None
+        return await request_token(ctx.session, auth.token_url, form, headers, ctx.user_agent)
 
     token = await ctx.tokens.token(cache_key(auth), ctx.clock.monotonic, fetch, rejected)
     return Credentials({"Authorization": f"Bearer {token}"}, token=token, secrets=(*secrets, token))

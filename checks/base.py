@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -46,7 +47,8 @@ class Result:
     status: int | None = None
     latency: float | None = None  # seconds
     started_at: float = 0.0  # unix seconds
-    # Response headers, kept in memory for the signal parsers; never stored whole.
+    # Response headers, for the signal parsers: the runner reads them into `signals` and then
+    # drops them, so nothing after it sees a header that was not redacted.
     headers: CIMultiDictProxy[str] | None = None
     tls_not_after: float | None = None
     # Small JSON-able facts for storage and status (quota, deprecation, step timings, ...).
@@ -59,7 +61,8 @@ class Result:
 
 @dataclass
 class RunContext:
-    """What a check may use while it runs. Built once by the daemon, shared by all runs."""
+    """What a check may use while it runs. Built once by the daemon; each run gets a copy
+    (`for_run`) that shares everything but `secrets`."""
 
     session: aiohttp.ClientSession
     clock: Clock
@@ -71,6 +74,12 @@ class RunContext:
     heartbeats: HeartbeatBook = field(default_factory=HeartbeatBook)
     # TLS certificate expiry per host, refreshed every few hours (see checks/tls.py).
     certificates: CertificateCache = field(default_factory=CertificateCache)
+    # What this run's requests carried (credentials, the tokens it obtained): the runner masks
+    # them, with the config's secrets, in everything the run's result holds.
+    secrets: set[str] = field(default_factory=set)
+
+    def for_run(self) -> RunContext:
+        return dataclasses.replace(self, secrets=set())
 
 
 class CheckConfig(Model):

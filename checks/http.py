@@ -17,11 +17,10 @@ import yarl
 from pydantic import Field, field_validator, model_validator
 
 from checks.assertions import Expect, check_response
-from checks.auth import AuthConfig, AuthError, Credentials, authorize
+from checks.auth import AuthConfig, AuthError, Credentials, authorize, secrets_of
 from checks.base import CheckConfig, Result, RunContext
 from checks.transport import HttpTransport
 from monitor.core.model import Model
-from monitor.core.redact import redact
 from monitor.core.units import HttpUrlText
 
 METHODS = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -101,22 +100,24 @@ async def send(
     """`exchange` with auth and idempotency: one run of one request, as a client would send it.
 
     A 401 with an OAuth2 token gets a fresh token and exactly one retry, carrying the same
-    Idempotency-Key. Token endpoint failures are `auth` results. Secrets never reach `reason`.
+    Idempotency-Key. Token endpoint failures are `auth` results. Every credential sent goes
+    into `ctx.secrets`, so the runner masks it wherever the result repeats it.
     """
     extra: dict[str, str] = {}
     if request.idempotency_key:
         extra["Idempotency-Key"] = str(uuid.uuid4())
-    credentials = Credentials()
+    if auth is not None:
+        ctx.secrets.update(secrets_of(auth))
     try:
         credentials = await authorize(ctx, auth)
+        ctx.secrets.update(credentials.secrets)
         result, body = await _authorized(ctx, request, expect, transport, extra, credentials)
         if result.status == 401 and credentials.token is not None:
             credentials = await authorize(ctx, auth, rejected=credentials.token)
+            ctx.secrets.update(credentials.secrets)
             result, body = await _authorized(ctx, request, expect, transport, extra, credentials)
     except AuthError as exc:
-        reason = redact(exc.reason, credentials.secrets)
-        return Result.failure("auth", reason, started_at=ctx.clock.time()), b""
-    result.reason = redact(result.reason, credentials.secrets)
+        return Result.failure("auth", exc.reason, started_at=ctx.clock.time()), b""
     if "Idempotency-Key" in extra:
         result.signals["idempotency_key"] = extra["Idempotency-Key"]
     return result, body

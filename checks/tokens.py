@@ -24,7 +24,8 @@ _MAX_TOKEN_RESPONSE = 64 * 1024
 
 
 class AuthError(Exception):
-    """The token endpoint failed. `reason` is secret-free: it goes into results and logs.
+    """The token endpoint failed. `reason` may repeat what the endpoint said (and so what it was
+    sent): it goes into a result, which the runner redacts.
 
     A failing target, not a fault of intmon: `checks.http.send` turns it into an `auth`
     Result, so it is deliberately outside `monitor.core.errors.IntmonError`. One that escaped

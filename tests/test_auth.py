@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from checks.assertions import Expect
 from checks.base import Result, RunContext
-from checks.http import HttpCheck, send
+from checks.http import HttpCheck
 from monitor.core.clock import FakeClock
 from monitor.core.redact import Redactor
 from monitor.engine.runner import Runner
@@ -258,11 +258,11 @@ def test_describe_target_never_shows_credentials() -> None:
     assert target.describe_target() == "GET https://api.example.com/v1"
 
 
-async def test_send_masks_the_basic_value_and_url_credentials_in_the_reason(
+async def test_the_runs_own_credentials_are_masked_without_any_config_secret(
     fake_ctx: RunContext, serve: Any
 ) -> None:
-    """Without the runner's config-wide redactor: `send` itself masks what the request carried
-    (the base64 Basic value) and credentials in any URL the provider echoes."""
+    """The redactor knows no config secret here: what the run sent (the password, and so the
+    base64 Basic value) is masked because `send` told the runner, as are URL credentials."""
 
     async def echo_error(request: web.Request) -> web.Response:
         text = f"{request.headers['Authorization']} refused, see https://ops:hunter22@docs.test/"
@@ -270,8 +270,8 @@ async def test_send_masks_the_basic_value_and_url_credentials_in_the_reason(
 
     app = web.Application()
     app.router.add_get("/", echo_error)
-    target = check(await serve(app) + "/", {"type": "basic", "username": "u", "password": "pw"})
-    result, _ = await send(fake_ctx, target.request, target.expect, target, target.auth)
+    auth = {"type": "basic", "username": "u", "password": "pw-1234"}
+    result = await run(fake_ctx, check(await serve(app) + "/", auth))
     assert result.reason == "error: Basic *** refused, see https://***@docs.test/"
 
 
@@ -292,3 +292,30 @@ def test_a_token_url_follows_the_same_rule_as_a_request_url(url: str, message: s
         check(
             "https://api.test/", {"type": "oauth2_client_credentials", "token_url": url, **CLIENT}
         )
+
+
+async def test_a_provider_reflecting_the_credential_into_headers_leaks_nothing_into_signals(
+    ctx: RunContext, serve: Any
+) -> None:
+    """Signals derived from response headers (Warning text, Link URLs, quota policy) hold
+    what the provider put there: they are redacted with the reason, in every spelling."""
+
+    async def reflect(request: web.Request) -> web.Response:
+        raw = request.raw_path.partition("?")[2]  # key=…, percent-encoded as it was sent
+        headers = {
+            "Deprecation": "true",
+            "Warning": f'299 - "{request.query["key"]} is deprecated"',
+            "Link": f'<https://docs.test/migrate?{raw}>; rel="deprecation"',
+            "RateLimit": f'"{request.query["key"]}";r=5;t=60',
+        }
+        return web.json_response({"status": "ok"}, headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/", reflect)
+    key = "very-secret+key/3"
+    auth = {"type": "api_key", "in": "query", "name": "key", "value": key}
+    result = await run(ctx, check(await serve(app) + "/", auth))
+    assert result.ok and result.headers is None
+    assert result.signals["deprecation_message"] == "*** is deprecated"
+    assert result.signals["deprecation_links"] == ["https://docs.test/migrate?key=***"]
+    assert result.signals["quota_policy"] == "***"

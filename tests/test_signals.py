@@ -6,6 +6,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from checks.base import Result
 from monitor.core.clock import FakeClock
+from monitor.core.redact import Redactor
+from monitor.engine.runner import seal
 from monitor.signals.headers import Quota
 from monitor.signals.per_check import LAST_SEEN_WRITE_INTERVAL, CheckSignals
 from monitor.storage.store import RunRecord, Store
@@ -14,8 +16,9 @@ HOUR = 3600.0
 
 
 def result(clock: FakeClock, ok: bool = True, latency: float = 0.1, **headers: str) -> Result:
+    """A result as the runner hands it on: its headers read into signals (and redacted)."""
     proxy = CIMultiDictProxy(CIMultiDict(headers)) if headers else None
-    return Result(
+    unsealed = Result(
         ok=ok,
         error_class=None if ok else "http_5xx",
         reason="HTTP 200" if ok else "HTTP 503",
@@ -24,6 +27,7 @@ def result(clock: FakeClock, ok: bool = True, latency: float = 0.1, **headers: s
         started_at=clock.time(),
         headers=proxy,
     )
+    return seal(unsealed, clock.time(), Redactor(), ())
 
 
 def test_a_deprecation_is_recorded_once_and_its_first_sighting_kept(clock: FakeClock) -> None:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
 
 import aiohttp
 
 from checks.base import CheckConfig, Result, RunContext
 from monitor.core.redact import Redactor
 from monitor.core.units import format_duration
+from monitor.signals.headers import signals_from_headers
 
 log = logging.getLogger(__name__)
 
@@ -64,33 +65,36 @@ class Runner:
             return None
         started_at = self.ctx.clock.time()
         start = time.perf_counter()
+        ctx = self.ctx.for_run()
         try:
             async with asyncio.timeout(check.timeout):
-                result = await check.run(self.ctx)
+                result = await check.run(ctx)
         except TimeoutError:
             result = Result.failure(
                 "timeout", f"no complete answer within {format_duration(check.timeout)}"
             )
         except Exception as exc:
             # A bug in a check type must not take the daemon or other checks down.
-            log.exception("check %s raised; recorded as an internal error", check.name)
+            trace = self.ctx.redactor(traceback.format_exc(), ctx.secrets)
+            log.error("check %s raised; recorded as an internal error\n%s", check.name, trace)
             result = Result.failure("internal", f"intmon error: {type(exc).__name__}: {exc}")
         if result.latency is None:
             result.latency = time.perf_counter() - start
         if not result.started_at:
             result.started_at = started_at
-        result.reason = self.ctx.redactor(result.reason)
-        if result.signals:
-            # Flow steps carry their own reasons; anything stored or shown goes through here.
-            result.signals = _redact_strings(result.signals, self.ctx.redactor)
-        return result
+        return seal(result, self.ctx.clock.time(), self.ctx.redactor, ctx.secrets)
 
 
-def _redact_strings(value: Any, redact: Redactor) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {key: _redact_strings(item, redact) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_redact_strings(item, redact) for item in value]
-    return value
+def seal(result: Result, now: float, redactor: Redactor, secrets: Iterable[str]) -> Result:
+    """The one choke point between a check and everything that stores or shows its result.
+
+    Signals are derived from the response headers first, so that what a provider reflected
+    into a header (a key in a Warning, a Link, a request id) is redacted with the rest; the
+    headers are then dropped. `secrets` are the run's own (credentials sent, tokens obtained),
+    masked with the config's in every spelling (see monitor.core.redact).
+    """
+    result.signals.update(signals_from_headers(result.headers, now))
+    result.headers = None
+    result.reason = redactor(result.reason, secrets)
+    result.signals = redactor.value(result.signals, secrets)
+    return result

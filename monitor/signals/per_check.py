@@ -20,7 +20,7 @@ from checks.base import Result
 from monitor.core.clock import Clock
 from monitor.core.quantile import quantile
 from monitor.core.units import DAY, hour_of
-from monitor.signals.headers import Quota, signals_from_headers
+from monitor.signals.headers import Quota
 from monitor.signals.stats import CheckWindows, HourlyBaseline
 from monitor.signals.status import (
     CertificateStatus,
@@ -156,8 +156,8 @@ class CheckSignals:
     # Feeding -------------------------------------------------------------------------------
 
     def observe(self, result: Result) -> bool:
-        """Take one result in; fill `result.signals`. True if the deprecation record changed
-        in a way storage should hear about."""
+        """Take one result in, as the runner sealed it (header signals derived, redacted). True
+        if the deprecation record changed in a way storage should hear about."""
         now = self.clock.time()
         ts = result.started_at or now
         self.windows.add(ts, result.ok, result.latency, result.status == 429)
@@ -174,11 +174,10 @@ class CheckSignals:
         age = result.signals.get("freshness_age")
         if isinstance(age, int | float):
             self.freshness_age = float(age)
-        header_signals = signals_from_headers(result.headers, now)
-        result.signals.update(header_signals)
-        self.retry_after = header_signals.get("retry_after")
-        self.quota = _quota(header_signals, now) or self.quota
-        return self._track_deprecation(result, header_signals, now)
+        # The runner has read the response headers into (redacted) signals.
+        self.retry_after = result.signals.get("retry_after")
+        self.quota = _quota(result.signals, now) or self.quota
+        return self._track_deprecation(result, result.signals, now)
 
     def _track_deprecation(self, result: Result, signals: dict[str, Any], now: float) -> bool:
         if signals.get("deprecated"):
