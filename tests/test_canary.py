@@ -1,0 +1,191 @@
+"""The canary: one secret, used every way a config can use one, against an API that reflects
+each request into its bodies and its response headers. A real `intmon run` watches it until
+alerts fire; then the secret must appear, in none of its spellings, anywhere intmon wrote or
+shows: the log, every column of every table, /metrics, /api/*, the status page,
+`intmon status` (table and JSON) and the notifications sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import signal
+import sqlite3
+import sys
+import time
+import urllib.parse
+from email.utils import formatdate
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yarl
+from aiohttp import web
+
+from monitor.cli import main
+from tests.conftest import start_app
+from tests.receiver import Receiver
+from tests.test_cli import free_port, wait_ready
+
+# "+", "!" and "*" make each percent-encoding (quote, quote_plus, yarl's) a different string.
+CANARY = "CANARY-s3cr3t+k3y!Zq9*x"
+ENV = {"INTMON_CANARY": CANARY}
+CHECKS = ("bearer", "query-key", "basic", "url-token", "flow")
+
+
+def spellings(secret: str) -> dict[str, str]:
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    return {
+        "literal": secret,
+        "quote": urllib.parse.quote(secret, safe=""),
+        "quote_plus": urllib.parse.quote_plus(secret),
+        "yarl": yarl.URL("http://h/").with_query(k=secret).raw_query_string.removeprefix("k="),
+        "json": json.dumps(secret)[1:-1],
+        "base64": b64(secret),
+        "base64-unpadded": b64(secret).rstrip("="),
+        "basic": b64(f"user:{secret}"),
+        "basic-urlsafe": base64.urlsafe_b64encode(f"user:{secret}".encode()).decode(),
+    }
+
+
+def find(text: str) -> list[str]:
+    return [name for name, spelling in spellings(CANARY).items() if spelling in text]
+
+
+def reflecting_api() -> web.Application:
+    """Answers 200 with an error envelope repeating the request, and headers repeating it."""
+
+    async def reflect(request: web.Request) -> web.Response:
+        authorization = request.headers.get("Authorization", "")
+        query = request.raw_path.partition("?")[2]  # as sent: percent-encoded by yarl
+        echoed = f"{authorization} {query}".strip()
+        headers = {
+            "Deprecation": "true",
+            "Sunset": formatdate(time.time() + 3 * 86400, usegmt=True),
+            "Warning": f'299 - "deprecated for {echoed}"',
+            "Link": f"<https://docs.test/migrate?{query}&a={urllib.parse.quote(authorization)}>; "
+            'rel="deprecation"',
+            "X-Request-Id": echoed,
+            "RateLimit": f'"{echoed}";r=50;t=60',
+        }
+        envelope = {"message": f"rejected {echoed}", "request_id": echoed}
+        return web.json_response({"ok": False, "error": envelope}, headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/reflect", reflect)
+    return app
+
+
+def write_config(tmp_path: Path, api: str, receiver: Receiver, listen: str) -> Path:
+    url = f"{api}/reflect"
+    notifier = f"json://user:${{INTMON_CANARY}}@127.0.0.1:{receiver.port}/hook"
+    bearer = "{type: bearer, token: '${INTMON_CANARY}'}"
+    config = tmp_path / "monitor.yaml"
+    config.write_text(
+        f"monitor: {{database: '{tmp_path / 'm.db'}', listen: '{listen}', log_level: debug}}\n"
+        "alerting: {group_wait: 0s}\n"
+        f"notifiers: [{{name: chat, urls: ['{notifier}']}}]\n"
+        "defaults:\n"
+        "  interval: 100ms\n"
+        "  notify: [chat]\n"
+        "  alerts: {error_rate: {window: 5s, min_runs: 2}, consecutive_failures: {critical: 2}}\n"
+        "checks:\n"
+        f"  - {{name: bearer, request: {{url: '{url}'}}, auth: {bearer}}}\n"
+        f"  - {{name: query-key, request: {{url: '{url}'}}, auth: {{type: api_key, in: query,"
+        " name: key, value: '${INTMON_CANARY}'}}\n"
+        f"  - {{name: basic, request: {{url: '{url}'}}, expect: {{json: {{$.ok: true}}}},"
+        " auth: {type: basic, username: user, password: '${INTMON_CANARY}'}}\n"
+        f"  - {{name: url-token, request: {{url: '{url}?token=${{INTMON_CANARY}}'}}}}\n"
+        f"  - {{name: flow, type: flow, auth: {bearer},"
+        f" steps: [{{name: login, request: {{url: '{url}'}}}}]}}\n"
+    )
+    return config
+
+
+def database_text(path: Path) -> str:
+    """Every value of every column of every table, as text."""
+    values: list[str] = []
+    with sqlite3.connect(path) as db:
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            for row in db.execute(f'SELECT * FROM "{table}"'):
+                values += [
+                    v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in row
+                ]
+    assert len(tables) > 5 and values, "the database holds nothing to look at"
+    return "\n".join(values)
+
+
+def status_output(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    capsys.readouterr()
+    try:
+        assert main(argv) == 0
+    finally:
+        # main() installs its own log handler, as a process would; this is not a process.
+        root.handlers[:], root.level = saved
+    captured = capsys.readouterr()
+    return captured.out + captured.err
+
+
+async def test_the_canary_appears_nowhere(
+    tmp_path: Path,
+    receiver: Receiver,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runner, api = await start_app(reflecting_api())
+    listen = f"127.0.0.1:{free_port()}"
+    config = write_config(tmp_path, api, receiver, listen)
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "monitor", "run", "--config", str(config)],
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **ENV},
+    )
+    shown: dict[str, str] = {}
+    try:
+        await wait_ready(f"http://{listen}")
+        deadline = time.monotonic() + 10
+        # Every check fails, and the reflected request id, links and quota are seen.
+        while not {f"{name}: FIRING" for name in CHECKS} <= notified(receiver):
+            assert time.monotonic() < deadline, f"alerts did not all fire: {notified(receiver)}"
+            await asyncio.sleep(0.05)
+        async with aiohttp.ClientSession() as client:
+            for path in ("/metrics", "/api/status", "/api/alerts", "/"):
+                async with client.get(f"http://{listen}{path}") as response:
+                    assert response.status == 200
+                    shown[path] = await response.text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=15)
+        await runner.cleanup()
+    shown["log"] = err.decode()
+    assert process.returncode == 0, shown["log"][-2000:]
+    shown["notifications"] = json.dumps(receiver.posts)
+    shown["database"] = database_text(tmp_path / "m.db")
+    monkeypatch.setenv("INTMON_CANARY", CANARY)
+    shown["intmon status"] = status_output(["status", "--config", str(config)], capsys)
+    shown["intmon status --json"] = status_output(
+        ["status", "--json", "--config", str(config)], capsys
+    )
+
+    # The places looked at hold what a leak would be in: reasons, links, alerts, messages.
+    assert "***" in shown["/api/status"] and "docs.test/migrate" in shown["database"]
+    assert all(name in shown["intmon status"] for name in CHECKS)
+    leaks = {place: find(text) for place, text in shown.items() if find(text)}
+    assert not leaks, f"the canary leaked (place: spellings): {leaks}"
+
+
+def notified(receiver: Receiver) -> set[str]:
+    return {
+        f"{name}: FIRING"
+        for post in receiver.posts
+        for name in CHECKS
+        if name in post.get("title", "") and "FIRING" in post.get("title", "")
+    }
