@@ -69,6 +69,17 @@ CASES = {
         config="checks: [{name: a, request: {url: 'http://x/', "
         "headers: {Authorization: 'Bearer ${INTMON_TEST_NEVER_SET}'}}}]\n",
     ),
+    "invalid-value-from-a-secret": Case(
+        lambda d: ["validate", "--config", config(d)],
+        2,
+        # ${ENV} values are secrets: an issue quoting one masks it (validate runs in the journal).
+        lambda d: (
+            f"invalid config:\n{config(d)}:1: checks[0].request.url: "
+            "'ftp://x/?key=***' is not an http(s) URL\n"
+        ),
+        config="checks: [{name: a, request: {url: 'ftp://x/?key=${INTMON_TEST_KEY}'}}]\n",
+        env={"INTMON_TEST_KEY": "hunter2-key"},
+    ),
     "missing-config-file": Case(
         lambda d: ["status", "--config", str(d / "nope.yaml")],
         2,

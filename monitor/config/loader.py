@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -261,7 +261,10 @@ class _Validator:
         }
         self.cross_checks(valid_checks, [n for n in notifiers if n is not None], named)
         if self.issues:
-            raise ConfigError(self.file, self.issues)
+            # An issue may quote a value that came from ${ENV}; `intmon validate` runs under
+            # systemd and a refused reload is logged, so the message goes to the journal.
+            masked = [replace(i, message=redact(i.message, secrets)) for i in self.issues]
+            raise ConfigError(self.file, masked)
         # An invalid section would have raised above.
         assert monitor is not None
         assert alerting is not None
