@@ -319,3 +319,22 @@ async def test_a_provider_reflecting_the_credential_into_headers_leaks_nothing_i
     assert result.signals["deprecation_message"] == "*** is deprecated"
     assert result.signals["deprecation_links"] == ["https://docs.test/migrate?key=***"]
     assert result.signals["quota_policy"] == "***"
+
+
+async def test_a_credential_cut_short_in_a_quoted_value_leaves_no_part_visible(
+    ctx: RunContext, serve: Any
+) -> None:
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response({"detail": "x" * 70 + request.headers["X-Api-Key"]})
+
+    app = web.Application()
+    app.router.add_get("/", echo)
+    auth = {"type": "api_key", "name": "X-Api-Key", "value": "very-secret-key-4"}
+    url = await serve(app) + "/"
+    expect = {"json": {"$.detail": "ok"}}
+    target = HttpCheck.model_validate(
+        {"name": "t", "request": {"url": url}, "auth": auth, "expect": expect}
+    )
+    result = await run(ctx, target)
+    # The value is shown cut at 80 characters, inside the key: its front is masked all the same.
+    assert result.reason == f'$.detail is "{"x" * 70}***..., expected "ok"'

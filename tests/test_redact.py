@@ -122,3 +122,21 @@ def test_database_urls_lose_their_password_even_without_a_user() -> None:
     assert redact(text, []) == (
         f"cannot connect to postgresql://{MASK}@db/x or postgresql+psycopg://{MASK}@db/x"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"error: {SECRET[:9]}", f"error: {MASK}"),  # cut at 200 characters, at the end
+        (f'$.key is "x {SECRET[:9]}...", expected "ok"', f'$.key is "x {MASK}...", expected "ok"'),
+        (f"q={urllib.parse.quote(SECRET, safe='')[:10]}…", f"q={MASK}…"),
+        (f"Basic {b64('user:' + SECRET)[:20]}", f"Basic {b64('user:' + SECRET)[:7]}{MASK}"),
+        (f"{SECRET[:9]} and more", f"{SECRET[:9]} and more"),  # not cut: the same letters
+        (f"ends {SECRET[:3]}", f"ends {SECRET[:3]}"),  # too little to tell
+    ],
+    ids=["end", "ellipsis", "quoted", "base64", "not-cut", "short"],
+)
+def test_the_front_of_a_secret_cut_short_before_redaction_is_masked(
+    text: str, expected: str
+) -> None:
+    assert Redactor([SECRET])(text) == expected

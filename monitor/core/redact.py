@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import string
+import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +25,7 @@ MIN_SECRET_LENGTH = 4
 # Credentials that may sit in a URL even when they were written literally in the config
 # (an empty user name too: `postgresql://:password@host/db`).
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s:]*:[^/@\s]+@")
+_ELLIPSIS = re.compile(r"\.\.\.|\u2026")
 # Characters no encoding changes (RFC 3986 unreserved).
 _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
 
@@ -46,18 +48,41 @@ class _Spellings:
         ordered = sorted(s for s in self.secrets if len(s) >= MIN_SECRET_LENGTH)
         self.patterns = tuple(_pattern(secret) for secret in ordered)
         self.any = re.compile("|".join(p.pattern for p in self.patterns) or "(?!)")
+        # Where each run of MIN_SECRET_LENGTH characters sits in the common spellings, to find
+        # a secret's front part left where a text was cut short before it was redacted.
+        self.grams: dict[str, list[tuple[str, int]]] = {}
+        for secret in ordered:
+            for spelling in _plain_spellings(secret):
+                for end in range(MIN_SECRET_LENGTH, len(spelling)):
+                    gram = spelling[end - MIN_SECRET_LENGTH : end]
+                    self.grams.setdefault(gram, []).append((spelling, end))
 
     def mask(self, text: str) -> str:
+        spans = self._cut_fronts(text)
         if self.any.search(text) is not None:
-            spans = []
             for pattern in self.patterns:
                 match = pattern.search(text)
                 while match is not None:
                     spans.append(match.span())
                     # From the next character, not the match's end: occurrences may overlap.
                     match = pattern.search(text, match.start() + 1)
+        if spans:
             text = _mask_spans(text, sorted(spans))
         return _URL_USERINFO.sub(f"{MASK}@", text) if "://" in text else text
+
+    def _cut_fronts(self, text: str) -> list[tuple[int, int]]:
+        """Spans of a secret's front part that runs into the end of `text` or into an
+        ellipsis: checks cut long values (error texts at 200 characters, shown values at 80)
+        before the result reaches redaction."""
+        spans = []
+        cuts = [len(text)]
+        if "..." in text or "\u2026" in text:
+            cuts += [match.start() for match in _ELLIPSIS.finditer(text)]
+        for cut in cuts:
+            for spelling, length in self.grams.get(text[cut - MIN_SECRET_LENGTH : cut], ()):
+                if text.startswith(spelling[:length], cut - length):
+                    spans.append((cut - length, cut))
+        return spans
 
 
 def _pattern(secret: str) -> re.Pattern[str]:
@@ -65,6 +90,12 @@ def _pattern(secret: str) -> re.Pattern[str]:
     forms = [_spelled(secret)]
     forms += [_spelled(core) for core in _base64_cores(secret.encode())]
     return re.compile("|".join(forms))
+
+
+def _plain_spellings(secret: str) -> set[str]:
+    """The spellings a cut is looked for in: as it is, percent-encoded, base64 cores."""
+    plain = {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}
+    return plain | _base64_cores(secret.encode())
 
 
 def _spelled(text: str) -> str:
