@@ -188,6 +188,11 @@ class _FlowRun:
         except ValidationError as exc:
             problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
             return Result.failure("assertion", f"request is invalid once rendered: {problem}")
+        # A value sent in a header (the session token a login step extracted) is a credential
+        # of this run, masked like `auth:` values wherever the provider repeats it.
+        for name in references(step.request.headers):
+            if isinstance(self.variables.get(name), str):
+                self.ctx.secrets.add(self.variables[name])
         result, body = await send(self.ctx, request, step.expect, self.flow, self.flow.auth)
         if result.ok and step.extract:
             not_found = _extract(step, body, self.variables)

@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from pydantic import ValidationError
 
 from checks.base import Result, RunContext
@@ -195,3 +196,28 @@ def test_a_missing_variable_names_itself() -> None:
     with pytest.raises(MissingVariable) as caught:
         render("{{ gone }}", {})
     assert caught.value.name == "gone"
+
+
+async def test_a_token_a_login_step_extracted_is_masked_where_the_provider_repeats_it(
+    fake_ctx: RunContext, serve: Any
+) -> None:
+    async def login(request: web.Request) -> web.Response:
+        return web.json_response({"token": "sess-tok-7f3a9c21"})
+
+    async def orders(request: web.Request) -> web.Response:
+        return web.json_response({"error": f"bad session {request.headers['Authorization']}"})
+
+    app = web.Application()
+    app.router.add_post("/login", login)
+    app.router.add_get("/orders", orders)
+    base = await serve(app)
+    login_step = {"method": "POST", "url": base + "/login"}
+    orders_step = {"url": base + "/orders", "headers": {"Authorization": "Bearer {{ t }}"}}
+    steps: list[dict[str, Any]] = [
+        {"name": "login", "request": login_step, "extract": {"t": "$.token"}},
+        {"name": "orders", "request": orders_step},
+    ]
+    flow = FlowCheck.model_validate({"name": "f", "type": "flow", "steps": steps})
+    result = await run(fake_ctx, flow)
+    assert result.reason == "step orders: error: bad session Bearer ***"
+    assert result.signals["steps"][1]["reason"] == "error: bad session Bearer ***"
