@@ -28,6 +28,9 @@ _URL_USERINFO = re.compile(r"(?<=://)[^/@\s:]*:[^/@\s]+@")
 _ELLIPSIS = re.compile(r"\.\.\.|\u2026")
 # Characters no encoding changes (RFC 3986 unreserved).
 _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+_URLSAFE = str.maketrans("+/", "-_")  # base64's other alphabet
+# How many sets of run secrets stay compiled; more than a config has auth configs.
+_RUN_SECRET_SETS = 256
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -143,11 +146,6 @@ def _base64_cores(secret: bytes) -> set[str]:
         if len(core) >= MIN_SECRET_LENGTH:
             cores |= {core, core.translate(_URLSAFE)}
     return cores
-
-
-_URLSAFE = str.maketrans("+/", "-_")
-# How many sets of run secrets stay compiled; more than a config has auth configs.
-_RUN_SECRET_SETS = 256
 
 
 def _mask_spans(text: str, spans: list[tuple[int, int]]) -> str:
