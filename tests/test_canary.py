@@ -1,5 +1,6 @@
 """The canary: one secret, used every way a config can use one, against an API that reflects
-each request into its bodies and its response headers. A real `intmon run` watches it until
+each request into its bodies and its response headers, and quoted by a sync job reporting a
+failure. A real `intmon run` watches it until
 alerts fire; then the secret must appear, in none of its spellings, anywhere intmon wrote or
 shows: the log, every column of every table, /metrics, /api/*, the status page,
 `intmon status` (table and JSON) and the notifications sent.
@@ -33,7 +34,7 @@ from tests.test_cli import free_port, wait_ready
 # "+", "!" and "*" make each percent-encoding (quote, quote_plus, yarl's) a different string.
 CANARY = "CANARY-s3cr3t+k3y!Zq9*x"
 ENV = {"INTMON_CANARY": CANARY}
-CHECKS = ("bearer", "query-key", "basic", "url-token", "flow")
+CHECKS = ("bearer", "query-key", "basic", "url-token", "flow", "sync")
 
 
 def spellings(secret: str) -> dict[str, str]:
@@ -103,6 +104,7 @@ def write_config(tmp_path: Path, api: str, receiver: Receiver, listen: str) -> P
         f"  - {{name: url-token, request: {{url: '{url}?token=${{INTMON_CANARY}}'}}}}\n"
         f"  - {{name: flow, type: flow, auth: {bearer},"
         f" steps: [{{name: login, request: {{url: '{url}'}}}}]}}\n"
+        "  - {name: sync, type: freshness, max_age: 1h, source: {type: heartbeat}}\n"
     )
     return config
 
@@ -151,6 +153,11 @@ async def test_the_canary_appears_nowhere(
     shown: dict[str, str] = {}
     try:
         await wait_ready(f"http://{listen}")
+        async with aiohttp.ClientSession() as client:
+            # A sync job that failed with the same key, and says so.
+            report = {"message": f"upstream answered 401 for key {CANARY}"}
+            async with client.post(f"http://{listen}/heartbeat/sync/fail", json=report) as answer:
+                assert answer.status == 202
         deadline = time.monotonic() + 10
         # Every check fails, and the reflected request id, links and quota are seen.
         while not {f"{name}: FIRING" for name in CHECKS} <= notified(receiver):

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +99,7 @@ async def receive(
     raw_body: bytes,
     failed: bool,
     now: float,
+    redact: Callable[[str], str],
 ) -> tuple[int, dict[str, Any]]:
     """Handle one push for a heartbeat check: (HTTP status, JSON answer)."""
     push = parse_push(secret, headers, raw_body, now)
@@ -106,7 +107,10 @@ async def receive(
         status, reason = push
         log.warning("heartbeat for %s refused (%d): %s", check, status, reason)
         return status, {"error": reason}
-    beat = book.record(check, push.ts, push.count, failed, push.message)
+    # A job's failure message may quote the credential it failed with (often one this config
+    # holds too); it is stored and shown, so it is masked like a check's own reason.
+    message = redact(push.message) if push.message is not None else None
+    beat = book.record(check, push.ts, push.count, failed, message)
     if writer is not None:
         try:
             await writer.submit(save_heartbeat, writer.store.engine, check, beat)

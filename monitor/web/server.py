@@ -113,6 +113,7 @@ async def heartbeat(request: web.Request) -> web.Response:
         raw,
         failed=request.path.endswith("/fail"),
         now=daemon.clock.time(),
+        redact=daemon.redactor,
     )
     return web.json_response(answer, status=status)
 
