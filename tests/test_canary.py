@@ -183,6 +183,7 @@ async def test_the_canary_appears_nowhere(
 
     # The places looked at hold what a leak would be in: reasons, links, alerts, messages.
     assert "***" in shown["/api/status"] and "docs.test/migrate" in shown["database"]
+    assert "Migration: https://docs.test/migrate" in shown["notifications"]
     assert all(name in shown["intmon status"] for name in CHECKS)
     leaks = {place: find(text) for place, text in shown.items() if find(text)}
     assert not leaks, f"the canary leaked (place: spellings): {leaks}"
