@@ -25,7 +25,8 @@ from monitor import __version__
 from monitor.alerting.notify import Notify
 from monitor.alerting.silences import add_silence, expire_silence, list_silences
 from monitor.config.envfile import read_env_file
-from monitor.config.loader import Config, load_config, resolve_config_path
+from monitor.config.loader import load_config, resolve_config_path
+from monitor.config.settings import Config
 from monitor.core.clock import SystemClock
 from monitor.core.errors import ConfigError, IntmonError, StorageError
 from monitor.core.redact import Redactor, redact

@@ -15,8 +15,8 @@ import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import __version__
-from monitor.config.loader import Config
 from monitor.config.reload import ReloadPlan
+from monitor.config.settings import Config
 from monitor.core.clock import Clock
 from monitor.core.errors import ConfigError, StorageError
 from monitor.core.redact import Redactor

@@ -28,7 +28,8 @@ from aiohttp import web
 from sqlalchemy import event
 
 from monitor.cli import main
-from monitor.config.loader import Config, parse_config
+from monitor.config.loader import parse_config
+from monitor.config.settings import Config
 from monitor.core.clock import Clock, SystemClock
 from monitor.engine.daemon import Daemon
 from monitor.metrics import Metrics

@@ -26,7 +26,8 @@ from aiohttp import web
 
 from monitor.alerting.machine import AlertState, Phase
 from monitor.alerting.outbox import load_states
-from monitor.config.loader import Config, parse_config
+from monitor.config.loader import parse_config
+from monitor.config.settings import Config
 from monitor.core.clock import FakeClock
 from monitor.engine.daemon import Daemon
 from monitor.engine.scheduler import Dispatch

@@ -27,7 +27,7 @@ from monitor.alerting.outbox import (
 )
 from monitor.alerting.silences import Silences, load_active
 from monitor.alerting.status import AlertReport, AlertStatus
-from monitor.config.loader import Config
+from monitor.config.settings import Config
 from monitor.core.clock import Clock
 from monitor.core.errors import DeliveryError
 from monitor.core.redact import Redactor

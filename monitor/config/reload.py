@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from monitor.config.loader import Config
+from monitor.config.settings import Config
 
 # Settings the running process cannot take over without a restart (sockets, pools, the file).
 RESTART_ONLY = ("database", "listen", "concurrency", "per_host_concurrency")

@@ -14,8 +14,9 @@ from checks.freshness import heartbeat_secret
 from checks.heartbeats import HeartbeatBook
 from monitor import __version__
 from monitor.alerting.runtime import Alerter
-from monitor.config.loader import Config, load_config
+from monitor.config.loader import load_config
 from monitor.config.reload import ReloadPlan, plan
+from monitor.config.settings import Config
 from monitor.core.clock import Clock
 from monitor.core.redact import Redactor
 from monitor.engine.runner import Runner, make_session

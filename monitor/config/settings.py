@@ -1,0 +1,116 @@
+"""The config's own models: `monitor:`, `notifiers:`, and the validated `Config` they make up.
+
+Loading, interpolation and error reporting are monitor.config.loader's business.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, field_validator
+from sqlalchemy import create_engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from checks.base import CheckConfig
+from monitor.config.alerting import AlertingSettings, SilenceConfig, apprise_rejects
+from monitor.config.rules import RuleConfig
+from monitor.core.model import NAME_PATTERN, Model
+from monitor.core.redact import redact
+from monitor.core.units import Duration, brief, require_http_url
+from monitor.storage.upkeep import Retention
+
+
+class MonitorSettings(Model):
+    database: str = "monitor.db"
+    listen: str = "127.0.0.1:9464"
+    concurrency: int = Field(default=100, ge=1)
+    per_host_concurrency: int = Field(default=8, ge=1)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_grace: Duration = 10.0
+    retention: Retention = Field(default_factory=Retention)
+    # A dead-man's switch (e.g. healthchecks.io) pinged every heartbeat_interval while the
+    # daemon is healthy. Usually a secret: write it as ${HEARTBEAT_URL}.
+    heartbeat_url: str | None = Field(default=None, repr=False)
+    heartbeat_interval: Duration = Field(default=60.0, gt=0)
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _heartbeat_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # `${HEARTBEAT_URL:-}` unset: no dead-man's switch
+        # Anyone holding the URL can keep the switch quiet: the error never repeats it.
+        return require_http_url(value, secret=True)
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        if "://" not in value:
+            return value  # a file path, for SQLite
+        # Checked here, so a typo or a missing driver is a config error naming the key rather
+        # than a traceback from whichever command opens the database first. An engine only
+        # connects when first used: this loads the dialect and its driver and checks the URL's
+        # parts, nothing more.
+        try:
+            create_engine(value).dispose()
+        except (ArgumentError, NoSuchModuleError) as exc:
+            # SQLAlchemy may quote the URL, which may carry a password; its first line says it.
+            problem = redact(str(exc).splitlines()[0], ())
+            raise ValueError(f"not a usable SQLAlchemy URL: {problem}") from None
+        except ImportError as exc:
+            raise ValueError(f"its database driver is not installed ({exc})") from None
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        # isascii: "²" is a digit to isdigit() but not to int().
+        if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+            raise ValueError(f"{brief(value)} is not host:port (e.g. 127.0.0.1:9464)")
+        return value
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def database_url(self) -> str:
+        return self.database if "://" in self.database else f"sqlite:///{self.database}"
+
+
+def _apprise_url(url: str) -> str:
+    if apprise_rejects(url):
+        # The URL may carry a token: the error's key path says which one, never what it is.
+        raise ValueError("not a URL Apprise can use (unknown service or missing parts)")
+    return url
+
+
+class NotifierConfig(Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    # Validated one by one, so an error points at `notifiers[i].urls[j]` and its line.
+    urls: list[Annotated[str, AfterValidator(_apprise_url)]] = Field(min_length=1)
+    min_severity: Literal["warning", "critical"] = "warning"
+
+
+@dataclass
+class Config:
+    monitor: MonitorSettings
+    checks: list[CheckConfig]
+    notifiers: list[NotifierConfig] = field(default_factory=list)
+    # check name -> rule name -> rule, with defaults.alerts and built-in defaults applied
+    rules: dict[str, dict[str, RuleConfig]] = field(default_factory=dict)
+    alerting: AlertingSettings = field(default_factory=AlertingSettings)
+    silences: list[SilenceConfig] = field(default_factory=list)
+    secrets: frozenset[str] = frozenset()
+    source: str = "<memory>"
+
+    def check(self, name: str) -> CheckConfig:
+        for check in self.checks:
+            if check.name == name:
+                return check
+        raise KeyError(name)
