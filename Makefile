@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SANDBOX_LISTEN ?= 127.0.0.1:8765
 
-.PHONY: demo test lint format status-schema bench bench-storage clean system-deps
+.PHONY: demo test lint format status-schema bench bench-storage chaos clean system-deps
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -62,3 +62,8 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# The fault-injection suite (kill -9, notifier outage, hostile targets, config fuzz, canary):
+# ~6 minutes, prints figures, exits 1 when a guarantee of README's Guarantees section breaks.
+chaos: $(STAMP)
+	$(BIN)/python benchmarks/chaos.py $(CHAOS_ARGS)
