@@ -12,7 +12,8 @@ deliver, then stops gracefully. The figures:
   long before the kill the oldest lost run started (the write batch a kill may lose);
 - pages lost (outbox rows, the daemon's own record of every transition, that never reached the
   receiver), pages repeated (one notification received twice), and pages out of order (FIRING
-  after FIRING or RESOLVED after RESOLVED of one alert, which a lost or false page would cause).
+  after FIRING or RESOLVED after RESOLVED of one alert, which a lost or false page would cause,
+  or an alert still FIRING at the receiver once every target has healed).
 """
 
 from __future__ import annotations
@@ -153,6 +154,8 @@ def page_figures(posts: list[dict[str, Any]], db: Path) -> dict[str, int]:
         if last.get(alert, "RESOLVED") == state:
             out_of_order += 1
         last[alert] = state
+    # Every target healed before the end: an alert whose last page is FIRING lost its RESOLVED.
+    out_of_order += sum(1 for state in last.values() if state != "RESOLVED")
     return {
         "outbox": len(outbox),
         "received": len(posts),
