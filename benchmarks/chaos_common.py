@@ -123,6 +123,11 @@ class Intmon:
     async def start(self, ready_within: float = 30.0) -> float:
         """Start the daemon and wait for /readyz; seconds it took."""
         started = time.monotonic()
+        await self.spawn()
+        return await self.ready(started, ready_within)
+
+    async def spawn(self) -> None:
+        """Start the daemon without waiting for it."""
         with self.log.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
                 str(INTMON),
@@ -138,8 +143,12 @@ class Intmon:
                 preexec_fn=_die_with_parent,
             )
         self.starts += 1
+
+    async def ready(self, started: float, within: float) -> float:
+        """Wait for /readyz; seconds since `started` (monotonic)."""
+        assert self.proc is not None
         async with aiohttp.ClientSession() as client:
-            while time.monotonic() - started < ready_within:
+            while time.monotonic() - started < within:
                 if self.proc.returncode is not None:
                     raise ChaosError(f"intmon exited with {self.proc.returncode}:\n{self.tail()}")
                 with contextlib.suppress(aiohttp.ClientError, OSError):
@@ -147,7 +156,7 @@ class Intmon:
                         if response.status == 200:
                             return time.monotonic() - started
                 await asyncio.sleep(0.05)
-        raise ChaosError(f"intmon not ready within {ready_within:.0f} s:\n{self.tail()}")
+        raise ChaosError(f"intmon not ready within {within:.0f} s:\n{self.tail()}")
 
     def sample_rss(self) -> int:
         if self.proc is not None and self.proc.returncode is None:
@@ -231,7 +240,7 @@ class Outcome:
     def add(self, name: str, value: object, ok: bool | None = None) -> None:
         self.figures.append(Figure(name, str(value), ok))
         mark = "" if ok is None else ("  ok" if ok else "  BROKEN")
-        print(f"  {name:<44} {value}{mark}", flush=True)
+        print(f"  {name:<50} {value}{mark}", flush=True)
 
     @property
     def ok(self) -> bool:

@@ -2,10 +2,10 @@
 
 A real `intmon run` on a SQLite file watches steady checks and flapping ones (their target fails
 half of every `period`, so alerts fire and resolve), and pages a local json:// receiver. The
-daemon is SIGKILLed at random moments: half of the kills at a uniform random time, half a few
-milliseconds after a page arrived, which is the window between Apprise's send and the `sent`
-mark. After the last kill every target heals and one more daemon runs until nothing is left to
-deliver, then stops gracefully. The figures:
+daemon is SIGKILLed at random moments, in turn: at a uniform random time once it is up, a few
+milliseconds after a page arrived (the window between Apprise's send and the `sent` mark), and
+at a random moment while it is still starting. After the last kill every target heals and one
+more daemon runs until nothing is left to deliver, then stops gracefully. The figures:
 
 - the database's `PRAGMA integrity_check`;
 - runs lost per kill: requests the target saw minus runs stored, per daemon lifetime, and how
@@ -44,6 +44,9 @@ STEADY = 4
 FLAPPING = 2
 INTERVAL = 0.2  # seconds between runs of each check
 FLUSH_INTERVAL = 0.2  # the writer's batch period (monitor.storage.writer.Writer)
+# Where the kills land, in turn: anywhere once it is up, a few ms after a page arrived, and
+# while it is still starting.
+TRIGGERS = ("random", "after-page", "starting")
 
 
 @dataclass
@@ -97,7 +100,7 @@ class Life:
 
     start: float
     end: float
-    trigger: str  # "random" or "after-page"
+    trigger: str  # one of TRIGGERS
 
 
 def stored_runs(db: Path) -> dict[str, list[float]]:
@@ -189,6 +192,14 @@ async def storm(
     done = Storm()
     for i in range(kills):
         spawned = time.time()
+        trigger = TRIGGERS[i % len(TRIGGERS)]
+        if trigger == "starting":
+            # While it opens the database, checks its schema, reloads alert state.
+            await daemon.spawn()
+            await asyncio.sleep(rng.uniform(0.0, 1.5))
+            await daemon.kill()
+            done.lives.append(Life(spawned, time.time(), trigger))
+            continue
         try:
             await daemon.start()
         except ChaosError as exc:
@@ -196,7 +207,6 @@ async def storm(
             print(f"  restart {i} failed: {exc}")
             await daemon.kill()
             continue
-        trigger = "after-page" if i % 2 else "random"
         if trigger == "random":
             await asyncio.sleep(rng.uniform(0.2, 3.0))
         else:
@@ -236,9 +246,12 @@ def report(done: Storm, db: Path, target: FlakyTarget, posts: list[dict[str, Any
     lives = done.lives
     per_kill, oldest = runs_lost(lives, dict(target.seen), stored_runs(db))
     pages = page_figures(posts, db)
-    after_page = sum(1 for life in lives if life.trigger == "after-page")
+    kinds = Counter(life.trigger for life in lives)
     check = integrity(db)
-    outcome.add("kills (random / right after a page)", f"{len(lives) - after_page} / {after_page}")
+    outcome.add(
+        "kills (random / right after a page / starting)",
+        " / ".join(str(kinds[t]) for t in TRIGGERS),
+    )
     outcome.add("restarts that failed", done.failed_starts, done.failed_starts == 0)
     outcome.add("PRAGMA integrity_check", check, check == "ok")
     outcome.add("runs the targets saw", sum(len(t) for t in target.seen.values()))
