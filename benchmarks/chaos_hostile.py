@@ -13,6 +13,7 @@ the two groups. Over `period` seconds, after a warm-up, the figures are:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections import Counter, defaultdict
@@ -72,7 +73,7 @@ def hostile_runs(db: Path) -> tuple[dict[str, Counter[str]], dict[str, float]]:
     """Per check: error classes ("ok" for a pass) and the longest run, in seconds."""
     classes: dict[str, Counter[str]] = defaultdict(Counter)
     longest: dict[str, float] = defaultdict(float)
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         query = (
             "select c.name, r.ok, r.error_class, r.latency"
             " from runs r join checks c on c.id = r.check_id"

@@ -19,6 +19,7 @@ more daemon runs until nothing is left to deliver, then stops gracefully. The fi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sqlite3
 import time
@@ -105,7 +106,7 @@ class Life:
 
 def stored_runs(db: Path) -> dict[str, list[float]]:
     runs: dict[str, list[float]] = defaultdict(list)
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         query = "select c.name, r.ts from runs r join checks c on c.id = r.check_id order by r.ts"
         for name, ts in conn.execute(query):
             runs[name].append(ts)
@@ -135,7 +136,7 @@ def runs_lost(
 
 def page_figures(posts: list[dict[str, Any]], db: Path) -> dict[str, int]:
     """Pages lost, repeated and out of order, from what the receiver got and the outbox."""
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         outbox = conn.execute("select title, body, status from outbox").fetchall()
     received = Counter(post_id(p) for p in posts)
     repeated = sum(n - 1 for n in received.values())
@@ -170,7 +171,7 @@ def page_figures(posts: list[dict[str, Any]], db: Path) -> dict[str, int]:
 
 
 def integrity(db: Path) -> str:
-    with sqlite3.connect(db) as conn:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
         rows = conn.execute("pragma integrity_check").fetchall()
     return "; ".join(str(r[0]) for r in rows)
 
@@ -182,6 +183,7 @@ class Storm:
     lives: list[Life] = field(default_factory=list)
     failed_starts: int = 0
     final_exit: int | None = None
+    last: Life | None = None  # the daemon stopped with SIGTERM at the end
     settled: bool = False
 
 
@@ -219,10 +221,12 @@ async def storm(
         done.lives.append(Life(spawned, time.time(), trigger))
     # Everything heals; a last daemon delivers what is owed and stops gracefully.
     target.healed = True
+    spawned = time.time()
     await daemon.start()
     done.settled = await settle(daemon, within=90.0)
     await asyncio.sleep(1.0)
     done.final_exit = await daemon.stop()
+    done.last = Life(spawned, time.time(), "graceful")
     return done
 
 
@@ -263,6 +267,10 @@ def report(done: Storm, db: Path, target: FlakyTarget, posts: list[dict[str, Any
     # (one INTERVAL each); a lost run older than that would mean a written batch went missing.
     bound = FLUSH_INTERVAL + INTERVAL + 0.3
     outcome.add("oldest lost run, before its kill", f"{oldest * 1000:.0f} ms", oldest <= bound)
+    if done.last is not None:
+        # SIGTERM lets in-flight runs finish and writes every pending row: nothing is lost.
+        graceful, _ = runs_lost([done.last], dict(target.seen), stored_runs(db))
+        outcome.add("runs lost at the graceful stop", graceful[0], graceful[0] == 0)
     outcome.add("pages the daemon queued (outbox rows)", pages["outbox"])
     outcome.add("pages received", pages["received"])
     outcome.add("pages lost", pages["lost"], pages["lost"] == 0 and pages["unsent"] == 0)
