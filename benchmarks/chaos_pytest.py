@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import re
 import sys
@@ -76,10 +77,17 @@ async def canary(workdir: Path) -> Outcome:
         outcome.add("tests/test_canary.py", "absent: nothing proves the secret guarantee", False)
         return outcome
     result = await pytest([CANARY], workdir, {}, limit=900)
-    # The test greps every surface for the secret in every form; a hit fails it and names
-    # where. Its own count of hits, when it prints one, is quoted as is.
-    hits = re.findall(r"(\d+) hits?\b", result.output)
-    shown = hits[-1] if hits else ("0" if result.passed else "some (see above)")
+    # The test greps every surface for the secret in every spelling; a hit fails it with a
+    # {place: [spellings]} map, whose entries are the hits.
+    found = re.search(r"canary leaked \(place: spellings\): (\{.*\})", result.output)
+    if found:
+        try:
+            leaks = ast.literal_eval(found.group(1))
+            shown = f"{sum(len(v) for v in leaks.values())} in {', '.join(leaks)}"
+        except (ValueError, SyntaxError):
+            shown = found.group(1)  # quoted as the test printed it
+    else:
+        shown = "0" if result.passed else "unknown: the test failed before its search"
     outcome.add("canary hits", shown, result.passed)
     outcome.add("tests/test_canary.py", result.summary, result.passed)
     return outcome
