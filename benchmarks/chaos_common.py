@@ -61,14 +61,11 @@ class TimedReceiver(Receiver):
     """The tests' json:// receiver, also noting when each post arrived (monotonic seconds)."""
 
     arrivals: list[float] = field(default_factory=list)
-    on_post: Callable[[], None] | None = None
 
     async def _hook(self, request: web.Request) -> web.Response:
         answer = await super()._hook(request)
         if answer.status == 200:
             self.arrivals.append(time.monotonic())
-            if self.on_post is not None:
-                self.on_post()
         return answer
 
 
