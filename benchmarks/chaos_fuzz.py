@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import resource
 import sys
 import time
@@ -126,6 +127,10 @@ async def run(workdir: Path, count: int, seed: int) -> Outcome:
         result = await chaos_pytest.pytest(
             property_tests, workdir, {"HYPOTHESIS_PROFILE": "chaos"}, limit=900
         )
+        # The property tests print their own figure: how many files, and the slowest.
+        ran = re.search(r"config fuzz: (\d+) files validated, slowest ([\d.]+) ?s", result.output)
+        if ran:
+            outcome.add("hypothesis files validated (slowest)", f"{ran[1]} ({ran[2]} s)")
         outcome.add("hypothesis tests (profile chaos)", result.summary, result.passed)
     else:
         outcome.add("hypothesis tests (profile chaos)", "none in tests/ yet")
