@@ -83,7 +83,9 @@ def summary(outcomes: list[Outcome]) -> str:
             rows.append((outcome.scenario, "could not finish", outcome.error, "BROKEN"))
         for figure in outcome.figures:
             if figure.ok is not None:
-                rows.append((outcome.scenario, figure.name, figure.value, _verdict(figure.ok)))
+                # The scenario's own output above has the value in full.
+                value = figure.value if len(figure.value) <= 64 else figure.value[:61] + "..."
+                rows.append((outcome.scenario, figure.name, value, _verdict(figure.ok)))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = ["", "== summary =="]
     for row in rows:

@@ -55,7 +55,7 @@ def shuffled_lines(rng: random.Random, base: bytes) -> bytes:
 
 
 def encoded(rng: random.Random, base: bytes) -> bytes:
-    text = base.decode() + "\n# café ☃ 𝄞\n"
+    text = base.decode(errors="replace") + "\n# café ☃ 𝄞\n"  # a base may not be UTF-8
     codec = rng.choice(["utf-16", "utf-16-le", "utf-16-be", "utf-32", "latin-1", "cp1252"])
     return text.encode(codec, errors="replace")
 
