@@ -30,6 +30,8 @@ def truncated(rng: random.Random, base: bytes) -> bytes:
 def mutated(rng: random.Random, base: bytes) -> bytes:
     data = bytearray(base)
     for _ in range(rng.randint(1, 20)):
+        if not data:
+            break  # deleted down to nothing: an empty file is a case of its own
         at = rng.randrange(len(data))
         action = rng.choice(("flip", "insert", "delete", "dup"))
         if action == "flip":
