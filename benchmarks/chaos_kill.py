@@ -147,19 +147,28 @@ def page_figures(posts: list[dict[str, Any]], db: Path) -> dict[str, int]:
     out_of_order = 0
     last: dict[str, str] = {}
     unique: dict[str, dict[str, Any]] = {}
+    sequences: dict[str, list[str]] = defaultdict(list)  # per alert, for the post-mortem
+    bad: set[str] = set()
     for post in posts:
         unique.setdefault(post_id(post), post)
     for post in unique.values():
         title = str(post.get("title"))
         state, _, rest = title.partition(": ")
         alert = " ".join(rest.split(" ")[:2])  # "<check> <rule>"
+        sequences[alert].append(f"{state} {post_id(post)[-8:]}")
         if state == "FIRING" and ", " in title:
             continue  # escalation or reminder: no change of firing/resolved
         if last.get(alert, "RESOLVED") == state:
             out_of_order += 1
+            bad.add(alert)
         last[alert] = state
     # Every target healed before the end: an alert whose last page is FIRING lost its RESOLVED.
-    out_of_order += sum(1 for state in last.values() if state != "RESOLVED")
+    for alert, state in last.items():
+        if state != "RESOLVED":
+            out_of_order += 1
+            bad.add(alert)
+    for alert in sorted(bad):
+        print(f"    {alert} received: {' → '.join(sequences[alert])}")
     return {
         "outbox": len(outbox),
         "received": len(posts),
