@@ -64,6 +64,6 @@ clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
 # The fault-injection suite (kill -9, notifier outage, hostile targets, config fuzz, canary):
-# ~6 minutes, prints figures, exits 1 when a guarantee of README's Guarantees section breaks.
+# about 4 minutes, prints figures, exits 1 when a guarantee of README's Guarantees section breaks.
 chaos: $(STAMP)
 	$(BIN)/python benchmarks/chaos.py $(CHAOS_ARGS)
