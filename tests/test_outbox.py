@@ -158,6 +158,53 @@ async def test_a_receiver_down_for_a_while_gets_the_page_once_it_recovers(
     await daemon.close()
 
 
+async def test_an_alerts_messages_arrive_in_the_order_they_were_queued(
+    db: str, receiver: Receiver
+) -> None:
+    """A RESOLVED queued while its FIRING waits out a long backoff must not overtake it."""
+    clock = FakeClock()
+    daemon = Daemon(db, clock, receiver)
+    receiver.failing = True
+    await daemon.tick(View(failure_ratio=1.0))
+    for _ in range(3):  # the FIRING fails again and again: its next try is 8 s away
+        clock.advance(pending(daemon.engine)[0].next_attempt_at - clock.time())
+        await daemon.delivery.run_once()
+    clock.advance(1)
+    await daemon.tick(View())  # clear once
+    receiver.failing = False
+    clock.advance(1)
+    await daemon.tick(View())  # clear twice: RESOLVED queued, due now, its FIRING is not
+    assert titles(receiver) == []
+    for _ in range(3):
+        clock.advance(10)
+        await daemon.delivery.run_once()
+    assert titles(receiver) == [
+        "FIRING: orders-api error_rate (critical)",
+        "RESOLVED: orders-api error_rate",
+    ]
+    await daemon.close()
+
+
+async def test_a_notifier_that_answers_again_gets_what_waited_at_once(
+    db: str, receiver: Receiver
+) -> None:
+    clock = FakeClock()
+    daemon = Daemon(db, clock, receiver)
+    receiver.failing = True
+    await daemon.tick(View("charges", failure_ratio=1.0))
+    for _ in range(4):  # charges' page is now 16 s from its next try
+        clock.advance(pending(daemon.engine)[0].next_attempt_at - clock.time())
+        await daemon.delivery.run_once()
+    receiver.failing = False
+    await daemon.tick(View("refunds", failure_ratio=1.0))  # a first try, which goes through
+    await daemon.delivery.run_once()
+    assert titles(receiver) == [
+        "FIRING: refunds error_rate (critical)",
+        "FIRING: charges error_rate (critical)",
+    ]
+    await daemon.close()
+
+
 async def test_a_message_nobody_could_take_for_a_day_expires_unsent(
     db: str, receiver: Receiver
 ) -> None:

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 
-from sqlalchemy import ColumnElement, Engine, Index, and_, insert, or_, update
+from sqlalchemy import ColumnElement, Engine, Index, and_, func, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -191,6 +191,23 @@ def pending(engine: Engine, now: float = float("inf"), lease: float = 0.0) -> li
         return list(session.exec(query).all())
 
 
+def heads(engine: Engine) -> set[int]:
+    """The oldest unsent row of each alert (notifier, check, rule): the only one that may go.
+
+    An alert's messages are sent in the order they were queued. Were each row left to its own
+    backoff, a RESOLVED queued during an outage could overtake its FIRING (fewer failed
+    attempts, a shorter wait), or a row re-sent after a crash could arrive after the alert's
+    later ones; a receiver showing the last message as the state would then be wrong.
+    """
+    query = (
+        select(func.min(OutboxRow.id))
+        .where(col(OutboxRow.status).in_(UNSENT))
+        .group_by(col(OutboxRow.notifier), col(OutboxRow.check), col(OutboxRow.rule))
+    )
+    with Session(engine) as session:
+        return {int(row_id) for row_id in session.exec(query).all() if row_id is not None}
+
+
 def claim(engine: Engine, rows: list[OutboxRow], now: float, cap: float) -> bool:
     """Take a batch for one attempt: mark it sending, bump attempts (the attempt's id) and push
     next_attempt_at out by the backoff, all rows or none, each only if still as read."""
@@ -210,6 +227,16 @@ def claim(engine: Engine, rows: list[OutboxRow], now: float, cap: float) -> bool
                 return False
         transaction.commit()
     return True
+
+
+def due_now(engine: Engine, ids: set[int], now: float) -> None:
+    """Make pending rows due at once (their notifier answered again)."""
+    with engine.begin() as connection:
+        connection.execute(
+            update(OutboxRow)
+            .where(col(OutboxRow.id).in_(ids), col(OutboxRow.status) == PENDING)
+            .values(next_attempt_at=now)
+        )
 
 
 def finish(
@@ -273,7 +300,8 @@ class Delivery:
             log.warning("gave up on notification %s to %s: expired", row.title, row.notifier)
             self.on_expired(row.notifier)
         idle = await asyncio.to_thread(pending, self.engine, now, lease)
-        rows = {r.id: r for r in idle if r.id is not None}
+        first = await asyncio.to_thread(heads, self.engine)
+        rows = {r.id: r for r in idle if r.id in first}
         queued = [
             Queued(i, r.notifier, r.group_key, r.created_at, r.next_attempt_at <= now)
             for i, r in rows.items()
@@ -314,7 +342,12 @@ class Delivery:
         # window in which a crash makes the row go out again.
         await self.writer.submit(finish, self.engine, attempt, SENT, self.clock.time(), None)
         log.info("sent %s to %s: %s", nid, notifier, title)
+        self._wake.set()  # the alert's next message, held back behind this one, may go now
         waited = self._waiting.pop(notifier, set())
+        if waited - set(attempt):
+            # The notifier is back: what failed meanwhile goes now, not after its backoff.
+            await self.writer.submit(due_now, self.engine, waited - set(attempt), self.clock.time())
+            self._wake.set()
         self._outage(notifier).recovered(
             f"{len(waited)} notification{'s' if len(waited) != 1 else ''} waited and go out now"
         )
