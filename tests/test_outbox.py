@@ -158,6 +158,13 @@ async def test_a_receiver_down_for_a_while_gets_the_page_once_it_recovers(
     await daemon.close()
 
 
+async def refused_again(daemon: Daemon, times: int) -> None:
+    """The oldest unsent page is tried `times` more, each at the end of its backoff."""
+    for _ in range(times):
+        daemon.clock.advance(pending(daemon.engine)[0].next_attempt_at - daemon.clock.time())
+        await daemon.delivery.run_once()
+
+
 async def test_an_alerts_messages_arrive_in_the_order_they_were_queued(
     db: str, receiver: Receiver
 ) -> None:
@@ -166,9 +173,7 @@ async def test_an_alerts_messages_arrive_in_the_order_they_were_queued(
     daemon = Daemon(db, clock, receiver)
     receiver.failing = True
     await daemon.tick(View(failure_ratio=1.0))
-    for _ in range(3):  # the FIRING fails again and again: its next try is 8 s away
-        clock.advance(pending(daemon.engine)[0].next_attempt_at - clock.time())
-        await daemon.delivery.run_once()
+    await refused_again(daemon, 3)  # the FIRING's next try is now 8 s away
     clock.advance(1)
     await daemon.tick(View())  # clear once
     receiver.failing = False
@@ -192,9 +197,7 @@ async def test_a_notifier_that_answers_again_gets_what_waited_at_once(
     daemon = Daemon(db, clock, receiver)
     receiver.failing = True
     await daemon.tick(View("charges", failure_ratio=1.0))
-    for _ in range(4):  # charges' page is now 16 s from its next try
-        clock.advance(pending(daemon.engine)[0].next_attempt_at - clock.time())
-        await daemon.delivery.run_once()
+    await refused_again(daemon, 4)  # charges' page is now 16 s from its next try
     receiver.failing = False
     await daemon.tick(View("refunds", failure_ratio=1.0))  # a first try, which goes through
     await daemon.delivery.run_once()
