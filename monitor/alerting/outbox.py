@@ -185,27 +185,27 @@ def expire(engine: Engine, now: float, lease: float = 0.0) -> list[OutboxRow]:
 
 
 def pending(engine: Engine, now: float = float("inf"), lease: float = 0.0) -> list[OutboxRow]:
-    """Idle rows (see _idle) in the order they were queued; by default every unsent row."""
-    with Session(engine) as session:
-        query = select(OutboxRow).where(_idle(now, lease)).order_by(col(OutboxRow.id))
-        return list(session.exec(query).all())
+    """Idle rows (see _idle) that may go now, in the order they were queued; by default every
+    alert's oldest unsent row.
 
-
-def heads(engine: Engine) -> set[int]:
-    """The oldest unsent row of each alert (notifier, check, rule): the only one that may go.
-
-    An alert's messages are sent in the order they were queued. Were each row left to its own
-    backoff, a RESOLVED queued during an outage could overtake its FIRING (fewer failed
-    attempts, a shorter wait), or a row re-sent after a crash could arrive after the alert's
-    later ones; a receiver showing the last message as the state would then be wrong.
+    Only the oldest unsent row of each alert (notifier, check, rule) may go: an alert's messages
+    are sent in the order they were queued. Were each row left to its own backoff, a RESOLVED
+    queued during an outage could overtake its FIRING (fewer failed attempts, a shorter wait),
+    or a row re-sent after a crash could arrive after the alert's later ones; a receiver
+    showing the last message as the state would then be wrong.
     """
-    query = (
+    heads = (
         select(func.min(OutboxRow.id))
         .where(col(OutboxRow.status).in_(UNSENT))
         .group_by(col(OutboxRow.notifier), col(OutboxRow.check), col(OutboxRow.rule))
     )
+    query = (
+        select(OutboxRow)
+        .where(_idle(now, lease), col(OutboxRow.id).in_(heads.scalar_subquery()))
+        .order_by(col(OutboxRow.id))
+    )
     with Session(engine) as session:
-        return {int(row_id) for row_id in session.exec(query).all() if row_id is not None}
+        return list(session.exec(query).all())
 
 
 def claim(engine: Engine, rows: list[OutboxRow], now: float, cap: float) -> bool:
@@ -300,8 +300,7 @@ class Delivery:
             log.warning("gave up on notification %s to %s: expired", row.title, row.notifier)
             self.on_expired(row.notifier)
         idle = await asyncio.to_thread(pending, self.engine, now, lease)
-        first = await asyncio.to_thread(heads, self.engine)
-        rows = {r.id: r for r in idle if r.id in first}
+        rows = {r.id: r for r in idle if r.id is not None}
         queued = [
             Queued(i, r.notifier, r.group_key, r.created_at, r.next_attempt_at <= now)
             for i, r in rows.items()
