@@ -23,15 +23,15 @@ from typing import Protocol
 
 import apprise
 
-from monitor.alerting.machine import Intent, Kind
+from monitor.alerting.machine import RANK, Intent, Kind
 from monitor.config.alerting import AlertingSettings, quiet_plugin_loading
+from monitor.config.rules import Severity
 from monitor.core.errors import DeliveryError
 from monitor.core.redact import Redactor
 from monitor.core.units import format_duration
 
 log = logging.getLogger(__name__)
 NOTIFY_TYPES = {"critical": "failure", "warning": "warning", "resolved": "success"}
-_SEVERITY_RANK = {"warning": 1, "critical": 2}
 _TYPE_RANK = {"success": 0, "info": 0, "warning": 1, "failure": 2}
 ID_FIELD = "notification_id"
 # Apprise's custom payload plugins add a field per `:name=value` URL parameter.
@@ -59,7 +59,7 @@ class NotifierSettings(Protocol):
     @property
     def urls(self) -> list[str]: ...
     @property
-    def min_severity(self) -> str: ...
+    def min_severity(self) -> Severity: ...
 
 
 @dataclass(frozen=True)
@@ -186,11 +186,11 @@ class Notify:
 
     def route(self, intent: Intent, notify: Sequence[str]) -> list[str]:
         """The check's notifiers whose min_severity this intent's severity reaches."""
-        rank = _SEVERITY_RANK[intent.severity]
+        rank = RANK[intent.severity]
         return [
             name
             for name in notify
-            if name in self.notifiers and rank >= _SEVERITY_RANK[self.notifiers[name].min_severity]
+            if name in self.notifiers and rank >= RANK[self.notifiers[name].min_severity]
         ]
 
     def messages(
