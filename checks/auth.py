@@ -10,6 +10,7 @@ them to `RunContext.secrets`, and the runner masks them in everything the result
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -135,6 +136,9 @@ def basic_authorization(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
+# Asked on every run of an OAuth2 check: serialising and hashing the config each time would
+# cost more than the token lookup. Configs are frozen (hashable); a reload makes new ones.
+@functools.lru_cache(maxsize=1024)
 def cache_key(auth: OAuth2) -> str:
     """Identical auth configs share one token, whichever checks use them."""
     return hashlib.sha256(auth.model_dump_json().encode()).hexdigest()

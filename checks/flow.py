@@ -82,6 +82,11 @@ class Step(Model):
     def model_post_init(self, context: Any) -> None:
         self._paths = {name: compile_path(path) for name, path in self.extract.items()}
 
+    @functools.cached_property  # asked on every run; the step's headers never change
+    def header_variables(self) -> frozenset[str]:
+        """The variables this step sends in a header: credentials of the run."""
+        return frozenset(references(self.request.headers))
+
 
 class FlowCheck(HttpTransport, CheckConfig):
     type: Literal["flow"] = "flow"
@@ -190,7 +195,7 @@ class _FlowRun:
             return Result.failure("assertion", f"request is invalid once rendered: {problem}")
         # A value sent in a header (the session token a login step extracted) is a credential
         # of this run, masked like `auth:` values wherever the provider repeats it.
-        for name in references(step.request.headers):
+        for name in step.header_variables:
             if isinstance(self.variables.get(name), str):
                 self.ctx.secrets.add(self.variables[name])
         result, body = await send(self.ctx, request, step.expect, self.flow, self.flow.auth)
