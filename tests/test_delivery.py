@@ -153,3 +153,21 @@ async def test_a_row_taken_by_a_sender_that_died_goes_out_once_its_lease_ran_out
         assert await delivery.run_once() == 1
         assert await delivery.run_once() == 0
     assert len(receiver.posts) == 1
+
+
+async def test_an_alerts_later_page_waits_behind_one_a_dead_sender_still_holds(
+    store: Store, receiver: Receiver
+) -> None:
+    clock = FakeClock()
+    async with delivering(store, receiver, clock, send_timeout=10) as (writer, delivery):
+        await writer.submit(commit, store.engine, [], [message("a/FIRING")])
+        rows = await asyncio.to_thread(pending, store.engine)
+        assert await writer.submit(claim, store.engine, rows, clock.time(), 30.0)
+        # The alert resolves while a dead process's claim on its FIRING has not run out.
+        await writer.submit(commit, store.engine, [], [message("a/RESOLVED", clock.time())])
+        clock.advance(5)
+        assert await delivery.run_once() == 0  # the RESOLVED is due, but its FIRING is held
+        clock.advance(6)  # the lease ran out: the FIRING first, then the RESOLVED
+        assert await delivery.run_once() == 1
+        assert await delivery.run_once() == 1
+    assert [post["title"] for post in receiver.posts] == ["a/FIRING", "a/RESOLVED"]

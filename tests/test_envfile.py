@@ -159,3 +159,16 @@ def test_an_env_file_that_cannot_be_read_is_a_config_error(
     missing = tmp_path / "nope.env"
     assert main(["validate", "--config", str(config), "--env-file", str(missing)]) == 2
     assert f"{missing}: cannot read env file" in capsys.readouterr().err
+
+
+def test_the_env_file_wins_over_the_shell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "monitor.yaml"
+    config.write_text("checks:\n  - {name: a, request: {url: '${INTMON_TEST_URL}'}}\n")
+    env = tmp_path / "intmon.env"
+    env.write_text("INTMON_TEST_URL=http://127.0.0.1:9/from-file\n")
+    monkeypatch.setenv("INTMON_TEST_URL", "not a url")
+    assert main(["validate", "--config", str(config), "--env-file", str(env)]) == 0
+    assert main(["validate", "--config", str(config)]) == 2  # the shell's value alone
+    assert "checks[0].request.url" in capsys.readouterr().err
