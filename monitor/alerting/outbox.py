@@ -37,7 +37,7 @@ from monitor.core.backoff import backoff
 from monitor.core.clock import Clock
 from monitor.core.errors import DeliveryError, StorageError
 from monitor.core.outage import Outage
-from monitor.storage.writer import DatabaseUnavailable, Writer, unavailable
+from monitor.storage.writer import DatabaseUnavailable, Writer
 
 log = logging.getLogger(__name__)
 PENDING, SENDING, SENT = "pending", "sending", "sent"
@@ -299,7 +299,7 @@ class Delivery:
         for row in await self.writer.submit(expire, self.engine, now, lease):
             log.warning("gave up on notification %s to %s: expired", row.title, row.notifier)
             self.on_expired(row.notifier)
-        idle = await asyncio.to_thread(pending, self.engine, now, lease)
+        idle = await self.writer.read(pending, self.engine, now, lease)
         rows = {r.id: r for r in idle if r.id is not None}
         queued = [
             Queued(i, r.notifier, r.group_key, r.created_at, r.next_attempt_at <= now)
@@ -377,12 +377,9 @@ class Delivery:
             except DatabaseUnavailable:
                 # The writer logged the outage once; the rows wait in the database.
                 log.debug("outbox pass skipped: the database is unavailable")
-            except Exception as exc:
-                if not unavailable(exc):
-                    # A bug, or a database error that is not an outage: keep the traceback.
-                    log.exception("outbox delivery pass failed")
-                else:
-                    self.writer.outage.failed(exc)  # a read hit the outage first
+            except Exception:
+                # A bug, or a database error that is not an outage: keep the traceback.
+                log.exception("outbox delivery pass failed")
             sleeper = asyncio.ensure_future(self.clock.sleep(self.poll))
             waker = asyncio.ensure_future(self._wake.wait())
             await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)

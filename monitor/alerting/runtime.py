@@ -33,7 +33,7 @@ from monitor.core.errors import DeliveryError
 from monitor.core.redact import Redactor
 from monitor.metrics import Firing, Metrics
 from monitor.signals.per_check import CheckSignals
-from monitor.storage.writer import DatabaseUnavailable, Writer, unavailable
+from monitor.storage.writer import DatabaseUnavailable, Writer
 
 log = logging.getLogger(__name__)
 SILENCE_RELOAD = 15.0  # `intmon silence` writes from another process; pick it up this often
@@ -172,9 +172,11 @@ class Alerter:
 
     async def _reload_silences(self) -> None:
         try:
-            runtime = await asyncio.to_thread(load_active, self.engine, self.clock.time())
+            runtime = await self.writer.read(load_active, self.engine, self.clock.time())
+        except DatabaseUnavailable:
+            return  # the writer logs the outage once; the previous silences hold meanwhile
         except SQLAlchemyError as exc:
-            self._read_failed("could not reload silences, keeping the previous ones", exc)
+            log.warning("could not reload silences, keeping the previous ones: %s", exc)
             return
         self.silences = Silences(config=tuple(self.config.silences), runtime=runtime)
 
@@ -185,15 +187,12 @@ class Alerter:
                 return int(connection.execute(query).scalar_one())
 
         try:
-            self.outbox_depth = await asyncio.to_thread(count)
+            self.outbox_depth = await self.writer.read(count)
+        except DatabaseUnavailable:
+            # The writer logs the outage once; the last count stands meanwhile.
+            log.debug("outbox not counted: the database is unavailable")
         except SQLAlchemyError as exc:
-            self._read_failed("could not count the outbox", exc)
-
-    def _read_failed(self, what: str, exc: SQLAlchemyError) -> None:
-        if unavailable(exc):
-            self.writer.outage.failed(exc)  # one line for the whole outage, from the writer
-        else:
-            log.warning("%s: %s", what, exc)
+            log.warning("could not count the outbox: %s", exc)
 
     async def announce(self, key: str, title: str, body: str) -> None:
         """intmon's own trouble (results being dropped), sent to every notifier directly: the

@@ -136,6 +136,18 @@ class Writer:
         # passes a write lock. Only the writer's own batches end an outage (_recovered).
         return result
 
+    async def read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a read in a worker thread (reads need not wait for the writer's queue). A read
+        that meets a database outage notes it in the writer's one outage log and raises
+        DatabaseUnavailable, like `submit`; any other error is the caller's."""
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            self.outage.failed(exc)
+            raise DatabaseUnavailable(str(exc)) from exc
+
     def _recovered(self, written: int = 0) -> None:
         if self.outage.up:
             return
