@@ -235,7 +235,7 @@ class Daemon:
         self.throttle.on_response(
             key,
             result.status,
-            signals.retry_after,
+            result.signals.get("retry_after"),
             self.clock.time(),
             quota=signals.quota,
             base=check.interval,

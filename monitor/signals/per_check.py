@@ -108,7 +108,6 @@ class CheckSignals:
         self.deprecation: DeprecationRecord | None = None
         self.certificate_not_after: float | None = None
         self.freshness_age: float | None = None
-        self.retry_after: float | None = None
         self._deprecation_written = 0.0
 
     def resize(self, error_window: float, latency_window: float, longest_window: float) -> bool:
@@ -175,7 +174,6 @@ class CheckSignals:
         if isinstance(age, int | float):
             self.freshness_age = float(age)
         # The runner has read the response headers into (redacted) signals.
-        self.retry_after = result.signals.get("retry_after")
         self.quota = _quota(result.signals, now) or self.quota
         return self._track_deprecation(result, result.signals, now)
 

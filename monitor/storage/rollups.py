@@ -22,15 +22,13 @@ ROLLUPS: Table = StoredRollup.__table__  # type: ignore[attr-defined]
 META: Table = MetaRow.__table__  # type: ignore[attr-defined]
 
 
-def summarise_hour(
-    check: str, hour: int, runs: list[tuple[bool, float | None, int | None]]
-) -> dict[str, Any]:
-    """The rollup row of one check's (ok, latency, status) runs in one hour."""
+def summarise_hour(hour: int, runs: list[tuple[bool, float | None, int | None]]) -> dict[str, Any]:
+    """The rollup row (without its check id) of one check's (ok, latency, status) runs in one
+    hour."""
     timed = [latency for _, latency, _ in runs if latency is not None]
     timed_ok = [latency for ok, latency, _ in runs if ok and latency is not None]
     timed.sort()
     return {
-        "check": check,
         "hour": hour,
         "count": len(runs),
         "failures": sum(1 for ok, _, _ in runs if not ok),
@@ -139,11 +137,9 @@ class Rollups:
             for check_id, ok, latency, status in connection.execute(query):
                 grouped.setdefault(check_id, []).append((bool(ok), latency, status))
             rows = []
-            for name, check_id in ids.items():
+            for check_id in ids.values():
                 if check_id in grouped:
-                    row = summarise_hour(name, hour, grouped[check_id])
-                    del row["check"]
-                    rows.append({"check_id": check_id, **row})
+                    rows.append({"check_id": check_id, **summarise_hour(hour, grouped[check_id])})
             stale = ROLLUPS.delete().where(ROLLUPS.c.hour == hour)
             if checks is not None:
                 stale = stale.where(ROLLUPS.c.check_id.in_(ids.values()))
