@@ -51,6 +51,8 @@ class Result:
     # drops them, so nothing after it sees a header that was not redacted.
     headers: CIMultiDictProxy[str] | None = None
     tls_not_after: float | None = None
+    # The provider's id for the request (X-Request-Id, CF-Ray, an error envelope's request_id).
+    request_id: str | None = None
     # Small JSON-able facts for storage and status (quota, deprecation, step timings, ...).
     signals: dict[str, Any] = field(default_factory=dict)
 

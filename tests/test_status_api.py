@@ -32,7 +32,8 @@ from tests.tls import make_pki
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "docs" / "status.schema.json"
 # The keys every check and its `metrics` always have, null or not: what clients may rely on.
 CHECK_KEYS = {
-    "name", "type", "target", "provider", "interval", "state", "last", "last_success",
+    "name", "type", "target", "provider", "interval", "state", "state_reason", "until", "last",
+    "last_success",
     "last_failure", "signals", "metrics", "throttle",
 }  # fmt: skip
 METRICS_KEYS = {

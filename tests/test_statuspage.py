@@ -20,7 +20,7 @@ from monitor.alerting.status import AlertReport, AlertStatus
 from monitor.config.loader import parse_config
 from monitor.core.clock import SystemClock
 from monitor.engine.daemon import Daemon
-from monitor.engine.status import CheckStatus, Health, LastRun, StatusReport, ThrottleStatus
+from monitor.engine.status import CheckStatus, LastRun, State, StatusReport, ThrottleStatus
 from monitor.metrics import Metrics
 from monitor.signals.headers import Quota
 from monitor.signals.status import DeprecationStatus, SignalsStatus
@@ -89,7 +89,7 @@ NOT_THROTTLED = ThrottleStatus(paused_until=None, reason=None, throttled_seconds
 
 
 def check(
-    name: str, state: Health, error_class: str | None = None, reason: str = "", **metrics: Any
+    name: str, state: State, error_class: str | None = None, reason: str = "", **metrics: Any
 ) -> CheckStatus:
     """One check as `Daemon.status()` reports it; `metrics` replace the idle figures."""
     last = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from monitor.engine.status import Health, LastRun
+from monitor.engine.status import LastRun, State
 from monitor.storage.store import RunRecord
 
 
@@ -35,7 +35,7 @@ class CheckState:
         return None if self.last is None else LastRun.of(self.last)
 
     @property
-    def health(self) -> Health:
+    def health(self) -> State:
         if self.last is None:
             return "unknown"
         return "up" if self.last.ok else "down"

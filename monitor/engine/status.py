@@ -16,7 +16,8 @@ from monitor.core.model import StatusModel
 from monitor.signals.status import SignalsStatus
 from monitor.storage.store import RunRecord
 
-Health = Literal["up", "down", "unknown"]
+State = Literal["up", "degraded", "down", "throttled", "unknown"]
+STATES: tuple[State, ...] = ("up", "degraded", "down", "throttled", "unknown")
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -31,6 +32,9 @@ class LastRun(StatusModel):
     """HTTP status code; null when no answer came."""
     latency: float | None
     reason: str
+    request_id: str | None = None
+    """The provider's id for the request (X-Request-Id, CF-Ray, an error envelope's
+    `request_id`, ...), which its support asks for; null when it sent none."""
 
     @classmethod
     def of(cls, record: RunRecord) -> LastRun:
@@ -54,7 +58,14 @@ class CheckStatus(StatusModel):
     """What is checked, with secrets masked."""
     provider: str | None
     interval: float
-    state: Health
+    state: State
+    """up, degraded (passed, but slow or with a warning-level problem), down, throttled (the
+    provider asked us to wait; see `until`) or unknown (see `state_reason`)."""
+    state_reason: str | None = None
+    """Why the check is in its state, when `up` does not say it all: the warning behind
+    `degraded`, what holds a `throttled` check back, why a check is `unknown`."""
+    until: float | None = None
+    """Unix seconds until which a `throttled` check is held back; null otherwise."""
     last: LastRun | None
     """Null until the check has run once."""
     last_success: float | None
