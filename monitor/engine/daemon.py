@@ -25,6 +25,7 @@ from monitor.engine.state import CheckState
 from monitor.engine.status import CheckStatus, StatusReport
 from monitor.engine.throttle import KeyState, Throttle, throttle_key
 from monitor.metrics import Metrics, SignalCollector
+from monitor.signals.history import HistoryBook
 from monitor.signals.per_check import (
     DEFAULT_ERROR_WINDOW,
     DEFAULT_LATENCY_WINDOW,
@@ -62,6 +63,7 @@ class Daemon:
             c.name: self._signals_for(c) for c in config.checks
         }
         self.throttle = Throttle()
+        self.history = HistoryBook()  # the status page's day of history, per check
         self.heartbeats = HeartbeatBook()
         self.writer = Writer(
             store,
@@ -148,6 +150,7 @@ class Daemon:
             if name in names:
                 self.signals[name].consecutive_failures = count
         self._replay_windows(names)
+        self.history.restore(self.store, now, names)
         for name, saved in self.store.deprecations().items():
             if name in names:
                 self.signals[name].deprecation = DeprecationRecord.from_row(saved)
@@ -251,6 +254,7 @@ class Daemon:
             signals=result.signals,
         )
         self.states[check.name].update(record)
+        self.history.add(check.name, record.ts, record.ok, record.latency)
         self.metrics.observe(check.name, result)
         self.writer.record(record)
         if not result.ok:
@@ -291,6 +295,7 @@ class Daemon:
         for name in change.removed:
             self._scheduler_schedule().remove(name)
             del self.checks[name], self.states[name], self.signals[name]
+            self.history.forget(name)
             self.metrics.forget(name)
         grown: set[str] = set()
         for check in new.checks:

@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, insert, text
+from sqlalchemy import Connection, Engine, Row, Table, insert, text
 from sqlalchemy import select as sa_select
 
 from monitor.core.quantile import quantile
@@ -203,6 +203,19 @@ class Rollups:
         )
         return ((name, int(row[0]), float(row[1])) for name, row in rows)
 
+    def hours_since(self, since: float) -> Iterator[RollupRow]:
+        """Every check's rollups of the hours starting at or after `since`, by check then hour:
+        what the status page's day of history is restored from."""
+        rows = self.checks.stream(
+            self.engine,
+            lambda check_id: (
+                sa_select(ROLLUPS)
+                .where(ROLLUPS.c.check_id == check_id, ROLLUPS.c.hour >= since)
+                .order_by(ROLLUPS.c.hour)
+            ),
+        )
+        return (_rollup_row(name, row) for name, row in rows)
+
     def hours(self, check: str, since: float, until: float | None = None) -> list[RollupRow]:
         """One check's hourly rollups starting in [since, until), oldest first."""
         with self.engine.connect() as connection:
@@ -215,7 +228,8 @@ class Rollups:
             if until is not None:
                 query = query.where(ROLLUPS.c.hour < until)
             rows = connection.execute(query.order_by(ROLLUPS.c.hour))
-            return [
-                RollupRow(check=check, **{k: v for k, v in row._mapping.items() if k != "check_id"})
-                for row in rows
-            ]
+            return [_rollup_row(check, row) for row in rows]
+
+
+def _rollup_row(check: str, row: Row[Any]) -> RollupRow:
+    return RollupRow(check=check, **{k: v for k, v in row._mapping.items() if k != "check_id"})

@@ -171,6 +171,21 @@ class Store:
             )
             return [RunRecord.from_row(check, row) for row in connection.execute(query)]
 
+    def last_failures(self, check: str, limit: int) -> list[RunRecord]:
+        """The newest `limit` failed runs of `check`, newest first: one walk back along its
+        key range, which stops at the limit."""
+        with self.engine.connect() as connection:
+            ids = self.checks.lookup(connection, [check])
+            if not ids:
+                return []
+            query = (
+                sa_select(RUNS)
+                .where(RUNS.c.check_id == ids[check], RUNS.c.ok.is_(False))
+                .order_by(RUNS.c.ts.desc(), RUNS.c.seq.desc())
+                .limit(limit)
+            )
+            return [RunRecord.from_row(check, row) for row in connection.execute(query)]
+
     def count_runs(self, check: str | None = None) -> int:
         query = sa_select(func.count()).select_from(RUNS)
         with self.engine.connect() as connection:
