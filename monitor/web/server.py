@@ -1,6 +1,6 @@
-"""The HTTP surface: the status page at /, /metrics, /healthz, /readyz, /api/status and its
-schema, /api/alerts, POST /-/reload (loopback only) and the heartbeat push,
-POST /heartbeat/{check}."""
+"""The HTTP surface: the status page at / with a page per check at /checks/{name}, /metrics,
+/healthz, /readyz, /api/status and its schema, /api/checks/{name}, /api/alerts, POST /-/reload
+(loopback only) and the heartbeat push, POST /heartbeat/{check}."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from monitor.core.errors import ConfigError
 from monitor.core.model import StatusModel
 from monitor.engine.status import schema_json
 from monitor.web import heartbeats
-from monitor.web.statuspage import status_page
+from monitor.web.statuspage import check_api, check_page, status_page
 
 if TYPE_CHECKING:
     from monitor.engine.daemon import Daemon
@@ -35,6 +35,8 @@ def build_app(daemon: Daemon, reload: Reload | None = None) -> web.Application:
     app[DAEMON] = daemon
     app[RELOAD] = reload or daemon.reload
     app.router.add_get("/", status_page(daemon))
+    app.router.add_get("/checks/{name}", check_page(daemon))
+    app.router.add_get("/api/checks/{name}", check_api(daemon))
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

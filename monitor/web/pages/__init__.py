@@ -1,0 +1,1 @@
+"""The server-rendered status pages: the overview at `/` and one page per check."""
