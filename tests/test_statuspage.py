@@ -350,7 +350,7 @@ def test_a_firing_alert_of_a_check_no_longer_configured_still_shows_in_the_summa
 
 def bar_of(html: str, name: str) -> list[tuple[str, str]]:
     """(fill, tooltip) of each history segment in the row of `name`."""
-    row = html[html.index(f'href="/checks/{name}"') :]
+    row = html[html.index(f'<th scope="row"><a href="/checks/{name}"') :]
     bar = row[row.index('<svg class="bar"') : row.index("</svg>")]
     return re.findall(r'<rect [^>]*fill="([^"]+)"><title>([^<]*)</title>', bar)
 
@@ -377,7 +377,7 @@ def test_the_history_bar_has_an_hour_per_segment_coloured_by_its_share_of_failur
 
 
 def spark_points(html: str, name: str) -> list[tuple[float, float]]:
-    row = html[html.index(f'href="/checks/{name}"') :]
+    row = html[html.index(f'<th scope="row"><a href="/checks/{name}"') :]
     points = re.search(r'<svg class="spark".*?<polyline points="([^"]+)"', row)
     assert points is not None
     return [(float(x), float(y)) for x, y in (p.split(",") for p in points.group(1).split())]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pydantic import MISSING
 
 from monitor.alerting.status import AlertStatus
-from monitor.core.units import HOUR, WEEK, hour_of
+from monitor.core.units import DAY, HOUR, WEEK, hour_of
 from monitor.signals.status import DeprecationStatus
 from monitor.web.pages.common import (
     age,
@@ -77,7 +77,7 @@ def _facts(detail: CheckDetail) -> str:
         ("p95", f"{seconds(m.latency_p95)} over {duration(m.latency_p95_window)} "
                 f"(week's baseline {seconds(m.latency_p95_baseline)})"),
         ("Failures in a row", str(m.consecutive_failures)),
-        ("Quota", quota(q) + e(reset)),
+        ("Quota", quota(q) + reset),
     ]  # fmt: skip
     if m.certificate is not MISSING:
         rows.append(("Certificate", f"expires in {m.certificate.days_left:g} days"))
@@ -201,7 +201,13 @@ def _when(ts: float | None, now: float) -> str:
     if ts is None:
         return "—"
     relative = f"in {duration(ts - now)}" if ts > now else f"{age(now, ts)} ago"
-    return f'<span title="{e(stamp(ts))}">{e(_date(ts))} ({relative})</span>'
+    # Within a day the time says it all; the full date is in the tooltip.
+    shown = (
+        _date(ts)
+        if abs(now - ts) > DAY
+        else datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S UTC")
+    )
+    return f'<span title="{e(stamp(ts))}">{e(shown)} ({relative})</span>'
 
 
 def _date(ts: float) -> str:

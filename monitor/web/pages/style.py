@@ -39,6 +39,7 @@ tbody th a{color:inherit}
 .note{margin:6px 2px;color:#5b6373;font-size:13px}
 td{font-variant-numeric:tabular-nums;white-space:nowrap}
 td.wrap,td[data-label=Alerts],td[data-label=Signals]{white-space:normal}
+td.wrap{min-width:14em}
 .state{display:inline-block;border-radius:10px;padding:1px 10px;font-weight:600;white-space:nowrap}
 .state-up{background:#dcf3e3;color:#12602e}
 .state-degraded{background:#fdf0d2;color:#6d4200}
