@@ -64,6 +64,8 @@ section.alerts ul{margin:4px 0;padding-left:20px}
 .panel{background:#fff;border:1px solid #dde1e8;border-radius:6px;padding:10px 16px;
  margin-bottom:14px;overflow-x:auto}
 .panel h2{margin:2px 0 8px}
+.panel td{white-space:normal}
+.panel td:first-child{white-space:nowrap}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:0}
 dl.facts dt{color:#5b6373}
 dl.facts dd{margin:0;word-break:break-word}
