@@ -19,6 +19,7 @@ class View:
     freshness_age: float | None = None
     last_error: str | None = None
     migration_link: str | None = None
+    last_request_id: str | None = None
 
     def error_rate(self, window: float) -> tuple[float | None, int]:
         return self.failure_ratio, self.runs

@@ -247,6 +247,10 @@ async def test_a_check_failing_every_run_pages_exactly_once_within_the_window_pl
 ) -> None:
     target.broken.add("orders-api")
     config = make_config(db_path, {"chat": chat}, [check(target, "orders-api", alerts=alerts)])
+    # make_config writes `monitor:` itself, so the page's address is set here.
+    config.monitor = config.monitor.model_copy(
+        update={"external_url": "https://intmon.example.com/ops"}
+    )
     async with running(config):
         # From the daemon's start, so this includes waiting for the first slot.
         took = await eventually("the page", lambda: bool(chat.posts), within=1.1)
@@ -255,11 +259,13 @@ async def test_a_check_failing_every_run_pages_exactly_once_within_the_window_pl
     (post,) = chat.posts
     assert post["title"] == f"FIRING: orders-api error_rate ({severity})"
     assert post["type"] == notify_type
-    measured, since, last_error, _, nid = post["message"].splitlines()
+    measured, since, last_error, link, _, nid = post["message"].splitlines()
     assert nid == f"Notification id: {post['notification_id']}"
     assert re.fullmatch(rf"error rate 100% over 1s \(\d+ runs\) {threshold}", measured)
-    assert re.fullmatch(r"Since: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(.+ ago\)", since)
+    # It fires on the run that made the condition true: no "(0ms ago)".
+    assert re.fullmatch(r"Since: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(just now\)", since)
     assert last_error == "Last error: http_5xx: HTTP 503 (expected 2xx)"
+    assert link == "Check page: https://intmon.example.com/ops/checks/orders-api"
 
 
 # ---- 3. staying broken -----------------------------------------------------------------------

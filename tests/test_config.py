@@ -30,6 +30,11 @@ INVALID = [
     ("invalid-defaults-key.yml", "2: defaults.intervl: unknown key"),
     ("invalid-listen.yml", "2: monitor.listen: 'localhost' is not host:port"),
     (
+        "invalid-external-url.yml",
+        "3: monitor.external_url: 'intmon.example.com/ops' is not an http(s) URL",
+    ),
+    ("invalid-log-format.yml", "2: monitor.log_format: 'yaml' is not allowed: 'text' or 'json'"),
+    (
         "invalid-database.yml",
         "2: monitor.database: not a usable SQLAlchemy URL: "
         "Can't load plugin: sqlalchemy.dialects:nosuchdb",

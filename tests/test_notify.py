@@ -77,6 +77,26 @@ def test_title_and_apprise_type_follow_state_and_severity(
     assert (rendered[0], rendered[2]) == (title, notify_type)
 
 
+def test_an_alert_firing_on_the_run_that_started_it_says_just_now_not_0ms_ago() -> None:
+    _, body, _ = render(intent(since=NOW))
+    assert "Since: 2023-11-14 22:13:20 UTC (just now)" in body.splitlines()
+    assert "ms ago" not in body
+
+
+def test_the_request_id_gets_a_line_unless_the_last_error_already_quotes_it() -> None:
+    _, body, _ = render(intent(request_id="req-7f3a"))
+    assert "Request id: req-7f3a" in body.splitlines()
+    quoted = intent(last_error="http_5xx: HTTP 503 (request id req-7f3a)", request_id="req-7f3a")
+    assert body.count("req-7f3a") == render(quoted)[1].count("req-7f3a") == 1
+
+
+@pytest.mark.parametrize("kind", [Kind.FIRING, Kind.RESOLVED], ids=["firing", "resolved"])
+def test_both_ends_of_an_alert_link_to_the_checks_page(kind: Kind) -> None:
+    link = "https://intmon.example.com/checks/orders-api"
+    assert render(intent(kind), link)[1].splitlines()[-1] == f"Check page: {link}"
+    assert "Check page" not in render(intent(kind))[1]
+
+
 def test_a_resolved_message_says_how_long_it_lasted_and_how_it_is_now() -> None:
     _, body, _ = render(
         intent(Kind.RESOLVED, summary="error rate 0% over 5m (10 runs) < warning 1%")

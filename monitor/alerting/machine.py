@@ -66,6 +66,7 @@ class Details:
     last_error: str | None = None
     migration_link: str | None = None
     provider: str | None = None
+    request_id: str | None = None  # of the last failed run, which the provider's support asks for
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Intent:
     migration_link: str | None = None
     provider: str | None = None
     silenced: bool = False
+    request_id: str | None = None
 
     @property
     def dedup_key(self) -> str:
@@ -228,6 +230,7 @@ def _intent(
         migration_link=details.migration_link,
         provider=details.provider,
         silenced=silenced,
+        request_id=details.request_id,
     )
 
 
@@ -264,7 +267,7 @@ class AlertBook:
         silenced: bool = False,
         provider: str | None = None,
     ) -> Outcome:
-        details = Details(view.last_error, view.migration_link, provider)
+        details = Details(view.last_error, view.migration_link, provider, view.last_request_id)
         changes, intents = [], []
         for name, rule in rules.items():
             evaluation = evaluate(name, rule, view, now)

@@ -18,16 +18,18 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Protocol
 
 import apprise
+from apprise import NotifyFormat
 
 from monitor.alerting.machine import RANK, Intent, Kind
+from monitor.alerting.media import medium, present
 from monitor.config.alerting import AlertingSettings, quiet_plugin_loading
 from monitor.config.rules import Severity
 from monitor.core.errors import DeliveryError
 from monitor.core.redact import Redactor
+from monitor.core.timestamps import utc_text
 from monitor.core.units import format_duration
 
 log = logging.getLogger(__name__)
@@ -80,28 +82,42 @@ class Message:
     group_key: str | None = None
 
 
-def render(intent: Intent) -> tuple[str, str, str]:
-    """(title, body, Apprise notify type) for one intent, as INTERFACE.md describes."""
+def render(intent: Intent, link: str | None = None) -> tuple[str, str, str]:
+    """(title, body, Apprise notify type) for one intent, as INTERFACE.md describes.
+
+    The body is plain text, one fact a line (`Label: value`), which monitor.alerting.media
+    turns into each medium's own line breaks. `link` is the check's page, when intmon knows
+    its external URL."""
     where = f"{intent.check} {intent.rule}"
     if intent.kind is Kind.RESOLVED:
         title = f"RESOLVED: {where}"
         lines = [
-            f"Resolved after {format_duration(intent.at - intent.since)} "
-            f"(was {intent.severity}, firing since {_iso(intent.since)}).",
+            f"Resolved after {format_duration(intent.at - intent.since, coarse=True)} "
+            f"(was {intent.severity}, firing since {utc_text(intent.since)}).",
             f"Now: {intent.summary}",
         ]
-        return title, "\n".join(lines), NOTIFY_TYPES["resolved"]
-    note = {Kind.REMINDER: ", still", Kind.ESCALATED: ", escalated"}.get(intent.kind, "")
-    title = f"FIRING: {where} ({intent.severity}{note})"
-    lines = [
-        intent.summary,
-        f"Since: {_iso(intent.since)} ({format_duration(intent.at - intent.since)} ago)",
-    ]
-    if intent.last_error:
-        lines.append(f"Last error: {intent.last_error}")
-    if intent.migration_link:
-        lines.append(f"Migration: {intent.migration_link}")
-    return title, "\n".join(lines), NOTIFY_TYPES[intent.severity]
+    else:
+        note = {Kind.REMINDER: ", still", Kind.ESCALATED: ", escalated"}.get(intent.kind, "")
+        title = f"FIRING: {where} ({intent.severity}{note})"
+        lines = [intent.summary, f"Since: {utc_text(intent.since)} ({_ago(intent)})"]
+        if intent.last_error:
+            lines.append(f"Last error: {intent.last_error}")
+        # The failure reason usually quotes the request id already; a second copy is noise.
+        if intent.request_id and intent.request_id not in (intent.last_error or ""):
+            lines.append(f"Request id: {intent.request_id}")
+        if intent.migration_link:
+            lines.append(f"Migration: {intent.migration_link}")
+    if link:
+        lines.append(f"Check page: {link}")
+    kind = NOTIFY_TYPES["resolved" if intent.kind is Kind.RESOLVED else intent.severity]
+    return title, "\n".join(lines), kind
+
+
+def _ago(intent: Intent) -> str:
+    """How long the condition has held: an alert that fires on the run that started it has
+    held for no time at all, and "0ms ago" reads like a glitch."""
+    held = intent.at - intent.since
+    return "just now" if held < 1 else f"{format_duration(held, coarse=True)} ago"
 
 
 def render_group(provider: str, parts: Sequence[tuple[str, str, str]]) -> tuple[str, str, str]:
@@ -154,8 +170,10 @@ class Notify:
         redactor: Redactor,
         settings: AlertingSettings | None = None,
         on_result: Callable[[str, str], None] = lambda notifier, result: None,
+        links: Callable[[str], str | None] = lambda check: None,
     ) -> None:
         self.settings = settings or AlertingSettings()
+        self.links = links  # check name -> its page, for the message
         self.redact = redactor
         self.on_result = on_result  # (notifier, "success" | "failure") per attempt
         self.notifiers = {n.name: n for n in notifiers}
@@ -171,18 +189,23 @@ class Notify:
         if not apprise_log.handlers:
             apprise_log.addHandler(logging.NullHandler())
 
-    def _build(self, notifier: NotifierSettings, nid: str | None = None) -> apprise.Apprise:
-        """An Apprise for one message: the id is a URL parameter, so one instance per id."""
-        instance = apprise.Apprise()
+    def _build(
+        self, notifier: NotifierSettings, nid: str | None = None
+    ) -> dict[NotifyFormat, apprise.Apprise]:
+        """Apprise instances for one message, one per format its services are handed (see
+        monitor.alerting.media): the id is a URL parameter, so new ones for every id."""
+        instances: dict[NotifyFormat, apprise.Apprise] = {}
+        bad = []
         with quiet_plugin_loading():
-            bad = [
-                self.redact(url)
-                for url in notifier.urls
-                if not instance.add(with_id(url, nid) if nid else url)
-            ]
+            for url in notifier.urls:
+                service = apprise.Apprise.instantiate(with_id(url, nid) if nid else url)
+                if service is None:
+                    bad.append(self.redact(url))
+                else:
+                    instances.setdefault(medium(service, url), apprise.Apprise()).add(service)
         if bad:
             raise ValueError(f"notifier {notifier.name!r}: Apprise cannot use {', '.join(bad)}")
-        return instance
+        return instances
 
     def route(self, intent: Intent, notify: Sequence[str]) -> list[str]:
         """The check's notifiers whose min_severity this intent's severity reaches."""
@@ -201,7 +224,7 @@ class Notify:
         for intent in intents:
             if intent.silenced:
                 continue
-            title, body, kind = render(intent)
+            title, body, kind = render(intent, self.links(intent.check))
             title, body = self.redact(title), self.redact(body)
             grouped = intent.kind is Kind.FIRING and intent.provider is not None
             wait = self.settings.group_wait if grouped else 0.0
@@ -232,16 +255,24 @@ class Notify:
         settings = self.notifiers.get(notifier)
         if settings is None:
             raise DeliveryError(f"no notifier named {notifier!r}", permanent=True)
-        instance = self._build(settings, nid)
+        instances = self._build(settings, nid)
         text = f"{body}\n\nNotification id: {nid}"
         reasons: list[str] = []
 
         def call() -> bool:
-            result = instance.notify(title=title, body=text, notify_type=notify_type)
-            # Apprise 2.3+ returns what it logged on the way (older: a plain bool).
-            entries = getattr(result, "logs", lambda: ())()
-            reasons.extend(e.message for e in entries if e.level in ("WARNING", "ERROR"))
-            return bool(result)
+            delivered = True
+            for form, instance in instances.items():
+                result = instance.notify(
+                    title=title,
+                    body=present(text, form),
+                    notify_type=notify_type,
+                    body_format=form,  # what the body is in, so Apprise converts nothing
+                )
+                # Apprise 2.3+ returns what it logged on the way (older: a plain bool).
+                entries = getattr(result, "logs", lambda: ())()
+                reasons.extend(e.message for e in entries if e.level in ("WARNING", "ERROR"))
+                delivered = bool(result) and delivered
+            return delivered
 
         loop = asyncio.get_running_loop()
         try:
@@ -276,7 +307,3 @@ class Notify:
 
     def close(self, cancel_pending: bool = True) -> None:
         self._pool.shutdown(wait=False, cancel_futures=cancel_pending)
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

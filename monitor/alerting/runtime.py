@@ -68,13 +68,20 @@ class Alerter:
         def count(notifier: str, result: str) -> None:
             self.metrics.notifications.labels(notifier, result).inc()
 
-        return Notify(config.notifiers, self.redactor, config.alerting, on_result=count)
+        return Notify(
+            config.notifiers,
+            self.redactor,
+            config.alerting,
+            on_result=count,
+            links=config.monitor.check_url,
+        )
 
     def reload(self, config: Config) -> None:
         """Take a reloaded config. Alert states stay: they are keyed by check and rule names."""
-        rebuild = (config.notifiers, config.alerting) != (
+        rebuild = (config.notifiers, config.alerting, config.monitor.external_url) != (
             self.config.notifiers,
             self.config.alerting,
+            self.config.monitor.external_url,
         )
         self.config = config
         self._routes = {c.name: c.notify for c in config.checks}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from pydantic import AfterValidator, Field, field_validator
 from sqlalchemy import create_engine
@@ -17,7 +18,7 @@ from monitor.config.alerting import AlertingSettings, SilenceConfig, apprise_rej
 from monitor.config.rules import RuleConfig
 from monitor.core.model import NAME_PATTERN, Model
 from monitor.core.redact import redact
-from monitor.core.units import Duration, brief, require_http_url
+from monitor.core.units import Duration, HttpUrlText, brief, require_http_url
 from monitor.storage.upkeep import Retention
 
 
@@ -27,6 +28,10 @@ class MonitorSettings(Model):
     concurrency: int = Field(default=100, ge=1)
     per_host_concurrency: int = Field(default=8, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # json: one object a line, for log shippers; text: for people reading a terminal.
+    log_format: Literal["text", "json"] = "text"
+    # Where people reach this monitor's pages; notifications link to {external_url}/checks/NAME.
+    external_url: HttpUrlText | None = None
     shutdown_grace: Duration = 10.0
     retention: Retention = Field(default_factory=Retention)
     # A dead-man's switch (e.g. healthchecks.io) pinged every heartbeat_interval while the
@@ -77,6 +82,12 @@ class MonitorSettings(Model):
     @property
     def listen_port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+    def check_url(self, check: str) -> str | None:
+        """The page of one check, for links in notifications; None without `external_url`."""
+        if self.external_url is None:
+            return None
+        return f"{self.external_url.rstrip('/')}/checks/{quote(check, safe='')}"
 
     @property
     def database_url(self) -> str:

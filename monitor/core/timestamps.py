@@ -32,6 +32,16 @@ def epoch_seconds(number: float) -> float:
     return number
 
 
+def utc_text(ts: float) -> str:
+    """Unix seconds as people read them in a message: `2023-11-14 22:08:20 UTC`."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def utc_iso(ts: float) -> str:
+    """Unix seconds as RFC 3339 with milliseconds, for machines: `2023-11-14T22:08:20.125Z`."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
 def parse_http_date(text: str) -> float | None:
     """IMF-fixdate, RFC 850 and asctime forms (RFC 9110 §5.6.7), leniently; zone-less is UTC."""
     try:

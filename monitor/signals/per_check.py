@@ -104,6 +104,7 @@ class CheckSignals:
         self.baseline = HourlyBaseline()
         self.consecutive_failures = 0
         self.last_error: str | None = None
+        self.last_request_id: str | None = None  # of the run that gave last_error
         self.quota: Quota | None = None  # the last one seen; the throttle takes it as it is
         self.deprecation: DeprecationRecord | None = None
         self.certificate_not_after: float | None = None
@@ -168,6 +169,7 @@ class CheckSignals:
         else:
             self.consecutive_failures += 1
             self.last_error = f"{result.error_class}: {result.reason}"
+            self.last_request_id = result.request_id
         if result.tls_not_after is not None:
             self.certificate_not_after = result.tls_not_after
         age = result.signals.get("freshness_age")
