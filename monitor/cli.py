@@ -29,6 +29,7 @@ from monitor.config.loader import load_config, resolve_config_path
 from monitor.config.settings import Config
 from monitor.core.clock import SystemClock
 from monitor.core.errors import ConfigError, IntmonError, StorageError
+from monitor.core.logs import setup_logging
 from monitor.core.redact import Redactor, redact
 from monitor.core.units import format_duration, parse_duration
 from monitor.engine.daemon import Daemon
@@ -69,7 +70,7 @@ def _command(args: argparse.Namespace) -> int:
     secrets_needed = args.command not in ("status", "silence")
     config = load_config(resolve_config_path(args.config), env, secrets_needed=secrets_needed)
     redactor = Redactor(config.secrets)
-    _setup_logging(config, redactor)
+    setup_logging(config.monitor.log_level, config.monitor.log_format, redactor)
     if args.command == "run":
         return cmd_run(config, args, redactor)
     handler = {
@@ -147,17 +148,6 @@ def _host_port(value: str) -> str:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"{value!r} is not host:port (e.g. 127.0.0.1:8765)")
     return value
-
-
-def _setup_logging(config: Config, redactor: Redactor) -> None:
-    handler = logging.StreamHandler()
-    # The daemon updates this redactor on reload, so new secrets are masked in logs too.
-    handler.setFormatter(redactor.formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(config.monitor.log_level.upper())
-    # aiohttp logs each failed request at ERROR with a traceback; our results already say it.
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from monitor.config.reload import ReloadPlan
 from monitor.config.settings import Config
 from monitor.core.clock import Clock
 from monitor.core.errors import ConfigError, StorageError
+from monitor.core.logs import setup_logging
 from monitor.core.redact import Redactor
 from monitor.engine.daemon import Daemon
 from monitor.engine.runner import make_session
@@ -113,7 +114,8 @@ class Service:
             self.systemd.ready(status=f"reload failed (old config running); {self._status_line()}")
             raise
         after = self.daemon.config.monitor
-        logging.getLogger().setLevel(after.log_level.upper())
+        if (before.log_level, before.log_format) != (after.log_level, after.log_format):
+            setup_logging(after.log_level, after.log_format, self.daemon.redactor)
         if (before.heartbeat_url, before.heartbeat_interval) != (
             after.heartbeat_url,
             after.heartbeat_interval,

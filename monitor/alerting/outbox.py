@@ -36,6 +36,7 @@ from monitor.alerting.silences import SilenceRow
 from monitor.core.backoff import backoff
 from monitor.core.clock import Clock
 from monitor.core.errors import DeliveryError, StorageError
+from monitor.core.logs import fields
 from monitor.core.outage import Outage
 from monitor.storage.writer import DatabaseUnavailable, Writer
 
@@ -340,7 +341,9 @@ class Delivery:
         # The commit follows Apprise's answer with nothing in between: this await is the whole
         # window in which a crash makes the row go out again.
         await self.writer.submit(finish, self.engine, attempt, SENT, self.clock.time(), None)
-        log.info("sent %s to %s: %s", nid, notifier, title)
+        alerts = [f"{r.check}/{r.rule}" for r in rows]
+        sent = fields("notification_sent", notification_id=nid, notifier=notifier, alerts=alerts)
+        log.info("sent %s to %s: %s", nid, notifier, title, extra=sent)
         self._wake.set()  # the alert's next message, held back behind this one, may go now
         waited = self._waiting.pop(notifier, set())
         if waited - set(attempt):

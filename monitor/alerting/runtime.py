@@ -30,7 +30,9 @@ from monitor.alerting.status import AlertReport, AlertStatus
 from monitor.config.settings import Config
 from monitor.core.clock import Clock
 from monitor.core.errors import DeliveryError
+from monitor.core.logs import fields
 from monitor.core.redact import Redactor
+from monitor.core.timestamps import utc_iso
 from monitor.metrics import Firing, Metrics
 from monitor.signals.per_check import CheckSignals
 from monitor.storage.writer import DatabaseUnavailable, Writer
@@ -157,8 +159,27 @@ class Alerter:
         self.book.accept(outcome)
         for intent in outcome.intents:
             note = " (silenced)" if intent.silenced else ""
+            # A message sent alone has this id; one grouped with others gets the group's,
+            # which the `notification_sent` line names.
+            ids = {
+                m.notifier: notification_id([m.dedup_key])
+                for m in messages
+                if m.dedup_key.startswith(f"{intent.dedup_key}/") and m.group_key is None
+            }
+            facts = fields(
+                "alert",
+                check=intent.check,
+                rule=intent.rule,
+                severity=intent.severity,
+                kind=intent.kind.lower(),
+                since=utc_iso(intent.since),
+                silenced=intent.silenced,
+                notification_ids=ids,
+            )
             log.info(
-                "alert %s %s/%s %s%s", intent.kind, intent.check, intent.rule, intent.severity, note
+                "alert %s %s/%s %s%s",
+                *(intent.kind, intent.check, intent.rule, intent.severity, note),
+                extra=facts,
             )
         if messages:
             self.delivery.wake()

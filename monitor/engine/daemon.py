@@ -18,6 +18,7 @@ from monitor.config.loader import load_config
 from monitor.config.reload import ReloadPlan, plan
 from monitor.config.settings import Config
 from monitor.core.clock import Clock
+from monitor.core.logs import fields
 from monitor.core.redact import Redactor
 from monitor.engine.runner import Runner, make_session
 from monitor.engine.scheduler import Dispatch, Schedule, Scheduler
@@ -258,7 +259,19 @@ class Daemon:
         self.metrics.observe(check.name, result)
         self.writer.record(record)
         if not result.ok:
-            log.info("%s failed: %s: %s", check.name, result.error_class, result.reason)
+            # The runner's seal() has redacted the result, run secrets included.
+            facts = fields(
+                "run_failed",
+                check=check.name,
+                error_class=result.error_class,
+                status=result.status,
+                latency=result.latency,
+                request_id=result.request_id,
+                reason=result.reason,
+            )
+            log.info(
+                "%s failed: %s: %s", check.name, result.error_class, result.reason, extra=facts
+            )
         await self.alerter.evaluate(check, signals)
         after = self.throttle.state(key)
         if after is not None and after != before:
