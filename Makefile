@@ -45,18 +45,23 @@ bench: $(STAMP) system-deps
 bench-storage: $(STAMP)
 	$(BIN)/python benchmarks/storage.py
 
-# The sandbox API plus the daemon watching it; Ctrl-C stops both.
+# The sandbox API plus the daemon watching it; Ctrl-C stops both. Each demo starts from a fresh
+# database, so what it shows is what this run saw (DEMO_KEEP=1 keeps the last run's history).
 demo: $(STAMP)
 	@mkdir -p .demo
 	@$(BIN)/intmon validate --config config/demo.yaml
+	@if [ -z "$(DEMO_KEEP)" ]; then rm -f .demo/demo.db .demo/demo.db-wal .demo/demo.db-shm; fi
 	@$(BIN)/intmon sandbox --listen $(SANDBOX_LISTEN) > .demo/sandbox.log 2>&1 & \
 	 sandbox=$$!; trap 'kill $$sandbox 2>/dev/null' EXIT INT TERM; \
 	 echo ""; \
 	 echo "intmon demo: the sandbox API is on http://$(SANDBOX_LISTEN)/ and the daemon is starting."; \
-	 echo "  metrics:  http://127.0.0.1:9464/metrics"; \
-	 echo "  status:   http://127.0.0.1:9464/api/status"; \
-	 echo "  history:  $(BIN)/intmon status --config config/demo.yaml   (in another terminal)"; \
-	 echo "  stop:     Ctrl-C"; \
+	 echo "  status page:  http://127.0.0.1:9464/"; \
+	 echo "  inbox:        http://$(SANDBOX_LISTEN)/notifications   (the alerts intmon sent)"; \
+	 echo "  metrics:      http://127.0.0.1:9464/metrics"; \
+	 echo "  API:          http://127.0.0.1:9464/api/status"; \
+	 echo "  CLI:          $(BIN)/intmon status --config config/demo.yaml   (in another terminal)"; \
+	 echo "  database:     .demo/demo.db, $(if $(DEMO_KEEP),kept from the last run,fresh: make demo DEMO_KEEP=1 keeps history)"; \
+	 echo "  stop:         Ctrl-C"; \
 	 echo ""; \
 	 $(BIN)/intmon run --config config/demo.yaml
 
