@@ -203,7 +203,7 @@ def test_pending_remembers_when_the_condition_began() -> None:
 
 def test_an_intent_carries_what_the_message_needs() -> None:
     now = 1_700_000_000.0
-    details = Details("http_5xx: HTTP 503", "https://example.com/v2", "stripe")
+    details = Details("http_5xx: HTTP 503", "https://example.com/v2", "stripe", "req-7f3a")
     _, intents = step(AlertState("pay", "error_rate"), C, rule(), now, details=details)
     (intent,) = intents
     assert (intent.kind, intent.check, intent.rule, intent.severity) == (
@@ -213,10 +213,11 @@ def test_an_intent_carries_what_the_message_needs() -> None:
         "critical",
     )
     assert (intent.value, intent.threshold, intent.since, intent.at) == (0.5, 0.05, now, now)
-    assert (intent.last_error, intent.migration_link, intent.provider) == (
+    assert (intent.last_error, intent.migration_link, intent.provider, intent.request_id) == (
         "http_5xx: HTTP 503",
         "https://example.com/v2",
         "stripe",
+        "req-7f3a",
     )
     assert intent.dedup_key == f"pay/error_rate/FIRING/{now:.3f}/{now:.3f}"
 

@@ -85,6 +85,17 @@ def test_failures_in_a_row_and_the_last_error_are_tracked(clock: FakeClock) -> N
     assert signals.last_error == "http_5xx: HTTP 503"
 
 
+def test_the_request_id_of_the_last_failure_is_kept_sealed_with_the_runs_secrets(
+    clock: FakeClock,
+) -> None:
+    signals = CheckSignals("a", clock)
+    failed = Result(ok=False, error_class="http_5xx", reason="HTTP 503", status=503)
+    failed.request_id = "req-7f3a for token tok-4242"
+    signals.observe(seal(failed, clock.time(), Redactor(), ["tok-4242"]))
+    signals.observe(result(clock))  # a success keeps the failure's id
+    assert signals.last_request_id == "req-7f3a for token ***"
+
+
 def test_the_baseline_is_rebuilt_from_stored_history_after_a_restart(
     clock: FakeClock, store: Store
 ) -> None:

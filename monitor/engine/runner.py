@@ -96,5 +96,7 @@ def seal(result: Result, now: float, redactor: Redactor, secrets: Iterable[str])
     result.signals.update(signals_from_headers(result.headers, now))
     result.headers = None
     result.reason = redactor(result.reason, secrets)
+    if result.request_id is not None:  # a provider may echo a credential into its request id
+        result.request_id = redactor(result.request_id, secrets)
     result.signals = redactor.value(result.signals, secrets)
     return result
