@@ -8,14 +8,10 @@ shows: the log, every column of every table, /metrics, /api/*, the status page,
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
-import os
-import signal
 import sqlite3
-import sys
 import time
 import urllib.parse
 from email.utils import formatdate
@@ -29,7 +25,7 @@ from aiohttp import web
 from monitor.cli import main
 from tests.conftest import start_app
 from tests.receiver import Receiver
-from tests.test_cli import free_port, wait_ready
+from tests.test_cli import free_port, intmon_run
 from tests.waiting import eventually
 
 # "+", "!" and "*" make each percent-encoding (quote, quote_plus, yarl's) a different string.
@@ -146,33 +142,29 @@ async def test_the_canary_appears_nowhere(
     runner, api = await start_app(reflecting_api())
     listen = f"127.0.0.1:{free_port()}"
     config = write_config(tmp_path, api, receiver, listen)
-    process = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "monitor", "run", "--config", str(config)],
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **ENV},
-    )
     shown: dict[str, str] = {}
     try:
-        await wait_ready(f"http://{listen}")
-        async with aiohttp.ClientSession() as client:
-            # A sync job that failed with the same key, and says so.
-            report = {"message": f"upstream answered 401 for key {CANARY}"}
-            async with client.post(f"http://{listen}/heartbeat/sync/fail", json=report) as answer:
-                assert answer.status == 202
-        # Every check fails; its alerts fire and are delivered with what the API reflected.
-        firing = {f"{name}: FIRING" for name in CHECKS}
-        await eventually("every check's alerts firing", lambda: firing <= notified(receiver), 10)
-        async with aiohttp.ClientSession() as client:
-            for path in ("/metrics", "/api/status", "/api/alerts", "/"):
-                async with client.get(f"http://{listen}{path}") as response:
-                    assert response.status == 200
-                    shown[path] = await response.text()
+        async with intmon_run(config, listen, ENV) as exited:
+            async with aiohttp.ClientSession() as client:
+                # A sync job that failed with the same key, and says so.
+                report = {"message": f"upstream answered 401 for key {CANARY}"}
+                heartbeat = f"http://{listen}/heartbeat/sync/fail"
+                async with client.post(heartbeat, json=report) as answer:
+                    assert answer.status == 202
+            # Every check fails; its alerts fire and are delivered with what the API reflected.
+            firing = {f"{name}: FIRING" for name in CHECKS}
+            await eventually(
+                "every check's alerts firing", lambda: firing <= notified(receiver), 10
+            )
+            async with aiohttp.ClientSession() as client:
+                for path in ("/metrics", "/api/status", "/api/alerts", "/"):
+                    async with client.get(f"http://{listen}{path}") as response:
+                        assert response.status == 200
+                        shown[path] = await response.text()
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(process.communicate(), timeout=15)
         await runner.cleanup()
-    shown["log"] = err.decode()
-    assert process.returncode == 0, shown["log"][-2000:]
+    shown["log"] = exited.stderr
+    assert exited.code == 0, shown["log"][-2000:]
     shown["notifications"] = json.dumps(receiver.posts)
     shown["database"] = database_text(tmp_path / "m.db")
     monkeypatch.setenv("INTMON_CANARY", CANARY)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import sqlite3
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -114,6 +117,33 @@ async def wait_ready(url: str) -> None:
                 pass  # not listening yet
             await asyncio.sleep(0.05)
     raise AssertionError("daemon never became ready")
+
+
+@dataclass
+class Exited:
+    """How an `intmon run` process ended: known once its `async with` block is left."""
+
+    stderr: str = ""
+    code: int | None = None
+
+
+@contextlib.asynccontextmanager
+async def intmon_run(config: Path, listen: str, env: dict[str, str]) -> AsyncIterator[Exited]:
+    """`intmon run` as a process, ready on `listen`; stopped with SIGTERM on leaving."""
+    process = await asyncio.create_subprocess_exec(
+        *INTMON,
+        *("run", "--config", str(config)),
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **env},
+    )
+    exited = Exited()
+    try:
+        await wait_ready(f"http://{listen}")
+        yield exited
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=15)
+        exited.stderr, exited.code = err.decode(), process.returncode
 
 
 async def test_run_stops_cleanly_on_sigterm_and_history_survives_a_restart(

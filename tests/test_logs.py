@@ -3,12 +3,8 @@ transitions and sent notifications), text for people; secrets masked in both."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import os
-import signal
-import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +17,7 @@ from monitor.core.redact import Redactor
 from tests.conftest import start_app
 from tests.receiver import Receiver
 from tests.test_canary import CANARY, ENV, find, reflecting_api
-from tests.test_cli import free_port, wait_ready
+from tests.test_cli import free_port, intmon_run
 from tests.waiting import eventually
 
 CHECKS = ("bearer", "url-token")
@@ -51,20 +47,13 @@ async def test_json_logs_are_one_object_a_line_with_the_facts_and_no_secret(
     runner, api = await start_app(reflecting_api())
     listen = f"127.0.0.1:{free_port()}"
     config = write_config(tmp_path, api, receiver, listen)
-    process = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "monitor", "run", "--config", str(config)],
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **ENV},
-    )
     try:
-        await wait_ready(f"http://{listen}")
-        await eventually("both checks paged", lambda: paged(receiver) == set(CHECKS), 10)
+        async with intmon_run(config, listen, ENV) as exited:
+            await eventually("both checks paged", lambda: paged(receiver) == set(CHECKS), 10)
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(process.communicate(), timeout=15)
         await runner.cleanup()
-    log = err.decode()
-    assert process.returncode == 0, log[-2000:]
+    log = exited.stderr
+    assert exited.code == 0, log[-2000:]
     entries = [json.loads(line) for line in log.splitlines()]  # every line is one JSON object
     assert all({"ts", "level", "logger", "message"} <= entry.keys() for entry in entries)
     assert all(datetime.fromisoformat(entry["ts"]) for entry in entries)
