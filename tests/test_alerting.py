@@ -229,7 +229,8 @@ def test_resolved_reports_since_when_it_was_firing() -> None:
     state, _ = step(state, OK, rule(), start + 60)
     state, (resolved,) = step(state, OK, rule(), start + 120)
     assert (resolved.kind, resolved.since, resolved.at) == (Kind.RESOLVED, start, start + 120)
-    assert state == AlertState("a", "r")
+    # Back to ok, remembering when it last was active: the failures it explains stay explained.
+    assert state == AlertState("a", "r", clear_since=start + 120)
 
 
 def test_the_book_reports_only_changed_states_with_their_next_version() -> None:

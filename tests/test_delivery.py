@@ -63,7 +63,7 @@ async def test_a_kill_after_the_send_before_the_mark_resends_with_the_same_id(
         "alerting: {group_wait: 0s, send_timeout: 1s}\n"
         f"notifiers: [{{name: chat, urls: ['{receiver.url}']}}]\n"
         f"checks: [{{name: api, interval: 100ms, request: {{url: '{target}/'}}, notify: [chat],"
-        " alerts: {error_rate: {window: 1s, min_runs: 2}}}]\n"
+        " alerts: {error_rate: {window: 1s, min_runs: 2, min_failures: 2}}}]\n"
     )
 
     async def intmon() -> asyncio.subprocess.Process:

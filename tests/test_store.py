@@ -164,7 +164,10 @@ def test_consecutive_failures_count_runs_since_the_last_success(store: Store) ->
 
 def test_recent_runs_returns_plain_tuples_since_a_time(store: Store) -> None:
     store.write_runs([record("a", 1), record("a", 5, ok=False), record("b", 6)])
-    assert store.recent_runs(4) == [("a", 5, False, 0.05, 503), ("b", 6, True, 0.05, 200)]
+    assert store.recent_runs(4) == [
+        ("a", 5, False, 0.05, 503, "http_5xx"),
+        ("b", 6, True, 0.05, 200, None),
+    ]
 
 
 def test_healthy_latencies_stream_passing_timed_runs_by_check_name_then_time(

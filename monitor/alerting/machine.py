@@ -11,6 +11,8 @@ delivery (monitor/alerting/notify.py) sit outside. Decisions worth knowing:
   that needs no action, and the RESOLVED message follows. It waits `resolve_after` evaluations
   like a resolution does. The critical page still stands until RESOLVED, so going back to
   critical does not page again: a value hovering at the critical line pages once.
+- Back in ok, `clear_since` says when the alert last left pending or firing: until then,
+  the failures its rule explains stay explained (monitor/alerting/inhibit.py), across restarts.
 - A silenced alert still advances; its intents are marked silenced and not sent. When the
   silence ends, an alert still firing that nobody heard of pages FIRING then. RESOLVED is sent
   exactly when a FIRING was: whoever heard the page hears that it is over, nobody else.
@@ -19,11 +21,13 @@ delivery (monitor/alerting/notify.py) sit outside. Decisions worth knowing:
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from monitor.alerting.inhibit import ExplainedView, Inhibited, explained
 from monitor.alerting.rules import Evaluation, SignalView, evaluate
-from monitor.config.rules import RuleConfig, Severity
+from monitor.config.alerting import InhibitRule
+from monitor.config.rules import RULES, RuleConfig, Severity
 
 RANK: dict[Severity | None, int] = {None: 0, "warning": 1, "critical": 2}
 
@@ -54,7 +58,7 @@ class AlertState:
     notified_severity: Severity | None = None  # highest severity actually sent; None: unheard
     last_notified: float | None = None  # last FIRING / ESCALATED / REMINDER sent
     clear_count: int = 0  # consecutive evaluations with the condition false
-    clear_since: float | None = None
+    clear_since: float | None = None  # firing: first of them; ok: when it last was active
     lower_count: int = 0  # consecutive evaluations below the current severity
     version: int = 0
 
@@ -109,10 +113,10 @@ def step(
     if state.phase is Phase.OK:
         if severity is None:
             return state, []
-        state = replace(state, phase=Phase.PENDING, severity=severity, since=now)
+        state = replace(state, phase=Phase.PENDING, severity=severity, since=now, clear_since=None)
     if state.phase is Phase.PENDING:
         if severity is None:
-            return AlertState(state.check, state.rule, version=state.version), []
+            return _ok(state, now), []
         state = replace(state, severity=_max(state.severity, severity))
         if now - (state.since or now) < rule.for_:
             return state, []
@@ -148,7 +152,12 @@ def _clearing(
         severity=state.notified_severity or state.severity or "warning",
         silenced=not heard,
     )
-    return AlertState(state.check, state.rule, version=state.version), [intent]
+    return _ok(state, now), [intent]
+
+
+def _ok(state: AlertState, now: float) -> AlertState:
+    """Back to ok, remembering when the condition was last active (see `clear_since`)."""
+    return AlertState(state.check, state.rule, clear_since=now, version=state.version)
 
 
 def _still_firing(
@@ -234,6 +243,10 @@ def _intent(
     )
 
 
+def _last_active(state: AlertState, now: float) -> float | None:
+    return now if state.phase is not Phase.OK else state.clear_since
+
+
 def _max(a: Severity | None, b: Severity | None) -> Severity | None:
     return a if RANK[a] >= RANK[b] else b
 
@@ -254,6 +267,7 @@ class AlertBook:
     def __init__(self, states: Iterable[AlertState] = ()) -> None:
         self._states: dict[tuple[str, str], AlertState] = {(s.check, s.rule): s for s in states}
         self.evaluations: dict[tuple[str, str], Evaluation] = {}
+        self.inhibited: dict[tuple[str, str], Inhibited] = {}
 
     def get(self, check: str, rule: str) -> AlertState:
         return self._states.get((check, rule)) or AlertState(check, rule)
@@ -266,18 +280,47 @@ class AlertBook:
         *,
         silenced: bool = False,
         provider: str | None = None,
+        inhibit: Sequence[InhibitRule] = (),
     ) -> Outcome:
         details = Details(view.last_error, view.migration_link, provider, view.last_request_id)
         changes, intents = [], []
-        for name, rule in rules.items():
-            evaluation = evaluate(name, rule, view, now)
+        judged: dict[str, AlertState] = {}  # this round's states, for the rules judged after
+        # Cause rules first: whether they fire now decides what the generic rules count.
+        for name, rule in sorted(rules.items(), key=lambda item: RULES[item[0]].generic):
+            evaluation = self._judge(view, name, rule, now, inhibit, judged)
             self.evaluations[(view.check, name)] = evaluation
             old = self.get(view.check, name)
             new, wanted = step(old, evaluation, rule, now, silenced=silenced, details=details)
             if new != old:
                 changes.append((old, replace(new, version=old.version + 1)))
+            judged[name] = new
             intents.extend(wanted)
         return Outcome(changes, intents)
+
+    def _judge(
+        self,
+        view: SignalView,
+        name: str,
+        rule: RuleConfig,
+        now: float,
+        inhibit: Sequence[InhibitRule],
+        judged: Mapping[str, AlertState],
+    ) -> Evaluation:
+        """The rule's evaluation, without the failures that active cause rules explain."""
+        evaluation = evaluate(name, rule, view, now)
+        self.inhibited.pop((view.check, name), None)
+        active = {rule: _last_active(state, now) for rule, state in judged.items()}
+        until, by = explained(name, inhibit, active)
+        if not until:
+            return evaluation
+        net = evaluate(name, rule, ExplainedView(view, until), now)
+        if evaluation.severity is not None and RANK[evaluation.severity] > RANK[net.severity]:
+            self.inhibited[(view.check, name)] = Inhibited(
+                view.check, name, evaluation.severity, evaluation.summary, by
+            )
+        if net.value != evaluation.value:
+            return replace(net, summary=f"{net.summary}, leaving out what {', '.join(by)} explains")
+        return net
 
     def accept(self, outcome: Outcome) -> None:
         for _, new in outcome.changes:

@@ -120,11 +120,11 @@ def _ago(intent: Intent) -> str:
     return "just now" if held < 1 else f"{format_duration(held, coarse=True)} ago"
 
 
-def render_group(provider: str, parts: Sequence[tuple[str, str, str]]) -> tuple[str, str, str]:
-    """One message for several (title, body, type) of the same provider."""
+def render_group(label: str, parts: Sequence[tuple[str, str, str]]) -> tuple[str, str, str]:
+    """One message for several (title, body, type) of one group: a provider, or a check."""
     names = ", ".join(title.split(": ", 1)[-1] for title, _, _ in parts)
     state = "RESOLVED" if all(t.startswith("RESOLVED") for t, _, _ in parts) else "FIRING"
-    title = f"{state}: {len(parts)} alerts for {provider}: {names}"
+    title = f"{state}: {len(parts)} alerts for {label}: {names}"
     body = "\n\n".join(f"{t}\n{b}" for t, b, _ in parts)
     worst = max((kind for _, _, kind in parts), key=lambda kind: _TYPE_RANK.get(kind, 0))
     return title, body, worst
@@ -226,7 +226,9 @@ class Notify:
                 continue
             title, body, kind = render(intent, self.links(intent.check))
             title, body = self.redact(title), self.redact(body)
-            grouped = intent.kind is Kind.FIRING and intent.provider is not None
+            # The rules of one check firing together are one problem, and so are the checks
+            # of one provider: one message lists them (see `group`).
+            grouped = intent.kind is Kind.FIRING
             wait = self.settings.group_wait if grouped else 0.0
             for name in self.route(intent, notify.get(intent.check, ())):
                 out.append(
@@ -242,7 +244,7 @@ class Notify:
                         created_at=intent.at,
                         not_before=intent.at + wait,
                         expires_at=intent.at + self.settings.expire_after,
-                        group_key=intent.provider if grouped else None,
+                        group_key=(intent.provider or intent.check) if grouped else None,
                     )
                 )
         return out

@@ -26,6 +26,7 @@ from monitor.config.rules import (
     ThresholdRule,
 )
 from monitor.core.units import format_duration
+from monitor.signals.stats import Run
 
 __all__ = ["EVALUATORS", "Evaluation", "SignalView", "evaluate"]
 
@@ -57,6 +58,7 @@ class SignalView(Protocol):
     def latency_p95(self, window: float) -> tuple[float | None, int]: ...
     def baseline_p95(self) -> float | None: ...
     def rate_limited(self, window: float) -> int: ...
+    def runs(self, window: float) -> list[Run]: ...
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,16 @@ def _error_rate(rule: ErrorRateRule, view: SignalView, now: float) -> Evaluation
         shown = "n/a" if ratio is None else _percent(ratio)
         summary = f"error rate {shown} {where}: fewer than min_runs {rule.min_runs}"
         return Evaluation(None, ratio, None, summary, known=False)
+    failed = round(ratio * runs)
+    where = f"over {format_duration(rule.window)} ({failed} of {runs} runs failed)"
     grade = severity, threshold, _ = _grade(ratio, rule.warning, rule.critical, True)
     verdict = _verdict(grade, _percent(threshold or 0.0), ">=", "<")
+    if severity == "critical" and failed < rule.min_failures:
+        # A high ratio from a failure or two is a blip, not an outage: it warns at most.
+        severity, threshold, _ = _grade(ratio, rule.warning, None, True)
+        held = f"critical {_percent(rule.critical or 0.0)} needs {rule.min_failures} failures"
+        verdict = f">= warning {_percent(threshold or 0.0)}; {held}" if severity else held
+        threshold = threshold if severity else rule.critical
     return Evaluation(severity, ratio, threshold, f"error rate {_percent(ratio)} {where} {verdict}")
 
 

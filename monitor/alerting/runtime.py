@@ -26,7 +26,7 @@ from monitor.alerting.outbox import (
     load_states,
 )
 from monitor.alerting.silences import Silences, load_active
-from monitor.alerting.status import AlertReport, AlertStatus
+from monitor.alerting.status import AlertReport, AlertStatus, InhibitedStatus
 from monitor.config.settings import Config
 from monitor.core.clock import Clock
 from monitor.core.errors import DeliveryError
@@ -63,6 +63,7 @@ class Alerter:
         self.silences = Silences(config=tuple(config.silences))
         self.outbox_depth = 0
         self._routes = {c.name: c.notify for c in config.checks}
+        self._inhibit = config.alerting.inhibitions
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
 
@@ -87,6 +88,7 @@ class Alerter:
         )
         self.config = config
         self._routes = {c.name: c.notify for c in config.checks}
+        self._inhibit = config.alerting.inhibitions
         self.silences = Silences(config=tuple(config.silences), runtime=self.silences.runtime)
         if rebuild:
             previous, self.notify = self.notify, self._make_notify(config)
@@ -131,6 +133,7 @@ class Alerter:
             now,
             silenced=self.silences.is_silenced(check.name, now),
             provider=check.provider,
+            inhibit=self._inhibit,
         )
         if not outcome.changes and not outcome.intents:
             return
@@ -241,7 +244,8 @@ class Alerter:
         ]
 
     def status(self) -> AlertReport:
-        """Every pending or firing alert with its latest evaluation, for /api/alerts."""
+        """Every pending or firing alert with its latest evaluation, and the alerts inhibition
+        holds back, for /api/alerts."""
         now = self.clock.time()
         alerts = [
             AlertStatus.of(
@@ -252,4 +256,9 @@ class Alerter:
             for state in self.book.active()
             if self._configured(state.check, state.rule)
         ]
-        return AlertReport(generated_at=now, alerts=tuple(alerts))
+        inhibited = [
+            InhibitedStatus.of(held)
+            for held in self.book.inhibited.values()
+            if self._configured(held.check, held.rule)
+        ]
+        return AlertReport(generated_at=now, alerts=tuple(alerts), inhibited=tuple(inhibited))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import MISSING
 
+from monitor.alerting.inhibit import Inhibited
 from monitor.alerting.machine import AlertState, Phase
 from monitor.alerting.rules import Evaluation
 from monitor.config.rules import Severity
@@ -58,8 +59,34 @@ class AlertStatus(StatusModel):
         )
 
 
+class InhibitedStatus(StatusModel):
+    """A generic rule (error_rate, latency_p95, consecutive_failures) whose own figures call
+    for a page, held back because a cause rule of the same check explains the failures."""
+
+    check: str
+    rule: str
+    severity: Severity
+    """What the rule would say if it counted the explained failures."""
+    summary: str
+    """The rule's figures with the explained failures counted."""
+    inhibited_by: tuple[str, ...]
+    """The cause rules (rate_limited, freshness, ...) that explain them."""
+
+    @classmethod
+    def of(cls, held: Inhibited) -> InhibitedStatus:
+        return cls(
+            check=held.check,
+            rule=held.rule,
+            severity=held.severity,
+            summary=held.summary,
+            inhibited_by=held.by,
+        )
+
+
 class AlertReport(StatusModel):
     """The answer of `GET /api/alerts`."""
 
     generated_at: float
     alerts: tuple[AlertStatus, ...]
+    inhibited: tuple[InhibitedStatus, ...] = ()
+    """Alerts that would fire but are explained by a firing cause rule: they do not notify."""

@@ -13,16 +13,80 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import apprise
 from pydantic import Field, field_validator, model_validator
 
+from checks.base import ERROR_CLASSES
+from monitor.config.rules import RULES, generic_rules
 from monitor.core.model import Model
 from monitor.core.units import Duration
+
+
+class InhibitRule(Model):
+    """While `source` is pending or firing for a check, the `target` rules of the same check
+    leave out the failures of `classes` that happened until then: one problem, one page.
+
+    Like Alertmanager's inhibit_rules with `equal: [check]`. Sources are cause rules and
+    targets the generic rules, so a source is always judged before the rules it inhibits.
+    """
+
+    source: str
+    target: list[str] = Field(default_factory=lambda: list(generic_rules()), min_length=1)
+    classes: list[str] = Field(default_factory=list)  # empty: what the source explains
+
+    @field_validator("source")
+    @classmethod
+    def _cause(cls, value: str) -> str:
+        if value not in RULES:
+            raise ValueError(f"unknown alert rule {value!r} (known: {', '.join(RULES)})")
+        if RULES[value].generic:
+            raise ValueError(f"{value} judges failures of any cause: it cannot be a source")
+        return value
+
+    @field_validator("target")
+    @classmethod
+    def _generic(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in generic_rules():
+                known = ", ".join(generic_rules())
+                raise ValueError(f"{name!r} cannot be inhibited (rules that can: {known})")
+        return value
+
+    @field_validator("classes")
+    @classmethod
+    def _known_classes(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in ERROR_CLASSES:
+                known = ", ".join(ERROR_CLASSES)
+                raise ValueError(f"unknown error class {name!r} (known: {known})")
+        return value
+
+    @model_validator(mode="after")
+    def _explains_something(self) -> InhibitRule:
+        if not self.classes and not RULES[self.source].explains:
+            raise ValueError(f"set classes: {self.source} explains no failure class by default")
+        return self
+
+    @property
+    def explained(self) -> tuple[str, ...]:
+        return tuple(self.classes) or RULES[self.source].explains
+
+
+def builtin_inhibitions() -> list[InhibitRule]:
+    """Every cause rule inhibits every generic rule for the failure classes it explains."""
+    return [InhibitRule(source=name) for name, kind in RULES.items() if kind.explains]
 
 
 class AlertingSettings(Model):
     """The top-level `alerting:` section: how notifications are grouped and delivered."""
 
-    group_wait: Duration = 30.0  # same-provider FIRINGs within this go out as one message
+    # FIRINGs of one check, or of one provider, within this go out as one message
+    group_wait: Duration = 30.0
     expire_after: Duration = Field(default=24 * 3600.0, gt=0)  # give up delivering after this
     send_timeout: Duration = Field(default=60.0, gt=0)  # one Apprise call, all its URLs
+    # None: the built-ins; a list replaces them (`inhibit: []` turns inhibition off).
+    inhibit: list[InhibitRule] | None = None
+
+    @property
+    def inhibitions(self) -> list[InhibitRule]:
+        return builtin_inhibitions() if self.inhibit is None else self.inhibit
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

@@ -115,6 +115,9 @@ class ErrorRateRule(ThresholdRule):
     warning: Annotated[Ratio, Field(gt=0)] | None = 0.01
     critical: Annotated[Ratio, Field(gt=0)] | None = 0.05
     min_runs: int = Field(default=3, ge=1)
+    # Critical also needs this many failed runs in the window: one failed probe among a few
+    # runs is a high ratio but not yet an outage, so it may warn and never pages critical.
+    min_failures: int = Field(default=3, ge=1)
 
 
 class LatencyRule(ThresholdRule):
@@ -206,22 +209,38 @@ def _freshness_only(check_type: str) -> bool:
 
 @dataclass(frozen=True)
 class RuleType:
+    """A rule's place in the registry.
+
+    `explains`: the failure classes a firing rule accounts for (a cause rule: 429s are what
+    rate_limited is about). `generic`: the rule judges failures or slowness whatever their
+    cause, so a firing cause rule of the same check inhibits it for the failures it explains
+    (see monitor.config.alerting.InhibitRule and the built-ins `builtin_inhibitions`).
+    """
+
     model: type[RuleConfig]
     applies: Callable[[str], bool]
     on_by_default: bool  # False: only where `alerts:` or `defaults.alerts` names it
+    explains: tuple[str, ...] = ()
+    generic: bool = False
 
 
 # Each rule's evaluation is in monitor.alerting.rules.EVALUATORS, under the same name.
 RULES: dict[str, RuleType] = {
-    "error_rate": RuleType(ErrorRateRule, _everywhere, True),
-    "latency_p95": RuleType(LatencyRule, _http_signals, True),
-    "rate_limited": RuleType(RateLimitedRule, _http_signals, True),
-    "consecutive_failures": RuleType(ConsecutiveFailuresRule, _everywhere, False),
-    "deprecation": RuleType(DeprecationRule, _http_signals, True),
-    "sunset": RuleType(SunsetRule, _http_signals, True),
-    "certificate": RuleType(CertificateRule, _http_signals, True),
-    "freshness": RuleType(FreshnessRule, _freshness_only, True),
+    "error_rate": RuleType(ErrorRateRule, _everywhere, True, generic=True),
+    "latency_p95": RuleType(LatencyRule, _http_signals, True, generic=True),
+    "rate_limited": RuleType(RateLimitedRule, _http_signals, True, explains=("rate_limited",)),
+    "consecutive_failures": RuleType(ConsecutiveFailuresRule, _everywhere, False, generic=True),
+    # A retired API answers 410 Gone or 404: the announcement is the cause of those.
+    "deprecation": RuleType(DeprecationRule, _http_signals, True, explains=("http_4xx",)),
+    "sunset": RuleType(SunsetRule, _http_signals, True, explains=("http_4xx",)),
+    "certificate": RuleType(CertificateRule, _http_signals, True, explains=("tls",)),
+    # A freshness check fails as `assertion` exactly when its data is too old or too few.
+    "freshness": RuleType(FreshnessRule, _freshness_only, True, explains=("assertion",)),
 }
+
+
+def generic_rules() -> tuple[str, ...]:
+    return tuple(name for name, kind in RULES.items() if kind.generic)
 
 
 def parse_alerts(

@@ -179,9 +179,10 @@ class Daemon:
         if not names:
             return
         longest = max(self.signals[name].windows.max_window for name in names)
-        for check, ts, ok, latency, status in self.store.recent_runs(self.clock.time() - longest):
+        since = self.clock.time() - longest
+        for check, ts, ok, latency, status, error_class in self.store.recent_runs(since):
             if check in names:
-                self.signals[check].seed(ts, ok, latency, status == 429)
+                self.signals[check].seed(ts, ok, latency, status == 429, error_class)
 
     def _resume_heartbeat_wait(self, check: CheckConfig, last: RunRecord) -> None:
         """A heartbeat check still waiting for its first push keeps waiting from when the last

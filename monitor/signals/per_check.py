@@ -21,7 +21,7 @@ from monitor.core.clock import Clock
 from monitor.core.quantile import quantile
 from monitor.core.units import DAY, hour_of
 from monitor.signals.headers import Quota
-from monitor.signals.stats import CheckWindows, HourlyBaseline
+from monitor.signals.stats import CheckWindows, HourlyBaseline, Run
 from monitor.signals.status import (
     CertificateStatus,
     DeprecationStatus,
@@ -136,6 +136,9 @@ class CheckSignals:
     def rate_limited(self, window: float) -> int:
         return self.windows.rate_limited(self.clock.time(), window)
 
+    def runs(self, window: float) -> list[Run]:
+        return self.windows.runs(self.clock.time(), window)
+
     @property
     def deprecated_since(self) -> float | None:
         d = self.deprecation
@@ -160,7 +163,7 @@ class CheckSignals:
         if the deprecation record changed in a way storage should hear about."""
         now = self.clock.time()
         ts = result.started_at or now
-        self.windows.add(ts, result.ok, result.latency, result.status == 429)
+        self.windows.add(ts, result.ok, result.latency, result.status == 429, result.error_class)
         if result.ok and result.latency is not None:
             # Only healthy runs shape the baseline: an outage must not make slowness "normal".
             self.baseline.add(ts, result.latency)
@@ -208,9 +211,16 @@ class CheckSignals:
             return True
         return False
 
-    def seed(self, ts: float, ok: bool, latency: float | None, rate_limited: bool) -> None:
+    def seed(
+        self,
+        ts: float,
+        ok: bool,
+        latency: float | None,
+        rate_limited: bool,
+        error_class: str | None = None,
+    ) -> None:
         """Replay a stored run, so windows survive a restart."""
-        self.windows.add(ts, ok, latency, rate_limited)
+        self.windows.add(ts, ok, latency, rate_limited, error_class)
 
     def seed_baseline(self, samples: Iterable[tuple[float, float]]) -> None:
         """Rebuild the hourly p95 history from stored healthy runs, given in time order."""

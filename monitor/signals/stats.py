@@ -29,6 +29,7 @@ class Run(NamedTuple):
     ok: bool
     latency: float | None  # seconds; None when no answer was timed (e.g. a connect error)
     rate_limited: bool
+    error_class: str | None = None  # why it failed; what alert inhibition sorts failures by
 
 
 class CheckWindows:
@@ -65,8 +66,15 @@ class CheckWindows:
     def __len__(self) -> int:
         return len(self._ts) - self._start
 
-    def add(self, ts: float, ok: bool, latency: float | None, rate_limited: bool = False) -> None:
-        run = Run(ts, ok, latency, rate_limited)
+    def add(
+        self,
+        ts: float,
+        ok: bool,
+        latency: float | None,
+        rate_limited: bool = False,
+        error_class: str | None = None,
+    ) -> None:
+        run = Run(ts, ok, latency, rate_limited, error_class)
         if not self._ts or ts >= self._ts[-1]:
             failed, limited = (self._failed[-1], self._limited[-1]) if self._ts else self._base
             self._ts.append(ts)

@@ -99,17 +99,21 @@ class Store:
         with Session(self.engine) as session:
             return {row.check: row for row in session.exec(select(DeprecationRow))}
 
-    def recent_runs(self, since: float) -> list[tuple[str, float, bool, float | None, int | None]]:
-        """(check, ts, ok, latency, status) of every run since `since`, oldest first."""
+    def recent_runs(
+        self, since: float
+    ) -> list[tuple[str, float, bool, float | None, int | None, str | None]]:
+        """(check, ts, ok, latency, status, error_class) of every run since `since`, oldest
+        first."""
         # One key range per check (CROSS JOIN keeps SQLite from scanning every run instead).
         query = text(
             """
-            SELECT c.name, r.ts, r.ok, r.latency, r.status FROM checks c CROSS JOIN runs r
+            SELECT c.name, r.ts, r.ok, r.latency, r.status, r.error_class
+            FROM checks c CROSS JOIN runs r
             WHERE r.check_id = c.id AND r.ts >= :since ORDER BY r.ts, c.name, r.seq
             """
         ).bindparams(since=since)
         with self.engine.connect() as connection:
-            return [(r[0], r[1], bool(r[2]), r[3], r[4]) for r in connection.execute(query)]
+            return [(r[0], r[1], bool(r[2]), r[3], r[4], r[5]) for r in connection.execute(query)]
 
     def healthy_latencies(self, since: float) -> Iterator[tuple[str, float, float]]:
         """(check, ts, latency) of every passing run since `since`, by check then time.
