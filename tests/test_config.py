@@ -75,6 +75,23 @@ INVALID = [
         "5: checks[0].alerts.error_rate.warning: nan is not a ratio between 0 and 1",
     ),
     (
+        "invalid-inhibit-source.yml",
+        "4: alerting.inhibit[1].source: unknown alert rule 'ratelimited' (known: error_rate, "
+        "latency_p95, rate_limited, consecutive_failures, deprecation, sunset, certificate, "
+        "freshness)",
+    ),
+    (
+        "invalid-inhibit-target.yml",
+        "4: alerting.inhibit[0].target[1]: 'rate_limited' cannot be inhibited "
+        "(rules that can: error_rate, latency_p95, consecutive_failures)",
+    ),
+    (
+        "invalid-inhibit-classes.yml",
+        "4: alerting.inhibit[0].classes[1]: unknown error class '5xx' (known: timeout, connect, "
+        "tls, http_4xx, http_5xx, rate_limited, assertion, body_error, invalid_response, auth, "
+        "internal)",
+    ),
+    (
         "invalid-timestamp.yml",
         "3: silences[0].start: '2026-13-45' is not a valid timestamp: month must be in 1..12",
     ),

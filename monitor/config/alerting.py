@@ -7,16 +7,38 @@ import fnmatch
 import warnings
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, time, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import apprise
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from checks.base import ERROR_CLASSES
 from monitor.config.rules import RULES, generic_rules
 from monitor.core.model import Model
 from monitor.core.units import Duration
+
+
+def _cause_rule(value: str) -> str:
+    if value not in RULES:
+        raise ValueError(f"unknown alert rule {value!r} (known: {', '.join(RULES)})")
+    if RULES[value].generic:
+        raise ValueError(f"{value} judges failures of any cause: it cannot be a source")
+    return value
+
+
+def _generic_rule(value: str) -> str:
+    if value not in generic_rules():
+        raise ValueError(
+            f"{value!r} cannot be inhibited (rules that can: {', '.join(generic_rules())})"
+        )
+    return value
+
+
+def _error_class(value: str) -> str:
+    if value not in ERROR_CLASSES:
+        raise ValueError(f"unknown error class {value!r} (known: {', '.join(ERROR_CLASSES)})")
+    return value
 
 
 class InhibitRule(Model):
@@ -25,44 +47,15 @@ class InhibitRule(Model):
 
     Like Alertmanager's inhibit_rules with `equal: [check]`. Sources are cause rules and
     targets the generic rules, so a source is always judged before the rules it inhibits.
+    Validated item by item, so an error points at `target[1]` and its line.
     """
 
-    source: str
-    target: list[str] = Field(default_factory=lambda: list(generic_rules()), min_length=1)
-    classes: list[str] = Field(default_factory=list)  # empty: what the source explains
-
-    @field_validator("source")
-    @classmethod
-    def _cause(cls, value: str) -> str:
-        if value not in RULES:
-            raise ValueError(f"unknown alert rule {value!r} (known: {', '.join(RULES)})")
-        if RULES[value].generic:
-            raise ValueError(f"{value} judges failures of any cause: it cannot be a source")
-        return value
-
-    @field_validator("target")
-    @classmethod
-    def _generic(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if name not in generic_rules():
-                known = ", ".join(generic_rules())
-                raise ValueError(f"{name!r} cannot be inhibited (rules that can: {known})")
-        return value
-
-    @field_validator("classes")
-    @classmethod
-    def _known_classes(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if name not in ERROR_CLASSES:
-                known = ", ".join(ERROR_CLASSES)
-                raise ValueError(f"unknown error class {name!r} (known: {known})")
-        return value
-
-    @model_validator(mode="after")
-    def _explains_something(self) -> InhibitRule:
-        if not self.classes and not RULES[self.source].explains:
-            raise ValueError(f"set classes: {self.source} explains no failure class by default")
-        return self
+    source: Annotated[str, AfterValidator(_cause_rule)]
+    target: list[Annotated[str, AfterValidator(_generic_rule)]] = Field(
+        default_factory=lambda: list(generic_rules()), min_length=1
+    )
+    # Empty: the classes the source explains (monitor.config.rules.RULES).
+    classes: list[Annotated[str, AfterValidator(_error_class)]] = Field(default_factory=list)
 
     @property
     def explained(self) -> tuple[str, ...]:
