@@ -25,6 +25,7 @@ async def test_a_job_that_stops_pushing_fails_its_check_and_notifies(db_path: Pa
     receiver = await Receiver().start()
     text = f"""
 monitor: {{database: '{db_path}'}}
+alerting: {{group_wait: 0s}}
 notifiers: [{{name: chat, urls: ['{receiver.url}']}}]
 checks:
   - name: nightly-export
