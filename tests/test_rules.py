@@ -14,6 +14,7 @@ from monitor.config.rules import (
     parse_alerts,
     validate_defaults,
 )
+from monitor.signals.stats import Run
 
 NOW = 1_700_000_000.0
 DAY = 86400.0
@@ -37,6 +38,7 @@ class View:
     migration_link: str | None = None
     last_request_id: str | None = None
     windows: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
 
     def error_rate(self, window: float) -> tuple[float | None, int]:
         self.windows.append(window)
@@ -48,6 +50,11 @@ class View:
 
     def baseline_p95(self) -> float | None:
         return self.baseline
+
+    def runs(self, window: float) -> list[Run]:
+        """The window's runs: `latencies` when set, else every timed run as slow as the p95."""
+        latencies = self.latencies or [self.p95[0] or 0.0] * self.p95[1]
+        return [Run(NOW - i, True, latency, False) for i, latency in enumerate(latencies)]
 
     def rate_limited(self, window: float) -> int:
         self.windows.append(window)
@@ -267,6 +274,13 @@ def rule(name: str, **raw: object) -> object:
             "critical",
             ">= critical 2s",
         ),
+        (
+            "latency_p95",
+            {"warning": "800ms", "critical": "2s"},
+            View(p95=(2.2, 4), latencies=[0.1, 0.1, 0.1, 3.0]),
+            "warning",
+            ">= warning 800ms; critical needs 3 runs that slow (1 were)",
+        ),
         ("latency_p95", {"warning": "800ms"}, View(p95=(5.0, 2)), None, "fewer than min_runs 3"),
         ("rate_limited", {}, View(throttled=0), None, "0 HTTP 429 responses in 15m < warning 1"),
         (
@@ -372,6 +386,7 @@ def rule(name: str, **raw: object) -> object:
         "p95-relative-critical",
         "p95-absolute-ok",
         "p95-absolute-critical",
+        "p95-one-slow-probe-warns-and-never-pages-critical",
         "p95-too-few-runs",
         "429-none",
         "429-one-warns",

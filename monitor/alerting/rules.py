@@ -137,12 +137,20 @@ def _latency(rule: LatencyRule, view: SignalView, now: float) -> Evaluation:
     if all(limit is None for limit in limits.values()):
         summary = f"p95 latency {format_duration(p95)} {where}: no baseline yet for {rule.warning}"
         return Evaluation(None, p95, None, summary, known=False)
-    grade = severity, threshold, level = _grade(p95, limits["warning"], limits["critical"], True)
+    grade = _grade(p95, limits["warning"], limits["critical"], True)
+    held = ""
+    if grade[0] == "critical" and grade[1] is not None:
+        slow = sum(1 for r in view.runs(rule.window) if (r.latency or 0.0) >= grade[1])
+        if slow < rule.min_slow_runs:
+            # One slow probe among a few runs is the p95: it may warn, never page critical.
+            held = f"; critical needs {rule.min_slow_runs} runs that slow ({slow} were)"
+            grade = _grade(p95, limits["warning"], None, True)
+    severity, threshold, level = grade
     bound = bounds[level]
     shown = format_duration(threshold or 0.0)
     if bound is not None and bound.factor is not None and baseline is not None:
         shown = f"{bound} {format_duration(baseline)} ({shown})"
-    verdict = _verdict(grade, shown, ">=", "<")
+    verdict = _verdict(grade, shown, ">=", "<") + held
     return Evaluation(
         severity, p95, threshold, f"p95 latency {format_duration(p95)} {where} {verdict}"
     )

@@ -125,6 +125,9 @@ class LatencyRule(ThresholdRule):
     warning: LatencyBound | None = Bound(factor=2.0)
     critical: LatencyBound | None = Bound(factor=5.0)
     min_runs: int = Field(default=3, ge=1)
+    # Critical also needs this many runs at or above the critical latency: over a few runs
+    # the p95 is about the slowest one, so one slow probe alone would otherwise page.
+    min_slow_runs: int = Field(default=3, ge=1)
 
 
 class RateLimitedRule(ThresholdRule):
