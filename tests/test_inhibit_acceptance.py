@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,10 +63,8 @@ async def api(serve: object) -> Script:
 
 
 @pytest.fixture
-async def chat() -> AsyncIterator[Receiver]:
-    receiver = await Receiver().start()
-    yield receiver
-    await receiver.stop()
+def chat(receiver: Receiver) -> Receiver:
+    return receiver
 
 
 def http_check(api: Script, name: str, alerts: str = SHORT) -> str:
