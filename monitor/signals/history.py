@@ -129,7 +129,7 @@ class HistoryBook:
                 summary = HourSummary(row.hour, row.count, row.failures, row.p95)
                 self._checks[row.check].seed_hour(summary)
         raw_since = max(since, store.rollups.rolled_up_until() or since)
-        for check, ts, ok, latency, _ in store.recent_runs(raw_since):
+        for check, ts, ok, latency, *_ in store.recent_runs(raw_since):
             if check in wanted:
                 self._checks[check].add(ts, ok, latency)
 
