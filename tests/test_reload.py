@@ -188,7 +188,10 @@ async def test_a_firing_alert_survives_a_reload_without_a_second_page(
     receiver = await Receiver().start()
     path = tmp_path / "monitor.yaml"
     alerts = {"error_rate": {"window": "2s", "min_runs": 3}}
-    base = {"notifiers": [{"name": "chat", "urls": [receiver.url]}]}
+    base = {
+        "notifiers": [{"name": "chat", "urls": [receiver.url]}],
+        "alerting": {"group_wait": "0s"},
+    }
     broken = check("a", sandbox + "/status/503", alerts=alerts, notify=["chat"])
     path.write_text(config_text(tmp_path / "m.db", [broken], **base))
     config = load_config(str(path), env={})
