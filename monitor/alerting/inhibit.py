@@ -122,6 +122,10 @@ class ExplainedView:
     def migration_link(self) -> str | None:
         return self.view.migration_link
 
+    @property
+    def last_request_id(self) -> str | None:
+        return self.view.last_request_id
+
     def baseline_p95(self) -> float | None:
         return self.view.baseline_p95()
 

@@ -162,12 +162,13 @@ class Alerter:
         self.book.accept(outcome)
         for intent in outcome.intents:
             note = " (silenced)" if intent.silenced else ""
-            # A message sent alone has this id; one grouped with others gets the group's,
-            # which the `notification_sent` line names.
+            # The id a message goes out with alone. Every FIRING may yet be grouped (that is
+            # decided at delivery); a grouped one goes out under the group's id, and the
+            # `notification_sent` line lists the alerts in it.
             ids = {
                 m.notifier: notification_id([m.dedup_key])
                 for m in messages
-                if m.dedup_key.startswith(f"{intent.dedup_key}/") and m.group_key is None
+                if m.dedup_key.startswith(f"{intent.dedup_key}/")
             }
             facts = fields(
                 "alert",
