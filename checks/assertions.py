@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonpath
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from monitor.core.model import Model
 from monitor.core.units import Duration, brief, format_duration
@@ -58,10 +58,22 @@ class Expect(Model):
     body_regex: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)  # header name -> regex on its value
     max_latency: Duration | None = None
+    # Slower than this, a passing run shows the check as `degraded`; the run still passes.
+    degraded_latency: Duration | None = None
     # Fail 2xx responses whose JSON reports an error (GraphQL errors, "ok": false, ...).
     body_errors: bool = True
     # Extra JSONPaths that mark an error when they match a truthy value.
     error_paths: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _degraded_below_max(self) -> Expect:
+        slow, limit = self.degraded_latency, self.max_latency
+        if slow is not None and limit is not None and slow >= limit:
+            raise ValueError(
+                f"degraded_latency ({format_duration(slow)}) must be below max_latency "
+                f"({format_duration(limit)}): past max_latency the run fails"
+            )
+        return self
 
     @field_validator("status", mode="before")
     @classmethod
@@ -332,6 +344,32 @@ def find_body_error(expect: Expect, document: Any) -> Failure | None:
     error = document.get("error")
     if (isinstance(error, dict) and error) or (isinstance(error, str) and error.strip()):
         return Failure("body_error", f"error: {_error_text(error)}")
+    return None
+
+
+_ENVELOPE_ID_KEYS = ("request_id", "requestId", "request-id")
+
+
+def envelope_request_id(body: bytes, content_type: str) -> str | None:
+    """The request id an error envelope carries: `request_id` (or `requestId`) at the top, or
+    inside `error` or the first of `errors`. Read only for failed runs, so parsed here again."""
+    text, undecodable = decode_body(body, content_type, parses_json=True)
+    if undecodable or not text.lstrip().startswith("{"):
+        return None
+    document, _ = _parse_json(text)
+    if not isinstance(document, dict):
+        return None
+    errors = document.get("errors")
+    holders = [document, document.get("error"), errors[0] if isinstance(errors, list) else None]
+    for holder in holders:
+        if not isinstance(holder, dict):
+            continue
+        for key in _ENVELOPE_ID_KEYS:
+            value = holder.get(key)
+            if isinstance(value, str) and value.strip():
+                return value
+            if isinstance(value, int) and not isinstance(value, bool):
+                return str(value)
     return None
 
 

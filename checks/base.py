@@ -107,5 +107,9 @@ class CheckConfig(Model):
         """A short, secret-free description of what is checked, for status output."""
         return self.type
 
+    def degraded_after(self) -> float | None:
+        """Latency (seconds) past which a passing run shows the check as degraded."""
+        return None
+
     async def run(self, ctx: RunContext) -> Result:
         raise NotImplementedError

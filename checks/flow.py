@@ -215,6 +215,11 @@ class _FlowRun:
             status = last.status if last else None
             return Result(ok=True, reason=f"{len(self.records)} steps ok", status=status, **common)
         name, failed = self.failure
+        if failed.headers is not None:
+            # The failing step's answer: its request id is the one to quote, and its
+            # Retry-After the one to honour, even when cleanup steps answered after it.
+            common["headers"] = failed.headers
+        common["request_id"] = failed.request_id
         reason = f"step {name}: {failed.reason}"
         if self.also_failed:
             reason += f" (and step {', '.join(self.also_failed)} failed too)"

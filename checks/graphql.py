@@ -60,6 +60,9 @@ class GraphqlCheck(HttpTransport, CheckConfig):
     def describe_target(self) -> str:
         return f"graphql {yarl.URL(self.url).with_query(None).with_user(None)}"
 
+    def degraded_after(self) -> float | None:
+        return self.expect.degraded_latency
+
     async def run(self, ctx: RunContext) -> Result:
         expect = self.expect
         if not expect.body_errors:

@@ -16,7 +16,7 @@ import aiohttp
 import yarl
 from pydantic import Field, field_validator, model_validator
 
-from checks.assertions import Expect, check_response
+from checks.assertions import Expect, check_response, envelope_request_id
 from checks.auth import AuthConfig, AuthError, Credentials, authorize, secrets_of
 from checks.base import CheckConfig, Result, RunContext
 from checks.transport import HttpTransport
@@ -84,6 +84,9 @@ class HttpCheck(HttpTransport, CheckConfig):
     def describe_target(self) -> str:
         url = yarl.URL(self.request.url)
         return f"{self.request.method} {url.with_query(None).with_user(None)}"
+
+    def degraded_after(self) -> float | None:
+        return self.expect.degraded_latency
 
     async def run(self, ctx: RunContext) -> Result:
         result, _ = await send(ctx, self.request, self.expect, self, self.auth)
@@ -179,6 +182,10 @@ async def exchange(
         latency=latency,
         cap=transport.max_body,
     )
+    # A header id, if any, wins in the runner (seal), which reads the headers.
+    envelope_id = None
+    if failure is not None and body:
+        envelope_id = envelope_request_id(body, response.headers.get("Content-Type", ""))
     return Result(
         ok=failure is None,
         error_class=failure.error_class if failure else None,
@@ -188,6 +195,7 @@ async def exchange(
         started_at=started_at,
         headers=response.headers,
         tls_not_after=not_after,
+        request_id=envelope_id,
     ), body
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import functools
 import ssl
+from typing import Annotated
 
 from pydantic import Field
 
 from monitor.core.model import Model
 from monitor.core.units import Size
+
+# An HTTP field name (RFC 9110 token).
+_TOKEN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 
 
 class HttpTransport(Model):
@@ -18,6 +22,9 @@ class HttpTransport(Model):
     max_redirects: int = Field(default=5, ge=0, le=30)
     max_body: Size = 1024 * 1024
     tls_verify: bool = True
+    # Where this provider puts its request id, tried in order; None: the usual headers
+    # (monitor.signals.headers.REQUEST_ID_HEADERS).
+    request_id_headers: list[Annotated[str, Field(pattern=_TOKEN)]] | None = None
 
     # Built once: creating an SSL context per run costs more than the request. A cached
     # property, not a pydantic private attribute: those cost microseconds on every read.

@@ -168,6 +168,10 @@ class Firing:
     severity: str
 
 
+# The values of intmon_check_state's `state` label (monitor.engine.status.STATES).
+CHECK_STATES = ("up", "degraded", "down", "throttled", "unknown")
+
+
 class SignalCollector(Collector):
     """Gauges computed when Prometheus scrapes, from the daemon's live per-check signals.
 
@@ -180,10 +184,12 @@ class SignalCollector(Collector):
         signals: Callable[[], Iterable[CheckSignals]],
         firing: Callable[[], Iterable[Firing]] = lambda: (),
         outbox_depth: Callable[[], int | None] = lambda: None,
+        states: Callable[[], Iterable[tuple[str, str]]] = lambda: (),
     ) -> None:
         self._signals = signals
         self._firing = firing
         self._outbox_depth = outbox_depth
+        self._states = states
 
     def collect(self) -> Iterator[Metric]:
         def gauge(name: str, doc: str, labels: tuple[str, ...] = ("check",)) -> GaugeMetricFamily:
@@ -232,8 +238,20 @@ class SignalCollector(Collector):
         for f in self._firing():
             alerts.add_metric([f.check, f.rule, f.severity], 1.0)
         yield alerts
+        yield self._check_states()
         depth = self._outbox_depth()
         if depth is not None:
             outbox = GaugeMetricFamily("intmon_outbox_pending", "Notifications not yet delivered.")
             outbox.add_metric([], depth)
             yield outbox
+
+    def _check_states(self) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "intmon_check_state",
+            "1 for the check's current state (up, degraded, down, throttled, unknown), else 0.",
+            labels=["check", "state"],
+        )
+        for check, current in self._states():
+            for state in CHECK_STATES:
+                family.add_metric([check, state], 1.0 if state == current else 0.0)
+        return family

@@ -23,3 +23,22 @@ INSERT INTO rollups VALUES ('old-api', 0, 2, 0, 0, 2, 0.5, 0.5, 0.5, 0.5);
 INSERT INTO meta VALUES ('rolled_up_until', '7200');
 """
 )
+
+# Check names interned, runs clustered by (check_id, ts); no request ids yet.
+VERSION_3 = """
+CREATE TABLE checks (id INTEGER NOT NULL PRIMARY KEY, name VARCHAR NOT NULL UNIQUE);
+CREATE TABLE runs (check_id INTEGER NOT NULL, ts FLOAT NOT NULL, seq INTEGER DEFAULT '0' NOT NULL,
+    ok BOOLEAN NOT NULL, error_class VARCHAR, status INTEGER, latency FLOAT, reason VARCHAR,
+    signals VARCHAR, PRIMARY KEY (check_id, ts, seq)) WITHOUT ROWID;
+CREATE TABLE deprecations ("check" VARCHAR NOT NULL PRIMARY KEY, first_seen FLOAT NOT NULL,
+    last_seen FLOAT NOT NULL, deprecated_at FLOAT, sunset_at FLOAT, links VARCHAR NOT NULL,
+    sunset_links VARCHAR NOT NULL, message VARCHAR, active BOOLEAN NOT NULL);
+CREATE TABLE rollups (check_id INTEGER NOT NULL, hour INTEGER NOT NULL, count INTEGER NOT NULL,
+    failures INTEGER NOT NULL, rate_limited INTEGER NOT NULL, timed INTEGER NOT NULL,
+    p50 FLOAT, p95 FLOAT, p99 FLOAT, p95_ok FLOAT, PRIMARY KEY (check_id, hour)) WITHOUT ROWID;
+CREATE TABLE meta ("key" VARCHAR NOT NULL PRIMARY KEY, value VARCHAR NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '3');
+INSERT INTO checks VALUES (1, 'api');
+INSERT INTO runs VALUES (1, 7300.0, 0, 1, NULL, 200, 0.05, NULL, NULL);
+INSERT INTO runs VALUES (1, 7360.0, 0, 0, 'http_5xx', 503, 0.5, 'HTTP 503 (expected 2xx)', NULL);
+"""

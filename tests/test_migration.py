@@ -11,7 +11,7 @@ import pytest
 
 from monitor.storage import migrate
 from monitor.storage.store import SCHEMA_VERSION, RunRecord, Store
-from tests.old_schemas import VERSION_1, VERSION_2
+from tests.old_schemas import VERSION_1, VERSION_2, VERSION_3
 
 QUOTA = '{"quota_remaining":7,"quota_limit":50}'
 # (check, ts, ok, error_class, status, latency, reason, signals), in insertion (id) order.
@@ -74,7 +74,7 @@ def test_an_old_database_is_copied_into_the_new_layout_with_every_run_intact(
         # The redundant reasons and empty signals are stored as NULL, not as text.
         nulls = db.execute("SELECT count(*) FROM runs WHERE reason IS NULL").fetchone()[0]
         empty = db.execute("SELECT count(*) FROM runs WHERE signals IS NULL").fetchone()[0]
-    assert int(version[0]) == SCHEMA_VERSION == 3
+    assert int(version[0]) == SCHEMA_VERSION == 4
     assert not tables & {"runs_v3", "rollups_v3", "ix_runs_check_ts"}
     assert (nulls, empty) == (3, 5)  # "HTTP <status>" of 200, 429, 200; five "{}"
 
@@ -160,3 +160,39 @@ def test_a_current_database_opens_without_an_upgrade(
         second.open()
         second.close()
     assert not [r for r in caplog.records if "upgraded" in r.getMessage()]
+
+
+def test_a_version_3_database_gains_request_ids_without_a_copy(db_path: Path) -> None:
+    with sqlite3.connect(db_path) as db:
+        db.executescript(VERSION_3)
+    store = Store(f"sqlite:///{db_path}")
+    store.open()
+    try:
+        before = store.runs_since("api", 0)
+        failed = RunRecord("api", 7420.0, False, "http_5xx", 503, 0.4, "HTTP 503", {}, "req-7")
+        store.write_runs([failed])
+        after = store.runs_since("api", 0)
+    finally:
+        store.close()
+    assert [(r.ts, r.ok, r.reason, r.request_id) for r in before] == [
+        (7300.0, True, "HTTP 200", None),
+        (7360.0, False, "HTTP 503 (expected 2xx)", None),
+    ]
+    assert after[-1] == failed
+    assert columns(db_path, "runs")[-1] == "request_id"
+    with sqlite3.connect(db_path) as db:
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert int(version[0]) == SCHEMA_VERSION
+
+
+def test_only_a_failed_run_keeps_its_request_id_on_disk(db_path: Path) -> None:
+    store = Store(f"sqlite:///{db_path}")
+    store.open()
+    try:
+        passed = RunRecord("api", 10.0, True, None, 200, 0.1, "HTTP 200", {}, "req-ok")
+        failed = RunRecord("api", 20.0, False, "http_5xx", 502, 0.1, "HTTP 502", {}, "req-bad")
+        store.write_runs([passed, failed])
+        stored = [r.request_id for r in store.runs_since("api", 0)]
+    finally:
+        store.close()
+    assert stored == [None, "req-bad"]

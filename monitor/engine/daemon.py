@@ -22,8 +22,8 @@ from monitor.core.logs import fields
 from monitor.core.redact import Redactor
 from monitor.engine.runner import Runner, make_session
 from monitor.engine.scheduler import Dispatch, Schedule, Scheduler
-from monitor.engine.state import CheckState
-from monitor.engine.status import CheckStatus, StatusReport
+from monitor.engine.state import CheckState, StateView, current_states
+from monitor.engine.status import CheckStatus, State, StatusReport
 from monitor.engine.throttle import KeyState, Throttle, throttle_key
 from monitor.metrics import Metrics, SignalCollector
 from monitor.signals.history import HistoryBook
@@ -87,6 +87,7 @@ class Daemon:
                 self.signals.values,
                 firing=self.alerter.firing,
                 outbox_depth=lambda: self.alerter.outbox_depth,
+                states=self.state_pairs,
             )
         )
         self.ready = False
@@ -254,6 +255,7 @@ class Daemon:
             latency=result.latency,
             reason=result.reason,
             signals=result.signals,
+            request_id=result.request_id,
         )
         self.states[check.name].update(record)
         self.history.add(check.name, record.ts, record.ok, record.latency)
@@ -364,12 +366,31 @@ class Daemon:
             await self._session.close()
         await asyncio.to_thread(self.store.close)
 
+    def check_states(self) -> dict[str, StateView]:
+        """Every check's state as of now: cheap enough for each scrape of /metrics."""
+        schedule = self._scheduler.schedule if self._scheduler is not None else None
+        return current_states(
+            self.checks,
+            self.states,
+            self.signals,
+            self.throttle,
+            self.alerter.firing(),
+            self.clock.time(),
+            due_at=None if schedule is None else schedule.due_at,
+        )
+
+    def state_pairs(self) -> list[tuple[str, State]]:
+        """(check, state) for the `intmon_check_state` metric."""
+        return [(name, view.state) for name, view in self.check_states().items()]
+
     def status(self) -> StatusReport:
         """What `/api/status`, the status page and `intmon status` show, as of now."""
         now = self.clock.time()
+        views = self.check_states()
         checks = []
         for name, check in self.checks.items():
             state = self.states[name]
+            view = views[name]
             checks.append(
                 CheckStatus(
                     name=name,
@@ -377,7 +398,9 @@ class Daemon:
                     target=self.redactor(check.describe_target()),
                     provider=check.provider,
                     interval=check.interval,
-                    state=state.health,
+                    state=view.state,
+                    state_reason=view.reason,
+                    until=view.until,
                     last=state.last_run,
                     last_success=state.last_success,
                     last_failure=state.last_failure,

@@ -8,14 +8,19 @@ import time
 import traceback
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import aiohttp
 
 from checks.base import CheckConfig, Result, RunContext
+from checks.transport import HttpTransport
 from monitor.core.redact import Redactor
 from monitor.core.units import format_duration
-from monitor.signals.headers import signals_from_headers
+from monitor.signals.headers import (
+    clean_request_id,
+    request_id_from_headers,
+    signals_from_headers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,21 +87,34 @@ class Runner:
             result.latency = time.perf_counter() - start
         if not result.started_at:
             result.started_at = started_at
-        return seal(result, self.ctx.clock.time(), self.ctx.redactor, ctx.secrets)
+        id_headers = check.request_id_headers if isinstance(check, HttpTransport) else None
+        return seal(result, self.ctx.clock.time(), self.ctx.redactor, ctx.secrets, id_headers)
 
 
-def seal(result: Result, now: float, redactor: Redactor, secrets: Iterable[str]) -> Result:
+def seal(
+    result: Result,
+    now: float,
+    redactor: Redactor,
+    secrets: Iterable[str],
+    request_id_headers: Sequence[str] | None = None,
+) -> Result:
     """The one choke point between a check and everything that stores or shows its result.
 
-    Signals are derived from the response headers first, so that what a provider reflected
-    into a header (a key in a Warning, a Link, a request id) is redacted with the rest; the
-    headers are then dropped. `secrets` are the run's own (credentials sent, tokens obtained),
-    masked with the config's in every spelling (see monitor.core.redact).
+    Signals and the request id are derived from the response headers first, so that what a
+    provider reflected into a header (a key in a Warning, a Link, a request id) is redacted
+    with the rest; the headers are then dropped. A header's request id wins over one an error
+    envelope carried; a failure quotes it in its reason, so every message that quotes the
+    reason carries it. `secrets` are the run's own (credentials sent, tokens obtained), masked
+    with the config's in every spelling (see monitor.core.redact).
     """
     result.signals.update(signals_from_headers(result.headers, now))
+    request_id = request_id_from_headers(result.headers, request_id_headers) or result.request_id
     result.headers = None
+    if request_id is not None:  # a provider may echo a credential into its request id
+        request_id = redactor(clean_request_id(request_id), secrets)
+        if not result.ok:
+            result.reason = f"{result.reason} (request id {request_id})"
+    result.request_id = request_id
     result.reason = redactor(result.reason, secrets)
-    if result.request_id is not None:  # a provider may echo a credential into its request id
-        result.request_id = redactor(result.request_id, secrets)
     result.signals = redactor.value(result.signals, secrets)
     return result

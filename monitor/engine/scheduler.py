@@ -73,6 +73,11 @@ class Schedule:
     def remove(self, name: str) -> None:
         self._intervals.pop(name, None)  # its heap slot is dropped lazily when it comes up
 
+    def due_at(self, name: str, now: float) -> float | None:
+        """When `name` next starts: its first grid slot after `now` (None if not scheduled)."""
+        timing = self._intervals.get(name)
+        return None if timing is None else next_due(now, timing[0], timing[1])
+
     def next_wakeup(self) -> float | None:
         while self._heap and not self._current(self._heap[0]):
             heapq.heappop(self._heap)

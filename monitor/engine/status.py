@@ -34,7 +34,8 @@ class LastRun(StatusModel):
     reason: str
     request_id: str | None = None
     """The provider's id for the request (X-Request-Id, CF-Ray, an error envelope's
-    `request_id`, ...), which its support asks for; null when it sent none."""
+    `request_id`, ...), which its support asks for; null when it sent none. The history keeps
+    it for failed runs only, so after a restart a passing run shows null."""
 
     @classmethod
     def of(cls, record: RunRecord) -> LastRun:
@@ -62,8 +63,10 @@ class CheckStatus(StatusModel):
     """up, degraded (passed, but slow or with a warning-level problem), down, throttled (the
     provider asked us to wait; see `until`) or unknown (see `state_reason`)."""
     state_reason: str | None = None
-    """Why the check is in its state, when `up` does not say it all: the warning behind
-    `degraded`, what holds a `throttled` check back, why a check is `unknown`."""
+    """Why the check is in its state; null when it is `up`: the last error behind `down`,
+    the warnings behind `degraded`, what holds a `throttled` check back (the provider's
+    Retry-After, a backoff, an exhausted quota, or a sibling of the same `provider`), why a
+    check is `unknown`."""
     until: float | None = None
     """Unix seconds until which a `throttled` check is held back; null otherwise."""
     last: LastRun | None

@@ -2,11 +2,11 @@
 
 Rate-limit quota in six dialects (`Quota.dialect`: the IETF draft's structured list and
 dictionary forms and its older RateLimit-* triplet, X-RateLimit-*, X-Rate-Limit-*, Shopify's
-call limit), Retry-After, and Deprecation/Sunset with their vendor variants. Every function
-takes the response headers (a case-insensitive mapping such as aiohttp's
-`CIMultiDictProxy[str]`) and `now` in unix seconds, and never raises: a provider's malformed header
-is ignored, it never fails a check. They run for every check run, so each parser first checks that
-its headers are present and does no work otherwise.
+call limit), Retry-After, Deprecation/Sunset with their vendor variants, and the provider's
+request id. Every function takes the response headers (a case-insensitive mapping such as
+aiohttp's `CIMultiDictProxy[str]`) and `now` in unix seconds, and never raises: a provider's
+malformed header is ignored, it never fails a check. They run for every check run, so each
+parser first checks that its headers are present and does no work otherwise.
 """
 
 from __future__ import annotations
@@ -340,6 +340,42 @@ def parse_deprecation(headers: Headers, now: float) -> Deprecation | None:
 def _relevant_links(headers: Headers) -> list[tuple[str, frozenset[str]]]:
     # Most Link headers are pagination; skip the parse unless one could matter.
     return parse_links(v for v in _getall(headers, "Link") if _LINK_HINT.search(v))
+
+
+# -- request id ----------------------------------------------------------------------------
+
+# The provider's own id of the request first (what its support asks for), then the ids of the
+# CDN or tracing layer in front of it, which its support can still look up.
+REQUEST_ID_HEADERS = (
+    "X-Request-Id",  # most APIs (Shopify, Heroku, nginx's $request_id)
+    "Request-Id",  # Stripe
+    "X-Amzn-RequestId",  # AWS API Gateway, Lambda
+    "X-Amz-Request-Id",  # S3
+    "X-GitHub-Request-Id",
+    "X-Ms-Request-Id",  # Azure
+    "X-Correlation-Id",
+    "X-Amz-Cf-Id",  # CloudFront
+    "CF-Ray",  # Cloudflare
+    "X-Cloud-Trace-Context",  # Google Cloud
+)
+# An id is an opaque token; anything longer is not one worth quoting in a message.
+_REQUEST_ID_MAX = 128
+
+
+def request_id_from_headers(headers: Headers | None, names: Iterable[str] | None) -> str | None:
+    """The first non-empty header of `names` (default REQUEST_ID_HEADERS), trimmed."""
+    if not headers:
+        return None
+    for name in REQUEST_ID_HEADERS if names is None else names:
+        value = headers.get(name)
+        if value is not None and value.strip():
+            return clean_request_id(value)
+    return None
+
+
+def clean_request_id(value: str) -> str:
+    """One line, at most _REQUEST_ID_MAX characters: it is quoted in reasons and messages."""
+    return " ".join(value.split())[:_REQUEST_ID_MAX]
 
 
 # -- the per-run summary -------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Version 3 changed the layout of the two big tables (check names interned, runs clustered by
 check and time), so its upgrade copies every row: into new tables beside the old ones, which
 are dropped and replaced in the same transaction. A failure anywhere leaves the old database
-exactly as it was.
+exactly as it was. Version 4 only adds a column (runs.request_id), which costs no copy; an
+upgrade from 1 or 2 gets it with the copy.
 """
 
 from __future__ import annotations
@@ -30,17 +31,25 @@ def legacy_version(connection: Connection) -> int | None:
 
 
 def upgrade_legacy(connection: Connection, version: int) -> None:
-    """Bring a version 1 or 2 database to SCHEMA_VERSION, inside the caller's transaction."""
+    """Bring an older database to SCHEMA_VERSION, inside the caller's transaction."""
     # First a write: Python's sqlite3 only opens the transaction at a DML statement, and the
     # DDL below must be inside it, or a failed copy would leave half a schema behind.
     connection.execute(
         text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": str(SCHEMA_VERSION)}
     )
     tables = inspect(connection)
-    if not tables.has_table("runs") or "check" not in {
-        column["name"] for column in tables.get_columns("runs")
-    }:
-        return  # nothing stored in the old layout (create_all makes the rest)
+    if not tables.has_table("runs"):
+        return  # nothing stored yet (create_all makes the tables)
+    columns = {column["name"] for column in tables.get_columns("runs")}
+    if "check" in columns:
+        _relayout(connection, version)  # the copy makes the runs table as it is today
+    elif "request_id" not in columns:
+        connection.execute(text("ALTER TABLE runs ADD COLUMN request_id VARCHAR"))
+
+
+def _relayout(connection: Connection, version: int) -> None:
+    """Version 1 or 2 to today's layout: every run and rollup copied (see the module doc)."""
+    tables = inspect(connection)
     has_rollups = tables.has_table("rollups")
     started = time.monotonic()
     CheckRow.__table__.create(connection, checkfirst=True)  # type: ignore[attr-defined]

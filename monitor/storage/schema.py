@@ -14,7 +14,8 @@ from monitor.core.errors import StorageError
 # 1: runs, deprecations, meta. 2: hourly rollups (created on open when missing).
 # 3: check names interned in `checks`; runs and rollups clustered by (check_id, time), with
 #    a passing run's "HTTP <status>" reason and empty signals stored as NULL (see RunRecord).
-SCHEMA_VERSION = 3
+# 4: runs.request_id, the provider's id of a failed run's request.
+SCHEMA_VERSION = 4
 
 
 class CheckRow(SQLModel, table=True):
@@ -46,6 +47,7 @@ class StoredRun(SQLModel, table=True):
     latency: float | None = None  # seconds
     reason: str | None = None  # NULL: "HTTP <status>"
     signals: str | None = None  # small JSON object; NULL: {}
+    request_id: str | None = None  # failed runs only (see RunRecord.as_row)
 
 
 class DeprecationRow(SQLModel, table=True):
@@ -137,9 +139,14 @@ class RunRecord:
     latency: float | None
     reason: str
     signals: dict[str, Any]
+    request_id: str | None = None
 
     def as_row(self, check_id: int, seq: int = 0) -> dict[str, Any]:
-        """The `runs` row: most runs store no reason and no signals at all."""
+        """The `runs` row: most runs store no reason and no signals at all.
+
+        The request id is kept for failed runs only: that is what a provider's support asks
+        about, and an id on every passing run would double the size of the history.
+        """
         signals = json.dumps(self.signals, separators=(",", ":"), default=str)
         return {
             "check_id": check_id,
@@ -151,6 +158,7 @@ class RunRecord:
             "latency": self.latency,
             "reason": stored_reason(self.reason, self.status),
             "signals": None if signals == "{}" else signals,
+            "request_id": None if self.ok else self.request_id,
         }
 
     @classmethod
@@ -165,6 +173,7 @@ class RunRecord:
             latency=row.latency,
             reason=read_reason(row.reason, row.status),
             signals=json.loads(row.signals) if row.signals else {},
+            request_id=row.request_id,
         )
 
 
