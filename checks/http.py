@@ -215,7 +215,9 @@ async def read_capped(response: aiohttp.ClientResponse, cap: int) -> tuple[bytes
 
 def classify_client_error(exc: aiohttp.ClientError, max_redirects: int) -> tuple[str, str]:
     if isinstance(exc, aiohttp.TooManyRedirects):
-        return "invalid_response", f"redirect loop: more than {max_redirects} redirects"
+        if _loops(exc.history):
+            return "invalid_response", f"redirect loop: more than {max_redirects} redirects"
+        return "invalid_response", f"more than {max_redirects} redirects"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return "tls", f"certificate: {exc.certificate_error}"
     if isinstance(exc, aiohttp.ClientSSLError):
@@ -231,6 +233,17 @@ def classify_client_error(exc: aiohttp.ClientError, max_redirects: int) -> tuple
     if isinstance(exc, aiohttp.InvalidURL):
         return "invalid_response", f"invalid URL: {exc}"
     return "connect", f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+def _loops(history: tuple[aiohttp.ClientResponse, ...]) -> bool:
+    """Whether the redirects came back to a URL already visited: only that is a loop; a chain
+    that is merely longer than `max_redirects` is not."""
+    seen = [response.url for response in history]
+    if history:
+        location = history[-1].headers.get("Location")
+        if location is not None:
+            seen.append(history[-1].url.join(yarl.URL(location)))
+    return len(set(seen)) < len(seen)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -18,11 +18,13 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from pydantic import MISSING
+from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 
 from checks.base import CheckConfig, Result, RunContext
 from monitor import __version__
 from monitor.alerting.notify import Notify
+from monitor.alerting.outbox import AlertStateRow, load_states
 from monitor.alerting.silences import add_silence, expire_silence, list_silences
 from monitor.config.envfile import read_env_file
 from monitor.config.loader import load_config, resolve_config_path
@@ -31,7 +33,7 @@ from monitor.core.clock import SystemClock
 from monitor.core.errors import ConfigError, IntmonError, StorageError
 from monitor.core.logs import setup_logging
 from monitor.core.redact import Redactor, redact
-from monitor.core.units import format_duration, parse_duration
+from monitor.core.units import DAY, format_duration, parse_duration
 from monitor.engine.daemon import Daemon
 from monitor.engine.runner import Runner, make_session
 from monitor.engine.status import CheckStatus
@@ -176,19 +178,28 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     selected = [c for c in config.checks if not args.names or c.name in args.names]
     results = asyncio.run(_check_once(config, selected))
-    rows = [
-        [
-            check.name,
-            "PASS" if result.ok else "FAIL",
-            str(result.status or "-"),
-            format_duration(result.latency or 0),
-            result.error_class or "",
-            result.reason,
-        ]
-        for check, result in zip(selected, results, strict=True)
-    ]
-    print(_table(["CHECK", "RESULT", "STATUS", "LATENCY", "ERROR", "REASON"], rows))
+    now = SystemClock().time()
+    rows = [_check_row(c.name, r, now) for c, r in zip(selected, results, strict=True)]
+    header = ["CHECK", "RESULT", "STATUS", "LATENCY", "QUOTA", "SUNSET", "REQUEST ID", "ERROR"]
+    print(_table([*header, "REASON"], rows))
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAIL
+
+
+def _check_row(name: str, result: Result, now: float) -> list[object]:
+    signals = result.signals
+    sunset = signals.get("sunset")
+    left = max(0.0, sunset - now) if isinstance(sunset, int | float) else None
+    return [
+        name,
+        "PASS" if result.ok else "FAIL",
+        result.status or "-",
+        format_duration(result.latency or 0),
+        _quota_cell(signals.get("quota_remaining"), signals.get("quota_limit")),
+        _sunset_cell(bool(signals.get("deprecated")), left),
+        result.request_id or "-",
+        result.error_class or "",
+        result.reason,
+    ]
 
 
 async def _check_once(config: Config, checks: list[CheckConfig]) -> list[Result]:
@@ -209,6 +220,10 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         with _database(config, "read"):
             daemon.store.open()
             daemon.restore()
+            # Firing alerts make a passing check degraded, as in the daemon; the table is
+            # there once the daemon has run (an older database may not have it yet).
+            if inspect(store.engine).has_table(AlertStateRow.__tablename__):
+                daemon.alerter.book.replace_all(load_states(store.engine))
     finally:
         daemon.store.close()
         daemon.alerter.notify.close()
@@ -217,40 +232,62 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         # The checks of /api/status, without its `generated_at`: the shape this always printed.
         print(json.dumps(report.model_dump(mode="json", include={"checks"}), indent=2))
         return EXIT_OK
-    rows = [_status_row(check, report.generated_at) for check in report.checks]
-    header = ["CHECK", "STATE", "LAST RUN", "ERR RATE", "P95", "429s", "QUOTA", "SUNSET", "REASON"]
-    print(_table(header, rows))
+    firing: dict[str, list[str]] = {}
+    for f in daemon.alerter.firing():
+        firing.setdefault(f.check, []).append(f"{f.rule} {f.severity}")
+    rows = [
+        _status_row(check, report.generated_at, firing.get(check.name, ()))
+        for check in report.checks
+    ]
+    header = ["CHECK", "STATE", "LAST RUN", "ERR RATE", "P95", "429s", "QUOTA", "SUNSET"]
+    print(_table([*header, "FRESHNESS", "ALERTS", "REQUEST ID", "REASON"], rows))
     return EXIT_OK
 
 
-def _status_row(check: CheckStatus, now: float) -> list[object]:
+def _status_row(check: CheckStatus, now: float, alerts: Sequence[str] = ()) -> list[object]:
     last, metrics = check.last, check.metrics
     rate, p95 = metrics.error_rate, metrics.latency_p95
     deprecation = metrics.deprecation
-    if deprecation is MISSING or not deprecation.active:
-        sunset = "-"
-    elif deprecation.days_to_sunset is MISSING:
-        sunset = "deprecated"
-    else:
-        sunset = f"{deprecation.days_to_sunset:g}d"
+    active = deprecation is not MISSING and deprecation.active
+    left = None
+    if deprecation is not MISSING and deprecation.days_to_sunset is not MISSING:
+        left = deprecation.days_to_sunset * DAY
+    state = check.state.upper()
+    if check.until is not None:
+        state += f" ({format_duration(check.until - now, coarse=True)} left)"
+    age = metrics.freshness_age
     return [
         check.name,
-        check.state.upper(),
-        f"{format_duration(now - last.ts)} ago" if last else "never",
+        state,
+        f"{format_duration(now - last.ts, coarse=True)} ago" if last else "never",
         f"{rate:.1%}" if rate is not None else "-",
         format_duration(p95) if p95 is not None else "-",
         metrics.rate_limited_15m,
         _quota(metrics.quota),
-        sunset,
-        "" if last is None or last.ok else f"{last.error_class}: {last.reason}",
+        _sunset_cell(active, left),
+        "-" if age is MISSING else format_duration(age, coarse=True),
+        ", ".join(alerts) or "-",
+        (last.request_id if last else None) or "-",
+        check.state_reason or "",
     ]
 
 
 def _quota(quota: Quota | MISSING) -> str:
+    return "-" if quota is MISSING else _quota_cell(quota.remaining, quota.limit)
+
+
+def _quota_cell(remaining: object, limit: object) -> str:
     # A limit without a remaining count says nothing about what is left.
-    if quota is MISSING or not quota.limit or quota.remaining is None:
+    if not isinstance(remaining, int | float) or not isinstance(limit, int | float) or not limit:
         return "-"
-    return f"{quota.remaining:g}/{quota.limit:g}"
+    return f"{remaining:g}/{limit:g}"
+
+
+def _sunset_cell(deprecated: bool, left: float | None) -> str:
+    """Time left to an announced sunset, `deprecated` without a date, `-` when neither."""
+    if not deprecated:
+        return "-"
+    return "deprecated" if left is None else format_duration(left, coarse=True)
 
 
 def cmd_notify_test(config: Config, args: argparse.Namespace) -> int:

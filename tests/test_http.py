@@ -132,6 +132,13 @@ async def test_a_redirect_loop_is_an_invalid_response(ctx: RunContext, sandbox: 
     )
 
 
+async def test_a_long_chain_of_redirects_is_not_called_a_loop(
+    ctx: RunContext, sandbox: str
+) -> None:
+    result = await run(ctx, http_check(sandbox + "/redirect/10", max_redirects=3))
+    assert (result.error_class, result.reason) == ("invalid_response", "more than 3 redirects")
+
+
 async def test_redirects_within_the_limit_are_followed(ctx: RunContext, sandbox: str) -> None:
     result = await run(ctx, http_check(sandbox + "/redirect/3"))
     assert result.ok and result.status == 200

@@ -176,4 +176,20 @@ def test_intmon_status_shows_quota_and_sunset_from_the_model(
     row = _status_row(check("api", "down", "http_5xx", "HTTP 503", **metrics), NOW)
 
     assert row[:3] == ["api", "DOWN", "12s ago"]
-    assert row[6:] == [quota_cell, sunset_cell, "http_5xx: HTTP 503"]
+    assert row[6:8] == [quota_cell, sunset_cell]
+
+
+def test_intmon_status_shows_until_freshness_firing_alerts_request_id_and_the_reason() -> None:
+    throttled = check("api", "down", "rate_limited", "HTTP 429", freshness_age=7200.0)
+    assert throttled.last is not None
+    last = throttled.last.model_copy(update={"request_id": "req-9"})
+    reason = "held back with api-2 (provider acme): the provider's Retry-After"
+    throttled = throttled.model_copy(
+        update={"state": "throttled", "until": NOW + 300, "state_reason": reason, "last": last}
+    )
+    row = _status_row(throttled, NOW, ["error_rate critical", "rate_limited warning"])
+
+    assert row[:2] == ["api", "THROTTLED (5m left)"]
+    assert row[8:] == ["2h", "error_rate critical, rate_limited warning", "req-9", reason]
+    idle = _status_row(check("new", "unknown"), NOW)
+    assert idle[2] == "never" and idle[8:11] == ["-", "-", "-"]
