@@ -31,7 +31,7 @@ ERROR_CLASSES = (
     "rate_limited",  # HTTP 429
     "assertion",  # a response arrived but an `expect` rule did not hold
     "body_error",  # a 2xx whose body reports an error (GraphQL errors, "ok": false, ...)
-    "invalid_response",  # malformed HTTP, undecodable or oversized body, redirect loop
+    "invalid_response",  # malformed HTTP, undecodable or oversized body, too many redirects
     "auth",  # the token endpoint failed
     "internal",  # a bug in intmon itself; logged with its traceback
 )

@@ -44,6 +44,15 @@ INVALID = [
     ("invalid-notify.yml", "7: checks[0].notify[1]: no notifier named 'pager'"),
     ("invalid-duplicate-key.yml", "4: invalid YAML: duplicate key 'interval'"),
     ("invalid-encoding.yml", "3: not UTF-8 text: save the file as UTF-8"),
+    (
+        "invalid-degraded-latency.yml",
+        "4: checks[0].expect: degraded_latency (2s) must be below max_latency (1s): "
+        "past max_latency the run fails",
+    ),
+    (
+        "invalid-request-id-header.yml",
+        "4: checks[0].request_id_headers[0]: 'X Request Id' is not an HTTP header name",
+    ),
     # Hostile files: each of these once ended in a traceback, a hang or a value no loop can use.
     ("invalid-utf16.yml", "1: not UTF-8 text: save the file as UTF-8"),
     ("invalid-control-character.yml", "3: invalid YAML: character 0x0 is not allowed in YAML text"),

@@ -11,6 +11,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from checks.assertions import envelope_request_id
 from checks.base import Result, RunContext
+from checks.flow import FlowCheck
 from checks.http import HttpCheck
 from monitor.core.clock import FakeClock
 from monitor.core.redact import Redactor
@@ -152,3 +153,32 @@ async def test_a_check_reads_the_id_from_its_configured_header_through_the_runne
         ("generic-1", "HTTP 502 (expected 2xx) (request id generic-1)"),
         ("env-9", "HTTP 502 (expected 2xx) (request id env-9)"),
     ]
+
+
+async def test_a_failing_flow_quotes_the_id_of_its_failing_step_not_of_its_cleanup(
+    ctx: RunContext, serve: ServeFn
+) -> None:
+    async def step(request: web.Request) -> web.Response:
+        name = request.match_info["step"]
+        status = 500 if name == "read" else 200
+        return web.json_response({}, status=status, headers={"X-Request-Id": f"id-{name}"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{step}", step)
+    url = await serve(app)
+    flow = FlowCheck.model_validate(
+        {
+            "name": "roundtrip",
+            "type": "flow",
+            "steps": [
+                {"name": name, "request": {"url": f"{url}/{name}"}, "always": name == "delete"}
+                for name in ("create", "read", "delete")
+            ],
+        }
+    )
+    result = await Runner(ctx, 4, 4).execute(flow)
+    assert result is not None and result.request_id == "id-read"
+    assert result.reason == "step read: HTTP 500 (expected 2xx) (request id id-read)"
+    passing = flow.model_copy(update={"steps": [flow.steps[0], flow.steps[2]]})
+    result = await Runner(ctx, 4, 4).execute(passing)
+    assert result is not None and (result.ok, result.request_id) == (True, "id-delete")

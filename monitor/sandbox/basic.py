@@ -18,6 +18,7 @@ def add_routes(app: web.Application) -> None:
     r.add_route("*", "/status/{code:\\d+}", status)
     r.add_get("/json", json_document)
     r.add_get("/envelope/{kind}", envelope)
+    r.add_get("/request-id/{code:\\d+}", request_id)
     r.add_get("/big", big)
     r.add_get("/drip", drip)
     r.add_get("/redirect/{n:\\d+}", redirect)
@@ -94,6 +95,16 @@ async def envelope(request: web.Request) -> web.Response:
     if kind not in ENVELOPES:
         raise web.HTTPNotFound()
     return web.json_response(ENVELOPES[kind])
+
+
+async def request_id(request: web.Request) -> web.Response:
+    """Answers the status in the path with the request id a provider's support asks for: in
+    `X-Request-Id`, or with `?via=envelope` only in the error body's `request_id`."""
+    n = count(request)
+    rid = f"req-{n:06d}-{request.match_info['code']}"
+    body = {"error": {"message": "upstream unavailable", "request_id": rid}}
+    headers = {} if request.query.get("via") == "envelope" else {"X-Request-Id": rid}
+    return web.json_response(body, status=int(request.match_info["code"]), headers=headers)
 
 
 async def big(request: web.Request) -> web.StreamResponse:
