@@ -9,7 +9,7 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +66,21 @@ def paged(chat: Receiver) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-async def chat() -> AsyncIterator[Receiver]:
-    receiver = await Receiver().start()
-    yield receiver
-    await receiver.stop()
+def intmon(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., Awaitable[tuple[int, str]]]:
+    """`intmon ARGS...` -> (exit code, stdout): the real main(), in a thread."""
+    root = logging.getLogger()
+    # main() sets logging up as for a process of its own; the suite's comes back afterwards.
+    monkeypatch.setattr(root, "handlers", root.handlers[:])
+    monkeypatch.setattr(root, "level", root.level)
+
+    async def run(*args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = await asyncio.to_thread(main, list(args))
+        return code, capsys.readouterr().out
+
+    return run
 
 
 def write_config(tmp_path: Path, target: str, chat: Receiver, sibling: str) -> Path:
@@ -98,27 +109,9 @@ async def fetch(url: str) -> Any:
         return await response.json() if url.endswith("/api/status") else await response.text()
 
 
-@pytest.fixture
-def intmon(capsys: pytest.CaptureFixture[str]) -> Callable[..., Awaitable[tuple[int, str]]]:
-    """`intmon ARGS...` -> (exit code, stdout): the real main(), in a thread."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-
-    async def run(*args: str) -> tuple[int, str]:
-        capsys.readouterr()
-        try:
-            code = await asyncio.to_thread(main, list(args))
-        finally:
-            root.handlers[:], root.level = saved[0][:], saved[1]
-        return code, capsys.readouterr().out
-
-    return run
-
-
 async def test_states_request_ids_and_their_metric_from_a_running_daemon_to_intmon_status(
     tmp_path: Path,
     serve: ServeFn,
-    chat: Receiver,
     intmon: Callable[..., Awaitable[tuple[int, str]]],
 ) -> None:
     app = web.Application()
@@ -126,6 +119,7 @@ async def test_states_request_ids_and_their_metric_from_a_running_daemon_to_intm
     app.router.add_get("/{path}", answer)
     target = await serve(app)
     sibling = late_name("acme-orders", HOUR)
+    chat = await Receiver().start()
     config_file = write_config(tmp_path, target, chat, sibling)
     config = load_config(config_file, env={})
     daemon = Daemon(config, Store(config.monitor.database_url), Metrics(), SystemClock())
@@ -140,6 +134,7 @@ async def test_states_request_ids_and_their_metric_from_a_running_daemon_to_intm
     finally:
         await daemon.stop(grace=0.5)
         await runner.cleanup()
+        await chat.stop()
 
     checks = {c["name"]: c for c in status["checks"]}
     states = {name: c["state"] for name, c in checks.items()}
