@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from monitor.storage.store import SCHEMA_VERSION
 from tests.old_schemas import VERSION_2
 
 INTMON = [sys.executable, "-m", "monitor"]
@@ -195,7 +196,10 @@ async def test_status_without_a_database_exits_1_and_creates_nothing(tmp_path: P
 @pytest.mark.parametrize(
     ("script", "message"),
     [
-        (VERSION_2, "schema version 2 is older than this intmon's (3); run `intmon run` once"),
+        (
+            VERSION_2,
+            f"version 2 is older than this intmon's ({SCHEMA_VERSION}); run `intmon run` once",
+        ),
         (VERSION_2.replace("'2');", "'99');"), "schema version 99 is newer than this intmon"),
     ],
     ids=["older", "newer"],

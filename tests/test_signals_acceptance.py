@@ -595,5 +595,7 @@ async def test_the_certificate_expiry_of_an_https_target_is_exported(
     )
     assert expiry == not_after(pki.cert_file)
     status = (await daemon.status())["secure"]
-    assert status["state"] == "up"
+    # It passed, and its certificate is within the certificate rule's warning: degraded.
+    assert (status["state"], status["last"]["ok"]) == ("degraded", True)
+    assert "certificate warning firing" in status["state_reason"]
     assert abs(status["metrics"]["certificate"]["days_left"] - pki.days) <= 0.1
