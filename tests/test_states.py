@@ -8,11 +8,21 @@ from typing import Any
 
 import pytest
 
+from checks.http import HttpCheck
 from monitor.core.clock import FakeClock
-from monitor.engine.state import Pause, derive_state, pause_holder
+from monitor.core.units import DAY
+from monitor.engine.state import (
+    CheckState,
+    Pause,
+    StateView,
+    current_states,
+    derive_state,
+    pause_holder,
+)
 from monitor.engine.status import STATES
 from monitor.engine.throttle import Throttle
-from monitor.metrics import CHECK_STATES
+from monitor.metrics import CHECK_STATES, Firing
+from monitor.signals.per_check import CheckSignals, DeprecationRecord
 from monitor.storage.store import RunRecord
 
 
@@ -134,3 +144,38 @@ def test_the_sibling_holding_a_provider_back_is_the_newest_that_was_told_to_wait
 
 def test_the_metric_knows_every_state_of_the_status_model() -> None:
     assert CHECK_STATES == STATES
+
+
+def test_current_states_gather_pauses_siblings_deprecations_and_alerts(clock: FakeClock) -> None:
+    def http(name: str, provider: str | None = None) -> HttpCheck:
+        url = "https://api.example.com/"
+        return HttpCheck.model_validate(
+            {"name": name, "provider": provider, "request": {"url": url}}
+        )
+
+    checks = {c.name: c for c in (http("orders", "acme"), http("refunds", "acme"), http("legacy"))}
+    states = {name: CheckState(name) for name in checks}
+    states["orders"].update(run(clock, "orders", status=429))
+    states["legacy"].update(run(clock, "legacy"))
+    signals = {name: CheckSignals(name, clock) for name in checks}
+    sunset = clock.time() + 30 * DAY
+    signals["legacy"].deprecation = DeprecationRecord(clock.time(), clock.time(), None, sunset)
+    throttle = Throttle()
+    throttle.on_response("provider:acme", 429, 60.0, clock.time())
+    firing = [Firing("legacy", "sunset", "warning"), Firing("legacy", "latency_p95", "warning")]
+
+    views = current_states(checks, states, signals, throttle, firing, clock.time())
+
+    assert views["orders"] == StateView(
+        "throttled", "the provider's Retry-After", clock.time() + 60
+    )
+    assert views["refunds"] == StateView(
+        "throttled",
+        "held back with orders (provider acme): the provider's Retry-After",
+        clock.time() + 60,
+    )
+    # The sunset alert says nothing the deprecation does not: it is not repeated.
+    assert views["legacy"] == StateView(
+        "degraded",
+        "the API announces its deprecation; sunset in 30d; latency_p95 warning firing",
+    )

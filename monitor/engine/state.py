@@ -143,9 +143,9 @@ def current_states(
     """`derive_state` of every check, from what the daemon (or `intmon status`) knows: last
     runs, throttle pauses, deprecations, firing alerts and, for checks that never ran, the
     schedule."""
-    alerts: dict[str, list[str]] = {}
+    alerts: dict[str, list[Firing]] = {}
     for f in firing:
-        alerts.setdefault(f.check, []).append(f"{f.rule} {f.severity} firing")
+        alerts.setdefault(f.check, []).append(f)
     holders: dict[str, str | None] = {}  # provider -> the check holding it back, once each
     views = {}
     for name, check in checks.items():
@@ -169,10 +169,23 @@ def current_states(
             now,
             pause=pause,
             degraded_after=check.degraded_after(),
-            warnings=[*deprecation_warning(signals[name], now), *alerts.get(name, ())],
+            warnings=_warnings(signals[name], alerts.get(name, ()), now),
             first_due=due_at(name, now) if last is None and due_at is not None else None,
         )
     return views
+
+
+# Alert rules that only repeat what the deprecation warning already says.
+_DEPRECATION_RULES = frozenset({"deprecation", "sunset"})
+
+
+def _warnings(signals: CheckSignals, firing: Iterable[Firing], now: float) -> list[str]:
+    said = deprecation_warning(signals, now)
+    return said + [
+        f"{f.rule} {f.severity} firing"
+        for f in firing
+        if not (said and f.rule in _DEPRECATION_RULES)
+    ]
 
 
 def deprecation_warning(signals: CheckSignals, now: float) -> list[str]:
