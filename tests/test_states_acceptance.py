@@ -184,6 +184,7 @@ async def test_states_request_ids_and_their_metric_from_a_running_daemon_to_intm
     try:
         assert restarted.states["broken"].last is not None
         assert restarted.status().checks[0].last.request_id == request_id  # type: ignore[union-attr]
+        assert restarted.signals["broken"].last_request_id == request_id  # for the next message
     finally:
         await restarted.stop(grace=0.5)
 

@@ -240,6 +240,7 @@ class CheckSignals:
             return
         if not record.ok:
             self.last_error = f"{record.error_class}: {record.reason}"
+            self.last_request_id = record.request_id  # stored with failed runs
         self.quota = _quota(record.signals, record.ts)
         age = record.signals.get("freshness_age")
         if isinstance(age, int | float):
