@@ -454,3 +454,13 @@ def test_a_sunset_without_a_date_or_already_past_says_so() -> None:
     assert "deprecated, no sunset date" in page.rows["a"]
     assert "sunset has passed" in page.rows["b"]
     assert "days" not in page.rows["c"]
+
+
+def test_a_reason_that_quotes_its_request_id_shows_it_once() -> None:
+    quoted = check(
+        "billing", "down", "http_5xx", "HTTP 503 (expected 2xx) (request id req-8f2a)",
+        request_id="req-8f2a",
+    )  # fmt: skip
+    page = Page(render([quoted], []))
+
+    assert page.rows["billing"].count("req-8f2a") == 1

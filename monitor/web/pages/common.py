@@ -67,7 +67,8 @@ def state_detail(check: CheckStatus, now: float) -> str:
         error = ": ".join(x for x in (last.error_class, last.reason) if x)
         if error and error not in parts:
             parts.append(error)
-    if last is not None and last.request_id and not last.ok:
+    # The reason quotes the request id already when the run's own failure put it there.
+    if last is not None and last.request_id and not last.ok and last.request_id not in last.reason:
         parts.append(f"request id {last.request_id}")
     return " · ".join(parts)
 
