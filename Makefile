@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SANDBOX_LISTEN ?= 127.0.0.1:8765
 
-.PHONY: demo test lint format status-schema bench bench-storage chaos clean system-deps
+.PHONY: demo test lint format status-schema bench bench-storage bench-scale chaos clean system-deps
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -44,6 +44,10 @@ bench: $(STAMP) system-deps
 # 30 days of 1,000 checks at 60 s: database size and query times against the named baseline.
 bench-storage: $(STAMP)
 	$(BIN)/python benchmarks/storage.py
+
+# 2,000 checks against the sandbox: /metrics, /api/status and the status page, size and time.
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/scale.py $(BENCH_ARGS)
 
 # The sandbox API plus the daemon watching it; Ctrl-C stops both. Each demo starts from a fresh
 # database, so what it shows is what this run saw (DEMO_KEEP=1 keeps the last run's history).

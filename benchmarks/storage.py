@@ -17,7 +17,6 @@ Run: .venv/bin/python benchmarks/storage.py [--quick] [--checks N] [--days D]
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 import sqlite3
@@ -27,6 +26,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import baselines
 
 from monitor.core.units import hour_of
 from monitor.storage.schema import stored_reason
@@ -253,18 +254,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.checks, args.days, args.raw_days = 100, 3, 1
-    baseline = json.loads(BASELINE.read_text()) if BASELINE.exists() else None
+    baseline = baselines.load(BASELINE)
     figures = run(args)
     report(figures, baseline)
     if args.write_baseline:
-        # The new baseline leads; the ones before it stay under `previous`, newest first.
-        previous = []
-        if baseline is not None:
-            previous = [{"name": baseline["name"], "figures": baseline["figures"]}]
-            previous += baseline.get("previous", [])
-        new = {"name": args.write_baseline, "figures": figures, "previous": previous}
-        BASELINE.write_text(json.dumps(new, indent=2) + "\n")
-        print(f"baseline {args.write_baseline!r} written to {BASELINE}")
+        baselines.write(BASELINE, args.write_baseline, figures, baseline)
 
 
 if __name__ == "__main__":
