@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 from aiohttp import web
-from prometheus_client import generate_latest
 
 from monitor.config.loader import parse_config
 from monitor.core.clock import FakeClock
@@ -86,9 +85,9 @@ async def test_a_failing_receiver_is_counted_and_logged_without_the_url(
         "dead-man's switch ping failed: HTTP 503",
         "dead-man's switch ping works again",
     ]
-    exposition = generate_latest(metrics.registry).decode()
-    assert 'intmon_heartbeat_pings_total{result="failure"} 1.0' in exposition
-    assert 'intmon_heartbeat_pings_total{result="success"} 1.0' in exposition
+    exposition = metrics.registry.exposition().decode()
+    assert 'intmon_heartbeat_pings_total{result="failure"} 1\n' in exposition
+    assert 'intmon_heartbeat_pings_total{result="success"} 1\n' in exposition
 
 
 async def test_an_unreachable_receiver_never_raises_and_never_logs_the_url(

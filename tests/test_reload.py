@@ -139,7 +139,7 @@ async def test_a_reload_adds_removes_and_changes_checks_and_keeps_history(
     async with aiohttp.ClientSession() as client, client.get(running.url + "/metrics") as r:
         text = await r.text()
     assert 'check="b"' not in text
-    assert 'intmon_check_up{check="c"} 0.0' in text
+    assert 'intmon_check_up{check="c"} 0\n' in text
 
 
 async def test_an_invalid_config_changes_nothing_and_says_why(running: Running) -> None:

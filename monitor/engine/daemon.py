@@ -205,7 +205,7 @@ class Daemon:
             check, may_send=lambda: self.throttle.may_run(key, self.clock.time())
         )
         if result is None:
-            self.metrics.throttled.labels(check.name).inc()
+            self.metrics.count_throttled(check.name)
             return
         await self.record(check, result)
 
@@ -227,7 +227,7 @@ class Daemon:
         task.add_done_callback(self._announcements.discard)
 
     def _skipped(self, name: str) -> None:
-        self.metrics.skipped.labels(name).inc()
+        self.metrics.count_skipped(name)
         log.warning("check %s is still running at its next slot; that slot is skipped", name)
 
     async def record(self, check: CheckConfig, result: Result) -> None:

@@ -38,6 +38,7 @@ class MaintenanceReport:
     """What one pass did: for metrics and logs."""
 
     hours_rolled_up: int = 0
+    rollup_rows: int = 0  # one per check and hour
     runs_pruned: int = 0
     rollups_pruned: int = 0
     free_pages: int = 0  # left after the incremental vacuum (0 unless auto_vacuum is off)
@@ -111,7 +112,7 @@ class Maintenance:
         started = self.clock.monotonic()
         now = self.clock.time()
         report = MaintenanceReport()
-        report.hours_rolled_up = await self.roll_up(now)
+        report.hours_rolled_up, report.rollup_rows = await self.roll_up(now)
         # Never prune raw runs of an hour not rolled up yet (e.g. the rollup keeps failing).
         rolled = await self.writer.submit(self.store.rollups.rolled_up_until) or 0
         report.runs_pruned = await self._prune(
@@ -127,23 +128,25 @@ class Maintenance:
         self.on_report(report)
         return report
 
-    async def roll_up(self, now: float) -> int:
+    async def roll_up(self, now: float) -> tuple[int, int]:
+        """(hours rolled up, rollup rows written)."""
         hours = await self.writer.submit(self.store.rollups.hours_to_roll_up, now - self.grace)
         if not hours:
-            return 0
+            return 0, 0
         checks = await self.writer.submit(self.store.rollups.checks_in, "runs")
         # An hour of 1,000 checks is 60k runs, ~0.5 s of work: in chunks of checks, so the
         # writer's batches get in between.
         chunks = [
             checks[i : i + self.rollup_checks] for i in range(0, len(checks), self.rollup_checks)
         ]
+        rows = 0
         for done, hour in enumerate(hours):
             for index, chunk in enumerate(chunks):
                 if self._stop.is_set():
-                    return done
+                    return done, rows
                 last = index == len(chunks) - 1
-                await self.writer.submit(self.store.rollups.rollup, hour, chunk, last)
-        return len(hours)
+                rows += await self.writer.submit(self.store.rollups.rollup, hour, chunk, last)
+        return len(hours), rows
 
     async def _prune(
         self, prune: Callable[[float, int, list[str]], int], table: str, before: float

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from checks.freshness import heartbeat_secret
 from monitor.config.reload import ReloadPlan
@@ -50,7 +50,7 @@ def build_app(daemon: Daemon, reload: Reload | None = None) -> web.Application:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[DAEMON].metrics.registry)
+    body = request.app[DAEMON].metrics.registry.exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -1,0 +1,105 @@
+"""Gauges computed when Prometheus scrapes, from the daemon's live per-check signals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from monitor.metrics.exposition import Family, TextCollector
+from monitor.signals.per_check import CheckSignals
+
+# The values of intmon_check_state's `state` label (monitor.engine.status.STATES).
+CHECK_STATES = ("up", "degraded", "down", "throttled", "unknown")
+
+
+@dataclass(frozen=True)
+class Firing:
+    check: str
+    rule: str
+    severity: str
+
+
+class SignalCollector(TextCollector):
+    """Window statistics change with time even when no run happens, so they are computed at
+    scrape time rather than set on every run."""
+
+    def __init__(
+        self,
+        signals: Callable[[], Iterable[CheckSignals]],
+        firing: Callable[[], Iterable[Firing]] = lambda: (),
+        outbox_depth: Callable[[], int | None] = lambda: None,
+        states: Callable[[], Iterable[tuple[str, str]]] = lambda: (),
+    ) -> None:
+        self._signals = signals
+        self._firing = firing
+        self._outbox_depth = outbox_depth
+        self._states = states
+
+    def families(self) -> Iterator[Family]:
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ("check",)) -> Family:
+            return Family(name, "gauge", doc, labels)
+
+        error_rate = gauge("intmon_error_rate", "Failure ratio over the check's error-rate window.")
+        p95 = gauge("intmon_latency_p95_seconds", "p95 latency over the check's latency window.")
+        baseline = gauge(
+            "intmon_latency_baseline_p95_seconds", "Median of hourly p95 latency over 7 days."
+        )
+        remaining = gauge("intmon_ratelimit_remaining", "Last rate-limit quota remaining seen.")
+        limit = gauge("intmon_ratelimit_limit", "Last rate-limit quota limit seen.")
+        deprecated = gauge("intmon_deprecated", "1 while the API announces deprecation.")
+        sunset = gauge("intmon_sunset_timestamp_seconds", "Announced Sunset, unix seconds.")
+        freshness = gauge("intmon_freshness_age_seconds", "Age of the newest synced data.")
+        certificate = gauge(
+            "intmon_certificate_expiry_timestamp_seconds", "TLS certificate notAfter, unix seconds."
+        )
+        for s in list(self._signals()):
+            key = (s.check,)
+            now = s.clock.time()
+            rate, _ = s.windows.error_rate(now, s.error_window)
+            if rate is not None:
+                error_rate.add(key, rate)
+            latency, _ = s.windows.latency_p95(now, s.latency_window)
+            if latency is not None:
+                p95.add(key, latency)
+            base = s.baseline.baseline(now)
+            if base is not None:
+                baseline.add(key, base)
+            if s.quota is not None and s.quota.remaining is not None:
+                remaining.add(key, s.quota.remaining)
+            if s.quota is not None and s.quota.limit is not None:
+                limit.add(key, s.quota.limit)
+            deprecated.add(key, 1 if s.deprecated_since is not None else 0)
+            if s.sunset_at is not None:
+                sunset.add(key, s.sunset_at)
+            if s.freshness_age is not None:
+                freshness.add(key, s.freshness_age)
+            if s.certificate_not_after is not None:
+                certificate.add(key, s.certificate_not_after)
+        yield from (error_rate, p95, baseline, remaining, limit, deprecated, sunset, freshness)
+        yield certificate
+        alerts = gauge(
+            "intmon_alert_firing", "1 while an alert fires.", ("check", "rule", "severity")
+        )
+        for f in self._firing():
+            alerts.add((f.check, f.rule, f.severity), 1)
+        yield alerts
+        states = self._check_states()
+        if states.rows:  # a collector given no states (tests, `intmon check`) has no family
+            yield states
+        depth = self._outbox_depth()
+        if depth is not None:
+            outbox = gauge("intmon_outbox_pending", "Notifications not yet delivered.", ())
+            outbox.add((), depth)
+            yield outbox
+
+    def _check_states(self) -> Family:
+        family = Family(
+            "intmon_check_state",
+            "gauge",
+            "1 for the check's current state (up, degraded, down, throttled, unknown), else 0.",
+            ("check", "state"),
+        )
+        for check, current in self._states():
+            for state in CHECK_STATES:
+                family.add((check, state), 1 if state == current else 0)
+        return family
