@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from checks.base import Result
-from monitor.metrics import Metrics
+from monitor.metrics import CHECK_STATES, Metrics, SignalCollector
 from monitor.metrics.exposition import Family, number, render
 from monitor.metrics.families import DURATION_BUCKETS
 
@@ -119,3 +119,15 @@ def test_label_values_and_help_text_are_escaped() -> None:
     (parsed,) = text_string_to_metric_families("".join(out))
     assert parsed.documentation == 'a "help"\nwith \\ in it'
     assert parsed.samples[0].labels == {"name": 'say "hi"\\\n'}
+
+
+def test_a_check_has_one_state_at_1_and_the_others_at_0() -> None:
+    metrics = Metrics()
+    metrics.registry.register(SignalCollector(lambda: (), states=lambda: [("api", "throttled")]))
+    written = samples(metrics.registry.exposition().decode())
+    states = {
+        dict(labels)["state"]: value
+        for (name, labels), value in written.items()
+        if name == "intmon_check_state"
+    }
+    assert states == {state: int(state == "throttled") for state in CHECK_STATES}
