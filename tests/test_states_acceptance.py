@@ -10,6 +10,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,7 @@ async def test_states_request_ids_and_their_metric_from_a_running_daemon_to_intm
         await eventually("broken's FIRING message", lambda: bool(paged(chat)))
         status = await fetch(url + "/api/status")
         metrics = await fetch(url + "/metrics")
+        page = await fetch(url + "/?state=throttled")
     finally:
         await daemon.stop(grace=0.5)
         await runner.cleanup()
@@ -154,6 +156,12 @@ async def test_states_request_ids_and_their_metric_from_a_running_daemon_to_intm
         held["state_reason"] == "held back with limited (provider acme): the provider's Retry-After"
     )
     assert re.fullmatch(r"latency \S+ms over degraded_latency 10ms", checks["slow"]["state_reason"])
+    # The page says the same: both held back, with the time the pause ends.
+    until = datetime.fromtimestamp(limited["until"], UTC).strftime("%H:%M UTC")
+    for name in ("limited", sibling):
+        row = re.search(rf"<tr[^>]*>(?:(?!</tr>).)*>{name}</a>(?:(?!</tr>).)*</tr>", page, re.S)
+        assert row is not None, name
+        assert "Throttled" in row[0] and f"until {until}" in row[0], row[0]
 
     broken = checks["broken"]["last"]
     request_id = broken["request_id"]
