@@ -11,6 +11,7 @@ from typing import Any
 import jsonpath
 from pydantic import Field, field_validator, model_validator
 
+from checks.json_schema import SchemaField
 from monitor.core.model import Model
 from monitor.core.units import Duration, brief, format_duration
 
@@ -64,6 +65,8 @@ class Expect(Model):
     body_errors: bool = True
     # Extra JSONPaths that mark an error when they match a truthy value.
     error_paths: list[str] = Field(default_factory=list)
+    # A JSON Schema the whole body must satisfy: inline, or {file: path} (checks/json_schema.py).
+    json_schema: SchemaField | None = None
 
     @model_validator(mode="after")
     def _degraded_below_max(self) -> Expect:
@@ -127,6 +130,7 @@ class Expect(Model):
     def needs_body(self) -> bool:
         return (
             bool(self.json_ or self.body_contains or self.body_not_contains or self.body_regex)
+            or self.json_schema is not None
             or self.body_errors
             or bool(self.error_paths)
         )
@@ -192,9 +196,8 @@ def check_response(
         return None
     if truncated:
         return Failure("invalid_response", f"body larger than the {cap} byte cap")
-    text, undecodable = decode_body(
-        body, headers.get("Content-Type", ""), parses_json=bool(expect.json_ or expect.error_paths)
-    )
+    parses_json = bool(expect.json_ or expect.error_paths or expect.json_schema is not None)
+    text, undecodable = decode_body(body, headers.get("Content-Type", ""), parses_json=parses_json)
     if undecodable:
         return Failure("invalid_response", undecodable)
     document, parse_error = _parse_json(text) if _looks_like_json(text) else (None, "not JSON")
@@ -202,9 +205,13 @@ def check_response(
         failure = find_body_error(expect, document)
         if failure:
             return failure
+    if (expect.json_ or expect.json_schema is not None) and parse_error is not None:
+        return Failure("invalid_response", f"body is not JSON: {parse_error}")
+    if expect.json_schema is not None:
+        violation = expect.json_schema.violation(document)
+        if violation:
+            return Failure("assertion", violation)
     if expect.json_:
-        if parse_error is not None:
-            return Failure("invalid_response", f"body is not JSON: {parse_error}")
         failure = _check_json(expect, document)
         if failure:
             return failure

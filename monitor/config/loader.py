@@ -110,6 +110,8 @@ class _Validator:
         # Keys whose unset ${VAR} stands for a placeholder, as secrets_needed=False allows.
         self.placeholders: dict[Path, str] = {}
         self.rule_cache: dict[str, dict[str, RuleConfig]] = {}
+        # For the models' validators: files a config names (`file:`) are relative to its folder.
+        self.context = {"config_dir": str(FsPath(file).parent)}
 
     def fail(self, path: Path, message: str) -> None:
         self.issues.append(ConfigIssue(format_path(path), message, self.source.line(path)))
@@ -253,7 +255,7 @@ class _Validator:
 
     def model(self, cls: type[M], data: Any, path: Path) -> M | None:
         try:
-            return cls.model_validate(data)
+            return cls.model_validate(data, context=self.context)
         except ValidationError as exc:
             for error in exc.errors():
                 full = (*path, *_data_path(data, error["loc"]))
