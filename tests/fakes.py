@@ -20,6 +20,7 @@ class View:
     last_error: str | None = None
     migration_link: str | None = None
     last_request_id: str | None = None
+    last_error_class: str | None = None
 
     def error_rate(self, window: float) -> tuple[float | None, int]:
         return self.failure_ratio, self.runs
@@ -41,3 +42,4 @@ class Notifier:
     name: str
     urls: list[str]
     min_severity: str = "warning"
+    error_classes: tuple[str, ...] | None = None

@@ -321,3 +321,41 @@ def test_a_weekly_window_follows_its_time_zone() -> None:
 def test_bad_silences_are_rejected_with_a_clear_message(raw: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=re.escape(message)):
         SilenceConfig.model_validate(raw)
+
+
+def test_an_alert_keeps_the_cause_it_fired_with_until_it_resolves() -> None:
+    """Notifiers filtered by error class hear all of an alert or none of it."""
+    now = 1_700_000_000.0
+    auth = Details("auth: token endpoint answered 401", error_class="auth")
+    later = Details("http_5xx: HTTP 503", error_class="http_5xx")
+    sharp = rule(repeat="1m", resolve_after=1)
+    state, (firing,) = step(AlertState("pay", "error_rate"), W, sharp, now, details=auth)
+    state, (escalated,) = step(state, C, sharp, now + 30, details=later)
+    state, (reminder,) = step(state, C, sharp, now + 120, details=later)
+    state, (resolved,) = step(state, OK, sharp, now + 180, details=later)
+    kinds = [i.kind for i in (firing, escalated, reminder, resolved)]
+    assert kinds == [Kind.FIRING, Kind.ESCALATED, Kind.REMINDER, Kind.RESOLVED]
+    assert [i.cause for i in (firing, escalated, reminder, resolved)] == ["auth"] * 4
+    assert state.cause is None  # back to ok: the next episode takes its own cause
+    _, (again,) = step(state, C, sharp, now + 240, details=later)
+    assert again.cause == "http_5xx"
+
+
+@pytest.mark.parametrize(
+    ("rule_name", "cause"),
+    [("error_rate", "auth"), ("consecutive_failures", "auth"), ("sunset", None), ("certificate", None)],
+    ids=["error-rate", "consecutive-failures", "sunset", "certificate"],
+)  # fmt: skip
+def test_only_rules_that_judge_failures_take_the_last_failures_class(
+    rule_name: str, cause: str | None
+) -> None:
+    details = Details("auth: token endpoint answered 401", error_class="auth")
+    _, (intent,) = step(AlertState("pay", rule_name), C, rule(), 1.0, details=details)
+    assert intent.cause == cause
+
+
+def test_the_book_passes_the_checks_last_error_class_to_its_alerts() -> None:
+    rules = parse_alerts({}, {}, "http")
+    view = View(failure_ratio=1.0, last_error="tls: certificate expired", last_error_class="tls")
+    outcome = AlertBook().evaluate(view, rules, 1_700_000_000.0)
+    assert [(i.rule, i.cause) for i in outcome.intents] == [("error_rate", "tls")]

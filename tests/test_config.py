@@ -101,6 +101,22 @@ INVALID = [
         "internal)",
     ),
     (
+        "invalid-json-schema.yml",
+        "5: checks[0].expect.json_schema: properties.total.type: 'numbr' is not valid under any "
+        "of the given schemas (not a valid JSON Schema)",
+    ),
+    (
+        "invalid-json-schema-file.yml",
+        "5: checks[0].expect.json_schema: cannot read 'schemas/missing.json': "
+        "No such file or directory",
+    ),
+    (
+        "invalid-error-classes.yml",
+        "4: notifiers[0].error_classes[1]: unknown error class 'tsl' (known: timeout, connect, "
+        "tls, http_4xx, http_5xx, rate_limited, assertion, body_error, invalid_response, auth, "
+        "internal)",
+    ),
+    (
         "invalid-timestamp.yml",
         "3: silences[0].start: '2026-13-45' is not a valid timestamp: month must be in 1..12",
     ),

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from monitor.alerting.machine import Phase
+from monitor.alerting.outbox import load_states
 from monitor.storage import migrate
 from monitor.storage.store import SCHEMA_VERSION, RunRecord, Store
 from tests.old_schemas import VERSION_1, VERSION_2, VERSION_3
@@ -74,7 +76,7 @@ def test_an_old_database_is_copied_into_the_new_layout_with_every_run_intact(
         # The redundant reasons and empty signals are stored as NULL, not as text.
         nulls = db.execute("SELECT count(*) FROM runs WHERE reason IS NULL").fetchone()[0]
         empty = db.execute("SELECT count(*) FROM runs WHERE signals IS NULL").fetchone()[0]
-    assert int(version[0]) == SCHEMA_VERSION == 4
+    assert int(version[0]) == SCHEMA_VERSION == 5
     assert not tables & {"runs_v3", "rollups_v3", "ix_runs_check_ts"}
     assert (nulls, empty) == (3, 5)  # "HTTP <status>" of 200, 429, 200; five "{}"
 
@@ -196,3 +198,28 @@ def test_only_a_failed_run_keeps_its_request_id_on_disk(db_path: Path) -> None:
     finally:
         store.close()
     assert stored == [None, "req-bad"]
+
+
+def test_a_version_4_database_keeps_its_firing_alerts_which_gain_no_cause(db_path: Path) -> None:
+    store = Store(f"sqlite:///{db_path}")
+    store.open()
+    store.close()
+    # Version 4 as it was: alert_states without `cause`.
+    with sqlite3.connect(db_path) as db:
+        db.execute("ALTER TABLE alert_states DROP COLUMN cause")
+        db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+        db.execute(
+            'INSERT INTO alert_states ("check", rule, phase, severity, since, fired_at, '
+            "notified_severity, clear_count, lower_count, version) "
+            "VALUES ('api', 'error_rate', 'firing', 'critical', 100, 160, 'critical', 0, 0, 3)"
+        )
+    store = Store(f"sqlite:///{db_path}")
+    store.open()
+    try:
+        states = load_states(store.engine)
+    finally:
+        store.close()
+    assert [(s.check, s.phase, s.notified_severity, s.cause, s.version) for s in states] == [
+        ("api", Phase.FIRING, "critical", None, 3)
+    ]
+    assert "cause" in columns(db_path, "alert_states")

@@ -126,6 +126,31 @@ def test_routing_follows_the_notify_list_and_min_severity(
     assert notify_.route(intent(severity=severity), notify) == routed
 
 
+ROUTES = [
+    ("auth", ["everyone", "credentials"]),
+    ("tls", ["everyone", "credentials"]),
+    ("http_5xx", ["everyone", "owners"]),
+    ("timeout", ["everyone"]),
+    (None, ["everyone"]),  # sunset, certificate, ...: no failure to route by
+]
+
+
+@pytest.mark.parametrize(("cause", "routed"), ROUTES, ids=[str(c) for c, _ in ROUTES])
+def test_a_notifier_with_error_classes_gets_only_alerts_of_those_causes(
+    cause: str | None, routed: list[str]
+) -> None:
+    notifiers = [
+        Notifier("everyone", ["json://127.0.0.1:9/a"]),
+        Notifier("credentials", ["json://127.0.0.1:9/b"], error_classes=("auth", "tls")),
+        Notifier("owners", ["json://127.0.0.1:9/c"], "critical", error_classes=("http_5xx",)),
+    ]
+    notify = Notify(notifiers, Redactor())
+    names = ["everyone", "credentials", "owners"]
+    assert notify.route(intent(cause=cause), names) == routed
+    # min_severity still holds: a warning of a 5xx storm does not reach critical-only owners.
+    assert "owners" not in notify.route(intent(severity="warning", cause=cause), names)
+
+
 def test_messages_skip_silenced_intents_redact_secrets_and_hold_provider_firings() -> None:
     notify = Notify(
         [Notifier("chat", ["json://127.0.0.1:9/a"])],

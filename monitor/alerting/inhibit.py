@@ -126,6 +126,10 @@ class ExplainedView:
     def last_request_id(self) -> str | None:
         return self.view.last_request_id
 
+    @property
+    def last_error_class(self) -> str | None:
+        return self.view.last_error_class
+
     def baseline_p95(self) -> float | None:
         return self.view.baseline_p95()
 

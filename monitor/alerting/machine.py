@@ -16,6 +16,10 @@ delivery (monitor/alerting/notify.py) sit outside. Decisions worth knowing:
 - A silenced alert still advances; its intents are marked silenced and not sent. When the
   silence ends, an alert still firing that nobody heard of pages FIRING then. RESOLVED is sent
   exactly when a FIRING was: whoever heard the page hears that it is over, nobody else.
+- An alert takes the error class of the check's last failure when it fires (`cause`), and
+  keeps it until it resolves, across restarts: notifiers filtered by class
+  (`notifiers[].error_classes`) hear all of an alert or none of it, RESOLVED included. Only
+  the rules that judge failures whatever their cause (RuleType.generic) take one.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class AlertState:
     clear_count: int = 0  # consecutive evaluations with the condition false
     clear_since: float | None = None  # firing: first of them; ok: when it last was active
     lower_count: int = 0  # consecutive evaluations below the current severity
+    cause: str | None = None  # error class it fired with; notifiers are chosen by it
     version: int = 0
 
 
@@ -71,6 +76,7 @@ class Details:
     migration_link: str | None = None
     provider: str | None = None
     request_id: str | None = None  # of the last failed run, which the provider's support asks for
+    error_class: str | None = None  # of the last failed run
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,7 @@ class Intent:
     provider: str | None = None
     silenced: bool = False
     request_id: str | None = None
+    cause: str | None = None  # the error class notifiers filter on (AlertState.cause)
 
     @property
     def dedup_key(self) -> str:
@@ -190,6 +197,8 @@ def _announce(
 ) -> tuple[AlertState, list[Intent]]:
     """FIRING the first time anyone hears of it, ESCALATED when it got worse since."""
     kind = Kind.FIRING if state.notified_severity is None else Kind.ESCALATED
+    if kind is Kind.FIRING:
+        state = replace(state, cause=_cause(state.rule, details))
     intent = _intent(kind, state, evaluation, now, details, silenced=silenced)
     if not silenced:
         state = replace(state, notified_severity=state.severity, last_notified=now)
@@ -240,7 +249,16 @@ def _intent(
         provider=details.provider,
         silenced=silenced,
         request_id=details.request_id,
+        cause=state.cause,
     )
+
+
+def _cause(rule: str, details: Details) -> str | None:
+    """What an alert of a rule judging failures whatever their cause (error_rate, latency_p95,
+    consecutive_failures) is about: the check's last failure. A cause rule's alert (sunset,
+    certificate, rate_limited, ...) names its own subject, and has no class to route by."""
+    kind = RULES.get(rule)
+    return details.error_class if kind is not None and kind.generic else None
 
 
 def _last_active(state: AlertState, now: float) -> float | None:
@@ -282,7 +300,13 @@ class AlertBook:
         provider: str | None = None,
         inhibit: Sequence[InhibitRule] = (),
     ) -> Outcome:
-        details = Details(view.last_error, view.migration_link, provider, view.last_request_id)
+        details = Details(
+            view.last_error,
+            view.migration_link,
+            provider,
+            view.last_request_id,
+            view.last_error_class,
+        )
         changes, intents = [], []
         judged: dict[str, AlertState] = {}  # this round's states, for the rules judged after
         # Cause rules first: whether they fire now decides what the generic rules count.

@@ -62,6 +62,8 @@ class NotifierSettings(Protocol):
     def urls(self) -> list[str]: ...
     @property
     def min_severity(self) -> Severity: ...
+    @property
+    def error_classes(self) -> tuple[str, ...] | None: ...
 
 
 @dataclass(frozen=True)
@@ -208,13 +210,16 @@ class Notify:
         return instances
 
     def route(self, intent: Intent, notify: Sequence[str]) -> list[str]:
-        """The check's notifiers whose min_severity this intent's severity reaches."""
-        rank = RANK[intent.severity]
-        return [
-            name
-            for name in notify
-            if name in self.notifiers and rank >= RANK[self.notifiers[name].min_severity]
-        ]
+        """The check's notifiers whose min_severity this intent's severity reaches, and whose
+        error_classes, if any, hold the alert's cause (an alert without one reaches only the
+        notifiers that take every class)."""
+        return [name for name in notify if name in self.notifiers and self._takes(name, intent)]
+
+    def _takes(self, name: str, intent: Intent) -> bool:
+        notifier = self.notifiers[name]
+        if RANK[intent.severity] < RANK[notifier.min_severity]:
+            return False
+        return notifier.error_classes is None or intent.cause in notifier.error_classes
 
     def messages(
         self, intents: Iterable[Intent], notify: Mapping[str, Sequence[str]]

@@ -60,6 +60,7 @@ class AlertStateRow(SQLModel, table=True):
     clear_count: int = 0
     clear_since: float | None = None
     lower_count: int = 0
+    cause: str | None = None
     version: int = 0
 
 

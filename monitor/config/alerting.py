@@ -41,6 +41,10 @@ def _error_class(value: str) -> str:
     return value
 
 
+# An item of a list of error classes, validated one by one so an error names its index.
+ErrorClass = Annotated[str, AfterValidator(_error_class)]
+
+
 class InhibitRule(Model):
     """While `source` is pending or firing for a check, the `target` rules of the same check
     leave out the failures of `classes` that happened until then: one problem, one page.
@@ -55,7 +59,7 @@ class InhibitRule(Model):
         default_factory=lambda: list(generic_rules()), min_length=1
     )
     # Empty: the classes the source explains (monitor.config.rules.RULES).
-    classes: list[Annotated[str, AfterValidator(_error_class)]] = Field(default_factory=list)
+    classes: list[ErrorClass] = Field(default_factory=list)
 
     @property
     def explained(self) -> tuple[str, ...]:

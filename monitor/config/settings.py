@@ -14,7 +14,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from checks.base import CheckConfig
-from monitor.config.alerting import AlertingSettings, SilenceConfig, apprise_rejects
+from monitor.config.alerting import AlertingSettings, ErrorClass, SilenceConfig, apprise_rejects
 from monitor.config.rules import RuleConfig
 from monitor.core.model import NAME_PATTERN, Model
 from monitor.core.redact import redact
@@ -106,6 +106,9 @@ class NotifierConfig(Model):
     # Validated one by one, so an error points at `notifiers[i].urls[j]` and its line.
     urls: list[Annotated[str, AfterValidator(_apprise_url)]] = Field(min_length=1)
     min_severity: Literal["warning", "critical"] = "warning"
+    # Routing by cause: only alerts whose last failure is of one of these classes (None: all).
+    # An alert keeps the class it fired with until it resolves (monitor.alerting.machine).
+    error_classes: tuple[ErrorClass, ...] | None = Field(default=None, min_length=1)
 
 
 @dataclass

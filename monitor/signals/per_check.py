@@ -105,6 +105,7 @@ class CheckSignals:
         self.consecutive_failures = 0
         self.last_error: str | None = None
         self.last_request_id: str | None = None  # of the run that gave last_error
+        self.last_error_class: str | None = None  # of that run too: notifiers route by it
         self.quota: Quota | None = None  # the last one seen; the throttle takes it as it is
         self.deprecation: DeprecationRecord | None = None
         self.certificate_not_after: float | None = None
@@ -173,6 +174,7 @@ class CheckSignals:
             self.consecutive_failures += 1
             self.last_error = f"{result.error_class}: {result.reason}"
             self.last_request_id = result.request_id
+            self.last_error_class = result.error_class
         if result.tls_not_after is not None:
             self.certificate_not_after = result.tls_not_after
         age = result.signals.get("freshness_age")
@@ -241,6 +243,7 @@ class CheckSignals:
         if not record.ok:
             self.last_error = f"{record.error_class}: {record.reason}"
             self.last_request_id = record.request_id  # stored with failed runs
+            self.last_error_class = record.error_class
         self.quota = _quota(record.signals, record.ts)
         age = record.signals.get("freshness_age")
         if isinstance(age, int | float):

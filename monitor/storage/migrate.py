@@ -3,8 +3,8 @@
 Version 3 changed the layout of the two big tables (check names interned, runs clustered by
 check and time), so its upgrade copies every row: into new tables beside the old ones, which
 are dropped and replaced in the same transaction. A failure anywhere leaves the old database
-exactly as it was. Version 4 only adds a column (runs.request_id), which costs no copy; an
-upgrade from 1 or 2 gets it with the copy.
+exactly as it was. Versions 4 and 5 only add a column (runs.request_id, alert_states.cause),
+which costs no copy; an upgrade from 1 or 2 gets the first with the copy.
 """
 
 from __future__ import annotations
@@ -38,6 +38,11 @@ def upgrade_legacy(connection: Connection, version: int) -> None:
         text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": str(SCHEMA_VERSION)}
     )
     tables = inspect(connection)
+    if tables.has_table("alert_states"):
+        alert_columns = {column["name"] for column in tables.get_columns("alert_states")}
+        if "cause" not in alert_columns:
+            # NULL: an alert that fired before routing by cause has none, like a sunset alert.
+            connection.execute(text("ALTER TABLE alert_states ADD COLUMN cause VARCHAR"))
     if not tables.has_table("runs"):
         return  # nothing stored yet (create_all makes the tables)
     columns = {column["name"] for column in tables.get_columns("runs")}

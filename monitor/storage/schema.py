@@ -15,7 +15,8 @@ from monitor.core.errors import StorageError
 # 3: check names interned in `checks`; runs and rollups clustered by (check_id, time), with
 #    a passing run's "HTTP <status>" reason and empty signals stored as NULL (see RunRecord).
 # 4: runs.request_id, the provider's id of a failed run's request.
-SCHEMA_VERSION = 4
+# 5: alert_states.cause, the error class an alert fired with (notifiers are chosen by it).
+SCHEMA_VERSION = 5
 
 
 class CheckRow(SQLModel, table=True):
