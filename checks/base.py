@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field
 
 from checks.heartbeats import HeartbeatBook
+from checks.slo import SloConfig
 from checks.tls import CertificateCache
 from checks.tokens import TokenCache
 from monitor.core.model import NAME_PATTERN, Model
@@ -98,6 +99,8 @@ class CheckConfig(Model):
     provider: str | None = Field(default=None, pattern=NAME_PATTERN)
     notify: list[str] = Field(default_factory=list)
     alerts: dict[str, Any] = Field(default_factory=dict)
+    # A service level objective: turns on the burn_rate rule (see checks/slo.py).
+    slo: SloConfig | None = None
 
     def host_key(self) -> str | None:
         """The provider host this check talks to, for the per-host concurrency cap."""

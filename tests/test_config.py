@@ -87,12 +87,12 @@ INVALID = [
         "invalid-inhibit-source.yml",
         "4: alerting.inhibit[1].source: unknown alert rule 'ratelimited' (known: error_rate, "
         "latency_p95, rate_limited, consecutive_failures, deprecation, sunset, certificate, "
-        "freshness)",
+        "freshness, burn_rate)",
     ),
     (
         "invalid-inhibit-target.yml",
         "4: alerting.inhibit[0].target[1]: 'rate_limited' cannot be inhibited "
-        "(rules that can: error_rate, latency_p95, consecutive_failures)",
+        "(rules that can: error_rate, latency_p95, consecutive_failures, burn_rate)",
     ),
     (
         "invalid-inhibit-classes.yml",
@@ -115,6 +115,15 @@ INVALID = [
         "4: notifiers[0].error_classes[1]: unknown error class 'tsl' (known: timeout, connect, "
         "tls, http_4xx, http_5xx, rate_limited, assertion, body_error, invalid_response, auth, "
         "internal)",
+    ),
+    (
+        "invalid-slo-objective.yml",
+        "5: checks[0].slo.objective: 100% leaves no error budget: use a share below it, e.g. 99.9%",
+    ),
+    ("invalid-slo-window.yml", "6: checks[0].slo.window: 180d is outside 1h to 90d"),
+    (
+        "invalid-burn-rate-without-slo.yml",
+        "5: checks[0].alerts.burn_rate: needs the check's slo: (e.g. slo: {objective: 99.9%})",
     ),
     (
         "invalid-timestamp.yml",

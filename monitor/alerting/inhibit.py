@@ -17,10 +17,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from checks.slo import SloConfig
 from monitor.alerting.rules import SignalView
 from monitor.config.alerting import InhibitRule
 from monitor.config.rules import Severity
 from monitor.core.quantile import quantile
+from monitor.signals.slo import Counts
 from monitor.signals.stats import Run
 
 
@@ -80,6 +82,13 @@ class ExplainedView:
         latencies = [run.latency for run in self.runs(window) if run.latency is not None]
         return quantile(latencies, 0.95), len(latencies)
 
+    def slo_counts(self, window: float, explained: Mapping[str, float] | None = None) -> Counts:
+        """Burn-rate windows leave out the same failures, at their buckets' granularity."""
+        until = dict(self.until)
+        for error_class, ts in (explained or {}).items():
+            until[error_class] = max(until.get(error_class, ts), ts)
+        return self.view.slo_counts(window, until)
+
     @property
     def consecutive_failures(self) -> int:
         """The current streak without its explained failures (they neither count nor break it).
@@ -129,6 +138,10 @@ class ExplainedView:
     @property
     def last_error_class(self) -> str | None:
         return self.view.last_error_class
+
+    @property
+    def slo(self) -> SloConfig | None:
+        return self.view.slo
 
     def baseline_p95(self) -> float | None:
         return self.view.baseline_p95()

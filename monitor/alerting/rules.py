@@ -7,12 +7,14 @@ its condition has right now. Whether that pages is the state machine's business
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from checks.slo import SloConfig
 from monitor.config.rules import (
+    BurnRateRule,
     CertificateRule,
     ConsecutiveFailuresRule,
     DeprecationRule,
@@ -26,6 +28,7 @@ from monitor.config.rules import (
     ThresholdRule,
 )
 from monitor.core.units import format_duration
+from monitor.signals.slo import BURN_ALERTS, BURN_WINDOWS, BurnAlert, Counts, share
 from monitor.signals.stats import Run
 
 __all__ = ["EVALUATORS", "Evaluation", "SignalView", "evaluate"]
@@ -55,12 +58,15 @@ class SignalView(Protocol):
     def last_request_id(self) -> str | None: ...
     @property
     def last_error_class(self) -> str | None: ...
+    @property
+    def slo(self) -> SloConfig | None: ...
 
     def error_rate(self, window: float) -> tuple[float | None, int]: ...
     def latency_p95(self, window: float) -> tuple[float | None, int]: ...
     def baseline_p95(self) -> float | None: ...
     def rate_limited(self, window: float) -> int: ...
     def runs(self, window: float) -> list[Run]: ...
+    def slo_counts(self, window: float, explained: Mapping[str, float] | None = None) -> Counts: ...
 
 
 @dataclass(frozen=True)
@@ -220,6 +226,48 @@ def _freshness(rule: FreshnessRule, view: SignalView, now: float) -> Evaluation:
     )
 
 
+def _burn_rate(rule: BurnRateRule, view: SignalView, now: float) -> Evaluation:
+    slo = view.slo
+    if slo is None:
+        return Evaluation(None, None, None, "no slo", known=False)
+    counts = {label: view.slo_counts(window) for label, window in BURN_WINDOWS.items()}
+    rates = {
+        label: None if c.error_ratio is None else c.error_ratio / slo.budget
+        for label, c in counts.items()
+    }
+    judged = []
+    for alert in BURN_ALERTS:  # most severe and fastest first
+        short, value = counts[alert.short], share(alert, rates)
+        if value is None or short.total < rule.min_runs:
+            continue  # too few runs in the short window to judge this pair
+        judged.append((value, alert))
+        if value >= 1 and short.failed >= rule.min_failures:
+            summary = f"{_burning(alert, rates)}; {alert.factor:g}x {_acts(alert)}"
+            return Evaluation(alert.severity, value * alert.factor, alert.factor, summary)
+    objective = f"objective {_percent(slo.objective)}"
+    if not judged:
+        summary = f"{objective}: fewer than min_runs {rule.min_runs} in every short window"
+        return Evaluation(None, None, None, summary, known=False)
+    value, alert = max(judged, key=lambda pair: pair[0])
+    held = ""
+    if value >= 1:
+        failed = counts[alert.short].failed
+        held = f"; {alert.short} needs {rule.min_failures} failures ({failed} failed)"
+    summary = f"{_burning(alert, rates)}, {objective}: below {alert}{held}"
+    return Evaluation(None, value * alert.factor, alert.factor, summary)
+
+
+def _burning(alert: BurnAlert, rates: Mapping[str, float | None]) -> str:
+    long, short = rates[alert.long] or 0.0, rates[alert.short] or 0.0
+    if f"{long:.3g}" == f"{short:.3g}":
+        return f"burning {long:.3g}x the budget over {alert.long} and {alert.short}"
+    return f"burning {long:.3g}x the budget over {alert.long} and {short:.3g}x over {alert.short}"
+
+
+def _acts(alert: BurnAlert) -> str:
+    return "pages" if alert.severity == "critical" else "warns"
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -233,6 +281,7 @@ EVALUATORS: dict[str, Callable[[Any, SignalView, float], Evaluation]] = {
     "sunset": _sunset,
     "certificate": _certificate,
     "freshness": _freshness,
+    "burn_rate": _burn_rate,
 }
 
 

@@ -199,11 +199,12 @@ class _Validator:
         max_age = getattr(check, "max_age", None)
         # Most checks end up with identical (frozen) rules: share them. At 10,000 checks the
         # copies would be tens of megabytes.
-        key = json.dumps([check.alerts, check.type, max_age], sort_keys=True, default=str)
+        slo = check.slo is not None
+        key = json.dumps([check.alerts, check.type, max_age, slo], sort_keys=True, default=str)
         if key in self.rule_cache:
             return self.rule_cache[key]
         try:
-            rules = parse_alerts(check.alerts, defaults, check.type, max_age=max_age)
+            rules = parse_alerts(check.alerts, defaults, check.type, max_age=max_age, slo=slo)
         except AlertConfigError as exc:
             for sub, message in exc.issues:
                 self.fail((*path, "alerts", *sub), message)

@@ -160,6 +160,16 @@ class FreshnessRule(ThresholdRule):
     critical: PositiveDuration | None = None  # defaults to the check's max_age
 
 
+class BurnRateRule(RuleConfig):
+    """The SRE workbook's multi-window, multi-burn-rate alerts on the check's `slo:` (the pairs
+    are monitor.signals.slo.BURN_ALERTS). An alert's short window must also hold `min_runs`
+    runs of which `min_failures` failed, as error_rate's critical needs: at one run a minute
+    a single failed probe is a 20% error ratio over 5m, 200x a 99.9% budget."""
+
+    min_runs: int = Field(default=3, ge=1)
+    min_failures: int = Field(default=3, ge=1)
+
+
 _HIGHER_IS_WORSE: dict[type[Model], bool] = {
     ErrorRateRule: True,
     LatencyRule: True,
@@ -239,7 +249,12 @@ RULES: dict[str, RuleType] = {
     "certificate": RuleType(CertificateRule, _http_signals, True, explains=("tls",)),
     # A freshness check fails as `assertion` exactly when its data is too old or too few.
     "freshness": RuleType(FreshnessRule, _freshness_only, True, explains=("assertion",)),
+    # On for checks with an `slo:` (parse_alerts). Generic: it judges failures of any cause, so
+    # a firing cause rule leaves out what it explains; the budget itself counts every failure.
+    "burn_rate": RuleType(BurnRateRule, _everywhere, True, generic=True),
 }
+# Rules that need a check's `slo:`; without one they are off, and naming them is an error.
+NEEDS_SLO = frozenset({"burn_rate"})
 
 
 def generic_rules() -> tuple[str, ...]:
@@ -247,7 +262,11 @@ def generic_rules() -> tuple[str, ...]:
 
 
 def parse_alerts(
-    raw: dict[str, Any], defaults: dict[str, Any], check_type: str, max_age: float | None = None
+    raw: dict[str, Any],
+    defaults: dict[str, Any],
+    check_type: str,
+    max_age: float | None = None,
+    slo: bool = False,
 ) -> dict[str, RuleConfig]:
     """The enabled rules of one check: built-ins < `defaults.alerts` < the check's `alerts:`.
 
@@ -261,9 +280,11 @@ def parse_alerts(
             issues.append(((name,), f"unknown alert rule (known: {', '.join(RULES)})"))
         elif not RULES[name].applies(check_type):
             issues.append(((name,), f"does not apply to {check_type} checks"))
+        elif name in NEEDS_SLO and not slo:
+            issues.append(((name,), "needs the check's slo: (e.g. slo: {objective: 99.9%})"))
     rules: dict[str, RuleConfig] = {}
     for name, kind in RULES.items():
-        if not kind.applies(check_type):
+        if not kind.applies(check_type) or (name in NEEDS_SLO and not slo):
             continue
         merged: dict[str, Any] | None = {} if kind.on_by_default else None
         for layer in (defaults, raw):

@@ -26,6 +26,7 @@ from monitor.engine.state import CheckState, StateView, current_states
 from monitor.engine.status import CheckStatus, State, StatusReport
 from monitor.engine.throttle import KeyState, Throttle, throttle_key
 from monitor.metrics import Metrics, SignalCollector
+from monitor.signals import slo
 from monitor.signals.history import HistoryBook
 from monitor.signals.per_check import (
     DEFAULT_ERROR_WINDOW,
@@ -108,6 +109,7 @@ class Daemon:
             error_window=getattr(rules.get("error_rate"), "window", DEFAULT_ERROR_WINDOW),
             latency_window=getattr(rules.get("latency_p95"), "window", DEFAULT_LATENCY_WINDOW),
             longest_window=max([*windows, DEFAULT_LATENCY_WINDOW]),
+            slo=check.slo,
         )
 
     async def start(self) -> None:
@@ -152,6 +154,7 @@ class Daemon:
             if name in names:
                 self.signals[name].consecutive_failures = count
         self._replay_windows(names)
+        self._restore_slis(names)
         self.history.restore(self.store, now, names)
         for name, saved in self.store.deprecations().items():
             if name in names:
@@ -184,6 +187,11 @@ class Daemon:
         for check, ts, ok, latency, status, error_class in self.store.recent_runs(since):
             if check in names:
                 self.signals[check].seed(ts, ok, latency, status == 429, error_class)
+
+    def _restore_slis(self, names: set[str]) -> None:
+        """Error budgets from the rollups and recent runs, so a restart keeps them."""
+        slis = {n: s.sli for n in names if (s := self.signals[n]).sli is not None}
+        slo.restore(self.store, self.clock.time(), slis)
 
     def _resume_heartbeat_wait(self, check: CheckConfig, last: RunRecord) -> None:
         """A heartbeat check still waiting for its first push keeps waiting from when the last
@@ -314,6 +322,7 @@ class Daemon:
             self.history.forget(name)
             self.metrics.forget(name)
         grown: set[str] = set()
+        new_slos: set[str] = set()
         for check in new.checks:
             name = check.name
             self.checks[name] = check
@@ -327,12 +336,15 @@ class Daemon:
             windows = (fresh.error_window, fresh.latency_window, fresh.windows.max_window)
             if self.signals[name].resize(*windows):
                 grown.add(name)
+            if self.signals[name].set_slo(check.slo):
+                new_slos.add(name)
             if name in change.rescheduled:
                 self._scheduler_schedule().remove(name)
                 self._scheduler_schedule().add(name, check.interval, self.clock.time())
         # A check added back after a removal picks up its history where it left it.
         await asyncio.to_thread(self.restore, set(change.added))
         await asyncio.to_thread(self._replay_windows, grown)
+        await asyncio.to_thread(self._restore_slis, new_slos)
         self.alerter.reload(new)
         for notifier in new.notifiers:
             self.metrics.declare_notifier(notifier.name)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from monitor.metrics.exposition import Family, TextCollector
 from monitor.signals.per_check import CheckSignals
+from monitor.signals.slo import BURN_WINDOWS
 
 # The values of intmon_check_state's `state` label (monitor.engine.status.STATES).
 CHECK_STATES = ("up", "degraded", "down", "throttled", "unknown")
@@ -52,7 +53,8 @@ class SignalCollector(TextCollector):
         certificate = gauge(
             "intmon_certificate_expiry_timestamp_seconds", "TLS certificate notAfter, unix seconds."
         )
-        for s in list(self._signals()):
+        checks = list(self._signals())
+        for s in checks:
             key = (s.check,)
             now = s.clock.time()
             rate, _ = s.windows.error_rate(now, s.error_window)
@@ -77,6 +79,7 @@ class SignalCollector(TextCollector):
                 certificate.add(key, s.certificate_not_after)
         yield from (error_rate, p95, baseline, remaining, limit, deprecated, sunset, freshness)
         yield certificate
+        yield from _slo_families(checks)
         alerts = gauge(
             "intmon_alert_firing", "1 while an alert fires.", ("check", "rule", "severity")
         )
@@ -103,3 +106,31 @@ class SignalCollector(TextCollector):
             for state in CHECK_STATES:
                 family.add((check, state), 1 if state == current else 0)
         return family
+
+
+def _slo_families(checks: Iterable[CheckSignals]) -> tuple[Family, Family]:
+    """The error budget and burn rates of the checks with an `slo:`."""
+    budget = Family(
+        "intmon_slo_error_budget_remaining_ratio",
+        "gauge",
+        "1 - failures / failures allowed over the SLO window; below 0 once overspent.",
+        ("check",),
+    )
+    burn = Family(
+        "intmon_slo_burn_rate",
+        "gauge",
+        "Error ratio over the window divided by the error budget (1 - objective).",
+        ("check", "window"),
+    )
+    for s in checks:
+        if s.sli is None or s.slo is None:
+            continue
+        now = s.clock.time()
+        left = s.sli.budget_remaining(now, s.slo.budget)
+        if left is not None:
+            budget.add((s.check,), left)
+        for label, window in BURN_WINDOWS.items():
+            rate, _ = s.sli.burn_rate(now, window, s.slo.budget)
+            if rate is not None:
+                burn.add((s.check, label), rate)
+    return budget, burn

@@ -12,7 +12,7 @@ import json
 
 from aiohttp import web
 
-from monitor.sandbox import basic, flows, inbox, signals
+from monitor.sandbox import basic, flows, inbox, signals, slo
 from monitor.sandbox.common import COUNTERS
 from monitor.sandbox.flows import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, SANDBOX_REFRESH_TOKEN
 
@@ -34,6 +34,7 @@ def build_sandbox() -> web.Application:
     flows.add_routes(app)
     signals.add_routes(app)
     inbox.add_routes(app)
+    slo.add_routes(app)
     return app
 
 

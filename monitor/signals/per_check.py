@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pydantic import MISSING
 
 from checks.base import Result
+from checks.slo import SloConfig
 from monitor.core.clock import Clock
 from monitor.core.quantile import quantile
 from monitor.core.units import DAY, hour_of
 from monitor.signals.headers import Quota
+from monitor.signals.slo import Counts, SliStore, slo_status
 from monitor.signals.stats import CheckWindows, HourlyBaseline, Run
 from monitor.signals.status import (
     CertificateStatus,
@@ -93,6 +95,7 @@ class CheckSignals:
         error_window: float = DEFAULT_ERROR_WINDOW,
         latency_window: float = DEFAULT_LATENCY_WINDOW,
         longest_window: float = DEFAULT_RATE_LIMIT_WINDOW,
+        slo: SloConfig | None = None,
     ) -> None:
         self.check = check
         self.clock = clock
@@ -111,6 +114,20 @@ class CheckSignals:
         self.certificate_not_after: float | None = None
         self.freshness_age: float | None = None
         self._deprecation_written = 0.0
+        self.slo = slo
+        self.sli = None if slo is None else SliStore(slo.window)
+
+    def set_slo(self, slo: SloConfig | None) -> bool:
+        """A reloaded `slo:`. True if the SLI must be restored: new, or a longer window."""
+        old, self.slo = self.sli, slo
+        if slo is None:
+            self.sli = None
+            return False
+        if old is not None and old.window >= slo.window:
+            old.window = slo.window
+            return False
+        self.sli = SliStore(slo.window)
+        return True
 
     def resize(self, error_window: float, latency_window: float, longest_window: float) -> bool:
         """New window lengths after a reload. True if history must be replayed to fill them."""
@@ -140,6 +157,12 @@ class CheckSignals:
     def runs(self, window: float) -> list[Run]:
         return self.windows.runs(self.clock.time(), window)
 
+    def slo_counts(self, window: float, explained: Mapping[str, float] | None = None) -> Counts:
+        """Runs and failures over a burn-rate window (no SLO: none)."""
+        if self.sli is None:
+            return Counts()
+        return self.sli.counts(self.clock.time(), window, explained)
+
     @property
     def deprecated_since(self) -> float | None:
         d = self.deprecation
@@ -165,6 +188,8 @@ class CheckSignals:
         now = self.clock.time()
         ts = result.started_at or now
         self.windows.add(ts, result.ok, result.latency, result.status == 429, result.error_class)
+        if self.sli is not None:
+            self.sli.add(ts, result.ok, result.error_class)
         if result.ok and result.latency is not None:
             # Only healthy runs shape the baseline: an outage must not make slowness "normal".
             self.baseline.add(ts, result.latency)
@@ -275,6 +300,11 @@ class CheckSignals:
                 )
             ),
             freshness_age=MISSING if self.freshness_age is None else self.freshness_age,
+            slo=(
+                MISSING
+                if self.sli is None or self.slo is None
+                else slo_status(self.sli, self.slo, now)
+            ),
         )
 
 

@@ -32,6 +32,33 @@ class CertificateStatus(StatusModel):
     days_left: float
 
 
+class BurnRate(StatusModel):
+    window: str
+    """The window's label: 5m, 30m, 1h, 6h or 3d."""
+    rate: float | None
+    """Error ratio over the window divided by the error budget (1 - objective): 1 spends the
+    budget exactly over the SLO window. Null without runs in the window."""
+
+
+class SloStatus(StatusModel):
+    """A check's service level objective and how its error budget stands."""
+
+    objective: float
+    """The share of runs that must pass, e.g. 0.999."""
+    window: float
+    """Seconds the budget is counted over."""
+    runs: int
+    failures: int
+    budget_remaining: float | None
+    """1 - failures / failures allowed over the window; below 0 once overspent; null
+    without runs."""
+    burn_rates: tuple[BurnRate, ...]
+    closest: str
+    """The burn-rate alert nearest to firing, e.g. `critical at 14.4x over 1h and 5m`."""
+    closest_share: float | None
+    """That alert's lower burn rate over its threshold: 1 or more fires it."""
+
+
 class SignalsStatus(StatusModel):
     """Window statistics and the facts the latest answers carried."""
 
@@ -53,3 +80,5 @@ class SignalsStatus(StatusModel):
     certificate: CertificateStatus | MISSING = MISSING
     freshness_age: float | MISSING = MISSING
     """Age in seconds of the newest synced data, for freshness checks."""
+    slo: SloStatus | MISSING = MISSING
+    """For checks with an `slo:`."""
