@@ -171,7 +171,7 @@ def test_a_configured_inhibition_explains_the_classes_it_names() -> None:
 def test_every_cause_rule_is_a_built_in_source_for_every_generic_rule() -> None:
     sources = {i.source: (i.target, i.explained) for i in builtin_inhibitions()}
     assert sources == {
-        name: (["error_rate", "latency_p95", "consecutive_failures"], kind.explains)
+        name: (["error_rate", "latency_p95", "consecutive_failures", "burn_rate"], kind.explains)
         for name, kind in RULES.items()
         if kind.explains
     }

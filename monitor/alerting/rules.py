@@ -28,7 +28,7 @@ from monitor.config.rules import (
     ThresholdRule,
 )
 from monitor.core.units import format_duration
-from monitor.signals.slo import BURN_ALERTS, BURN_WINDOWS, BurnAlert, Counts, share
+from monitor.signals.slo import BURN_ALERTS, BURN_WINDOWS, BurnAlert, Counts, nearest, share
 from monitor.signals.stats import Run
 
 __all__ = ["EVALUATORS", "Evaluation", "SignalView", "evaluate"]
@@ -240,7 +240,7 @@ def _burn_rate(rule: BurnRateRule, view: SignalView, now: float) -> Evaluation:
         short, value = counts[alert.short], share(alert, rates)
         if value is None or short.total < rule.min_runs:
             continue  # too few runs in the short window to judge this pair
-        judged.append((value, alert))
+        judged.append((alert, value))
         if value >= 1 and short.failed >= rule.min_failures:
             summary = f"{_burning(alert, rates)}; {alert.factor:g}x {_acts(alert)}"
             return Evaluation(alert.severity, value * alert.factor, alert.factor, summary)
@@ -248,7 +248,7 @@ def _burn_rate(rule: BurnRateRule, view: SignalView, now: float) -> Evaluation:
     if not judged:
         summary = f"{objective}: fewer than min_runs {rule.min_runs} in every short window"
         return Evaluation(None, None, None, summary, known=False)
-    value, alert = max(judged, key=lambda pair: pair[0])
+    alert, value = nearest(judged)
     held = ""
     if value >= 1:
         failed = counts[alert.short].failed

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -70,11 +70,17 @@ def share(alert: BurnAlert, rates: Mapping[str, float | None]) -> float | None:
     return min(long, short) / alert.factor
 
 
+def nearest(shares: Sequence[tuple[BurnAlert, float]]) -> tuple[BurnAlert, float]:
+    """Of judged alerts (in BURN_ALERTS order), the most severe one at or past its factor,
+    else the one nearest to it."""
+    reached = [pair for pair in shares if pair[1] >= 1]
+    return reached[0] if reached else max(shares, key=lambda pair: pair[1])
+
+
 def closest(rates: Mapping[str, float | None]) -> tuple[BurnAlert, float | None]:
     """The alert nearest to firing; the first (fastest) when none can be judged."""
-    judged = [(alert, share(alert, rates)) for alert in BURN_ALERTS]
-    known = [(alert, value) for alert, value in judged if value is not None]
-    return max(known, key=lambda pair: pair[1]) if known else judged[0]
+    judged = [(alert, value) for alert in BURN_ALERTS if (value := share(alert, rates)) is not None]
+    return nearest(judged) if judged else (BURN_ALERTS[0], None)
 
 
 @dataclass(frozen=True)
