@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -39,6 +40,12 @@ def slo_check(api: str, name: str, path: str) -> str:
     )
 
 
+async def page(url: str) -> str:
+    async with aiohttp.ClientSession() as client, client.get(url) as response:
+        assert response.status == 200
+        return await response.text()
+
+
 def slo_of(status: dict[str, Any], name: str) -> dict[str, Any]:
     (check,) = [c for c in status["checks"] if c["name"] == name]
     found: dict[str, Any] = check["metrics"]["slo"]
@@ -57,11 +64,13 @@ async def test_a_check_failing_every_run_pages_burn_rate_critical_and_a_healthy_
         )
         status = await rig.get("/api/status")
         metrics = await rig.get("/metrics")
+        overview = await page(rig.url + "/")
+        detail = await page(rig.url + "/checks/payments")
     assert took < 5
     assert not [t for t in titles(receiver) if "orders" in t]
-    (page,) = [p for p in receiver.posts if "burn_rate" in p["title"]]
+    (sent,) = [p for p in receiver.posts if "burn_rate" in p["title"]]
     assert (
-        f"burning {1 / (1 - 0.99):.3g}x the budget over 1h and 5m; 14.4x pages" in page["message"]
+        f"burning {1 / (1 - 0.99):.3g}x the budget over 1h and 5m; 14.4x pages" in sent["message"]
     )
     burning, healthy = slo_of(status, "payments"), slo_of(status, "orders")
     assert burning["budget_remaining"] == pytest.approx(1 - 1 / (1 - 0.99))
@@ -76,6 +85,11 @@ async def test_a_check_failing_every_run_pages_burn_rate_critical_and_a_healthy_
         assert rate == pytest.approx(expected), key
     budgets = series(metrics, "intmon_slo_error_budget_remaining_ratio")
     assert budgets['check="orders"'] == 1.0
+    overspent = f"budget overspent {(1 / (1 - 0.99) - 1) * 100:.0f}%"
+    assert overspent in overview and "budget 100% left" in overview
+    assert "Service level objective" in detail and overspent in detail
+    assert "critical at 14.4x over 1h and 5m" in detail
+    assert all(f"<td>{label}</td>" in detail for label in BURN_WINDOWS)
 
 
 async def test_a_restart_restores_the_error_budget_from_the_database(

@@ -24,6 +24,7 @@ from monitor.web.pages.common import (
     state_detail,
 )
 from monitor.web.pages.detail import DAY_HOURS, CheckDetail
+from monitor.web.pages.slo import slo_panel
 from monitor.web.pages.svg import Series, line_chart, stacked_bars
 
 # Error classes in a fixed order of colours, by how often they occur on the page.
@@ -39,6 +40,7 @@ def render_check(detail: CheckDetail) -> str:
     )
     sections = [
         _facts(detail),
+        slo_panel(check.metrics.slo),
         _latency(detail),
         _errors(detail),
         _alerts(detail.alerts, now),

@@ -33,6 +33,7 @@ from monitor.web.pages.common import (
     state_detail,
     sunset,
 )
+from monitor.web.pages.slo import budget_bar
 from monitor.web.pages.svg import history_bar, sparkline
 
 # Healthy rows per page; checks with a problem are always all shown, above them.
@@ -259,6 +260,8 @@ def _signals(check: CheckStatus) -> str:
         facts.append(f"sunset {sunset(metrics.deprecation)}")
     if metrics.freshness_age is not MISSING:
         facts.append(f"data {duration(metrics.freshness_age)} old")
+    if metrics.slo is not MISSING:
+        facts.append(budget_bar(metrics.slo))
     return "<br>".join(facts) or '<span class="muted">—</span>'
 
 
