@@ -394,7 +394,7 @@ def stack_config(tmp: Path, sandbox: str, secure: str, ca_file: Path, listen: st
     sunset = int(time.time()) + 30 * DAY
     checks = [
         "{name: healthy, request: {url: 'S/healthy'}}",
-        "{name: flaky, request: {url: 'S/flaky?every=2&fail=1'}}",
+        "{name: flaky, request: {url: 'S/flaky?every=2&fail=1'}, slo: {objective: 99%}}",
         # Down for 1 s, up for 1 s: its alert fires and resolves over and over, so deliveries
         # keep happening after Prometheus' first scrape and show in rate().
         "{name: flapping, request: {url: 'S/flaky?every=10&fail=5'}, alerts: {error_rate: {window: 1s, min_runs: 3, resolve_after: 1}}}",
