@@ -6,7 +6,7 @@ Two rings of buckets per check: one per minute over the last 6 hours (the burn-r
 5m, 30m, 1h and 6h) and one per hour over the SLO window (30d by default, at least the 3d of the
 slowest alert pair). A window sums a few dozen buckets: minutes up to 1h; beyond, whole hours
 plus the minutes of the hour its far edge falls in. Memory is fixed: about 16 bytes a bucket,
-12 KB for a 30-day objective, however often the check runs.
+19 KB for a 30-day objective (tracemalloc), however often the check runs.
 
 Error bound: a window `(now - W, now]` counts every bucket it overlaps, so it may also count
 the runs of up to one bucket before its far edge: up to one minute early for windows within
