@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,8 +176,12 @@ def check_response(
     truncated: bool,
     latency: float,
     cap: int,
+    parsed: Callable[[Any], None] = lambda document: None,
 ) -> Failure | None:
-    """Every `expect` rule, in the order a person debugging would want them reported."""
+    """Every `expect` rule, in the order a person debugging would want them reported.
+
+    `parsed` gets the body's JSON document once it is parsed, so callers need not parse it
+    again (the shape for schema drift)."""
     failure = check_status(expect, status)
     if failure:
         return failure
@@ -201,6 +206,8 @@ def check_response(
     if undecodable:
         return Failure("invalid_response", undecodable)
     document, parse_error = _parse_json(text) if _looks_like_json(text) else (None, "not JSON")
+    if parse_error is None:
+        parsed(document)
     if 200 <= status < 300 and document is not None:
         failure = find_body_error(expect, document)
         if failure:
@@ -243,8 +250,13 @@ def _declared_charset(content_type: str) -> str | None:
         name, _, value = param.partition("=")
         if name.strip().lower() == "charset" and value.strip(' "'):
             return value.strip(' "').lower()
-    mime = mime.strip().lower()
-    return "utf-8" if mime == "application/json" or mime.endswith("+json") else None
+    return "utf-8" if is_json_type(content_type) else None
+
+
+def is_json_type(content_type: str) -> bool:
+    """`application/json` or a `+json` type (`application/problem+json`, ...)."""
+    mime = content_type.split(";")[0].strip().lower()
+    return mime == "application/json" or mime.endswith("+json")
 
 
 def _looks_like_json(text: str) -> bool:

@@ -12,6 +12,7 @@ from checks.heartbeats import HeartbeatBook
 from checks.slo import SloConfig
 from checks.tls import CertificateCache
 from checks.tokens import TokenCache
+from monitor.core.jsonshape import Shape
 from monitor.core.model import NAME_PATTERN, Model
 from monitor.core.units import PositiveDuration
 
@@ -56,6 +57,9 @@ class Result:
     request_id: str | None = None
     # Small JSON-able facts for storage and status (quota, deprecation, step timings, ...).
     signals: dict[str, Any] = field(default_factory=dict)
+    # The shape (paths and types, no values) of a 2xx JSON body, for schema drift; the
+    # runner masks secrets in its paths.
+    shape: Shape | None = None
 
     @classmethod
     def failure(cls, error_class: str, reason: str, **kwargs: Any) -> Result:

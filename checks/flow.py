@@ -35,6 +35,7 @@ from checks.templating import (
     render_url,
 )
 from checks.transport import HttpTransport
+from monitor.core.jsonshape import Shape, combine
 from monitor.core.model import NAME_PATTERN, Model
 from monitor.core.units import require_http_url
 
@@ -154,6 +155,7 @@ class _FlowRun:
         self.also_failed: list[str] = []
         self.last: Result | None = None
         self.latency = 0.0
+        self.shapes: list[Shape] = []  # each step's body shape, under the step's name
 
     async def run_step(self, step: Step) -> None:
         self.done.add(step.name)
@@ -165,6 +167,8 @@ class _FlowRun:
             return
         self.last = result
         self.latency += result.latency or 0.0
+        if result.shape is not None:
+            self.shapes.append(result.shape.prefixed(step.name))
         record: dict[str, Any] = {"name": step.name, "ok": result.ok, "status": result.status}
         record["latency"] = round(result.latency, 4) if result.latency is not None else None
         if not result.ok:
@@ -209,6 +213,8 @@ class _FlowRun:
         signals: dict[str, Any] = {"steps": self.records}
         last = self.last
         common: dict[str, Any] = {"latency": self.latency, "signals": signals}
+        if self.shapes:
+            common["shape"] = combine(self.shapes)
         if last is not None:
             common |= {"headers": last.headers, "tls_not_after": last.tls_not_after}
         if self.failure is None:

@@ -68,6 +68,9 @@ class GraphqlCheck(HttpTransport, CheckConfig):
         if not expect.body_errors:
             expect = expect.model_copy(update={"body_errors": True})
         result, body = await send(ctx, self._request, expect, self, self.auth)
+        if result.shape is not None:
+            # What the query asked for drifts; `errors` are already failures of their own.
+            result.shape = result.shape.under("$.data")
         if not result.ok and result.error_class in ("http_4xx", "http_5xx"):
             # GraphQL-over-HTTP servers explain a 4xx in `errors`: that is the useful part.
             message = _first_error(body)

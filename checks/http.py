@@ -7,6 +7,7 @@ every check type that speaks HTTP: flow steps, graphql queries and freshness htt
 from __future__ import annotations
 
 import functools
+import json
 import ssl
 import time
 import uuid
@@ -16,10 +17,11 @@ import aiohttp
 import yarl
 from pydantic import Field, field_validator, model_validator
 
-from checks.assertions import Expect, check_response, envelope_request_id
+from checks.assertions import Expect, check_response, envelope_request_id, is_json_type
 from checks.auth import AuthConfig, AuthError, Credentials, authorize, secrets_of
 from checks.base import CheckConfig, Result, RunContext
 from checks.transport import HttpTransport
+from monitor.core.jsonshape import Shape, shape_of
 from monitor.core.model import Model
 from monitor.core.units import HttpUrlText
 
@@ -173,6 +175,7 @@ async def exchange(
         latency = time.perf_counter() - start
         return Result.failure(error_class, reason, latency=latency, started_at=started_at), b""
     not_after = await ctx.certificates.not_after(request.url, transport.ssl_context, ctx.clock)
+    documents: list[Any] = []
     failure = check_response(
         expect,
         status=response.status,
@@ -181,6 +184,7 @@ async def exchange(
         truncated=truncated,
         latency=latency,
         cap=transport.max_body,
+        parsed=documents.append,
     )
     # A header id, if any, wins in the runner (seal), which reads the headers.
     envelope_id = None
@@ -196,7 +200,23 @@ async def exchange(
         headers=response.headers,
         tls_not_after=not_after,
         request_id=envelope_id,
+        shape=_body_shape(response.status, response.headers, body, truncated, documents),
     ), body
+
+
+def _body_shape(
+    status: int, headers: Any, body: bytes, truncated: bool, documents: list[Any]
+) -> Shape | None:
+    """The shape of a complete 2xx JSON body (by Content-Type), for schema drift. The body was
+    parsed for the assertions unless no rule read it (or one failed before)."""
+    if not 200 <= status < 300 or truncated or not is_json_type(headers.get("Content-Type", "")):
+        return None
+    if not documents:
+        try:
+            documents.append(json.loads(body))
+        except ValueError:
+            return None  # the assertions (if any) say what is wrong with it
+    return shape_of(documents[0])
 
 
 async def read_capped(response: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:

@@ -117,4 +117,6 @@ def seal(
     result.request_id = request_id
     result.reason = redactor(result.reason, secrets)
     result.signals = redactor.value(result.signals, secrets)
+    if result.shape is not None:  # a key name may be a credential the provider echoed
+        result.shape = result.shape.renamed(lambda paths: redactor(paths, secrets))
     return result

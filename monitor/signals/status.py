@@ -5,6 +5,8 @@ Built by `CheckSignals.status()`; read by the status page and `intmon status`.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import MISSING
 
 from monitor.core.model import StatusModel
@@ -57,6 +59,24 @@ class SloStatus(StatusModel):
     """The burn-rate alert nearest to firing, e.g. `critical at 14.4x over 1h and 5m`."""
     closest_share: float | None
     """That alert's lower burn rate over its threshold: 1 or more fires it."""
+class ShapeStatus(StatusModel):
+    """The response shape the check learned, and how its latest JSON body differs from it."""
+
+    state: Literal["learning", "matching", "drifted"]
+    learned_from: int
+    """Bodies the shape was learned from (learning ends at 3); an accepted shape counts 3."""
+    fields: int
+    """JSON paths in the learned shape."""
+    truncated: bool
+    """The body had more paths (or levels) than a shape keeps: the first 500 are compared."""
+    changes: tuple[str, ...]
+    """What drifted: `$.data.total: number → string`, `$.data.currency: removed`."""
+    new_fields: tuple[str, ...]
+    """Fields the learned shape does not know: `$.data.tax: new (number)`. Not drift."""
+    observed_since: float | None
+    """When the latest body's shape was first seen."""
+    accepted_at: float | None
+    """When the shape was last accepted (`intmon schema CHECK --accept`); null if never."""
 
 
 class SignalsStatus(StatusModel):
@@ -82,3 +102,5 @@ class SignalsStatus(StatusModel):
     """Age in seconds of the newest synced data, for freshness checks."""
     slo: SloStatus | MISSING = MISSING
     """For checks with an `slo:`."""
+    shape: ShapeStatus | MISSING = MISSING
+    """The learned response shape and its drift; absent until a JSON body was seen."""
