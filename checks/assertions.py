@@ -245,7 +245,7 @@ def decode_body(body: bytes, content_type: str, *, parses_json: bool) -> tuple[s
 
 
 def _declared_charset(content_type: str) -> str | None:
-    mime, *params = content_type.split(";")
+    _, *params = content_type.split(";")
     for param in params:
         name, _, value = param.partition("=")
         if name.strip().lower() == "charset" and value.strip(' "'):
@@ -255,7 +255,7 @@ def _declared_charset(content_type: str) -> str | None:
 
 def is_json_type(content_type: str) -> bool:
     """`application/json` or a `+json` type (`application/problem+json`, ...)."""
-    mime = content_type.split(";")[0].strip().lower()
+    mime = content_type.partition(";")[0].strip().lower()
     return mime == "application/json" or mime.endswith("+json")
 
 
