@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from monitor.signals.shapes import Drift
+
 
 @dataclass
 class View:
@@ -17,6 +19,7 @@ class View:
     sunset_at: float | None = None
     certificate_not_after: float | None = None
     freshness_age: float | None = None
+    schema_drift: Drift | None = None
     last_error: str | None = None
     migration_link: str | None = None
     last_request_id: str | None = None

@@ -14,6 +14,7 @@ from monitor.config.rules import (
     parse_alerts,
     validate_defaults,
 )
+from monitor.signals.shapes import Drift
 from monitor.signals.stats import Run
 
 NOW = 1_700_000_000.0
@@ -34,6 +35,7 @@ class View:
     sunset_at: float | None = None
     certificate_not_after: float | None = None
     freshness_age: float | None = None
+    schema_drift: Drift | None = None
     last_error: str | None = None
     migration_link: str | None = None
     last_request_id: str | None = None
@@ -65,6 +67,7 @@ def test_an_http_check_gets_the_common_practice_defaults() -> None:
     rules = parse_alerts({}, {}, "http")
     assert set(rules) == {
         "error_rate", "latency_p95", "rate_limited", "deprecation", "sunset", "certificate",
+        "schema_drift",
     }  # fmt: skip
     er = rules["error_rate"]
     assert (er.window, er.warning, er.critical, er.min_runs) == (300, 0.01, 0.05, 3)  # type: ignore[attr-defined]
@@ -429,3 +432,33 @@ def test_a_critical_evaluation_reports_the_value_and_the_crossed_threshold() -> 
 
 def test_every_configurable_rule_has_an_evaluation_and_no_other() -> None:
     assert set(EVALUATORS) == set(RULES)
+
+
+DRIFTED = Drift(
+    ("$.data.total: number → string", "$.data.currency: removed"), ("$.tax: new (number)",)
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "drift", "severity", "known", "summary"),
+    [
+        ({}, None, None, False, "no response shape learned yet"),
+        ({}, Drift(), None, True, "matches its learned shape"),
+        ({}, Drift((), ("$.tax: new (number)",)), None, True, "(1 new fields)"),
+        ({}, DRIFTED, "warning", True, "$.data.total: number → string; $.data.currency: removed"),
+        ({"severity": "critical"}, DRIFTED, "critical", True, "$.tax: new (number)"),
+    ],
+    ids=["learning", "matching", "only-new-fields", "drifted", "configured-critical"],
+)
+def test_schema_drift_fires_on_removed_or_retyped_fields_only(
+    raw: dict, drift: Drift | None, severity: str | None, known: bool, summary: str
+) -> None:
+    result = evaluate("schema_drift", rule("schema_drift", **raw), View(schema_drift=drift), NOW)  # type: ignore[arg-type]
+    assert (result.severity, result.known) == (severity, known)
+    assert summary in result.summary
+
+
+def test_schema_drift_can_be_switched_off_and_never_applies_to_freshness_checks() -> None:
+    assert "schema_drift" not in parse_alerts({"schema_drift": False}, {}, "http")
+    assert "schema_drift" not in parse_alerts({}, {}, "freshness", max_age=3600)
+    assert parse_alerts({}, {}, "graphql")["schema_drift"].severity == "warning"  # type: ignore[attr-defined]

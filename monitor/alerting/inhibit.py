@@ -23,6 +23,7 @@ from monitor.config.alerting import InhibitRule
 from monitor.config.rules import Severity
 from monitor.core.quantile import quantile
 from monitor.signals.slo import Counts
+from monitor.signals.shapes import Drift
 from monitor.signals.stats import Run
 
 
@@ -142,6 +143,9 @@ class ExplainedView:
     @property
     def slo(self) -> SloConfig | None:
         return self.view.slo
+
+    def schema_drift(self) -> Drift | None:
+        return self.view.schema_drift
 
     def baseline_p95(self) -> float | None:
         return self.view.baseline_p95()

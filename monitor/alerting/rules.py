@@ -23,12 +23,14 @@ from monitor.config.rules import (
     LatencyRule,
     RateLimitedRule,
     RuleConfig,
+    SchemaDriftRule,
     Severity,
     SunsetRule,
     ThresholdRule,
 )
 from monitor.core.units import format_duration
 from monitor.signals.slo import BURN_ALERTS, BURN_WINDOWS, BurnAlert, Counts, nearest, share
+from monitor.signals.shapes import Drift
 from monitor.signals.stats import Run
 
 __all__ = ["EVALUATORS", "Evaluation", "SignalView", "evaluate"]
@@ -60,6 +62,7 @@ class SignalView(Protocol):
     def last_error_class(self) -> str | None: ...
     @property
     def slo(self) -> SloConfig | None: ...
+    def schema_drift(self) -> Drift | None: ...
 
     def error_rate(self, window: float) -> tuple[float | None, int]: ...
     def latency_p95(self, window: float) -> tuple[float | None, int]: ...
@@ -268,6 +271,17 @@ def _acts(alert: BurnAlert) -> str:
     return "pages" if alert.severity == "critical" else "warns"
 
 
+def _schema_drift(rule: SchemaDriftRule, view: SignalView, now: float) -> Evaluation:
+    drift = view.schema_drift
+    if drift is None:  # still learning, or no JSON answer yet
+        return Evaluation(None, None, None, "no response shape learned yet", known=False)
+    if not drift.drifted:
+        new = f" ({len(drift.new)} new fields)" if drift.new else ""
+        return Evaluation(None, 0, None, f"the response matches its learned shape{new}")
+    summary = f"the response shape drifted: {drift.summary()}"
+    return Evaluation(rule.severity, len(drift.changes), None, summary)
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -282,6 +296,7 @@ EVALUATORS: dict[str, Callable[[Any, SignalView, float], Evaluation]] = {
     "certificate": _certificate,
     "freshness": _freshness,
     "burn_rate": _burn_rate,
+    "schema_drift": _schema_drift,
 }
 
 

@@ -170,6 +170,10 @@ class BurnRateRule(RuleConfig):
     min_failures: int = Field(default=3, ge=1)
 
 
+class SchemaDriftRule(RuleConfig):
+    severity: Severity = "warning"
+
+
 _HIGHER_IS_WORSE: dict[type[Model], bool] = {
     ErrorRateRule: True,
     LatencyRule: True,
@@ -252,6 +256,9 @@ RULES: dict[str, RuleType] = {
     # On for checks with an `slo:` (parse_alerts). Generic: it judges failures of any cause, so
     # a firing cause rule leaves out what it explains; the budget itself counts every failure.
     "burn_rate": RuleType(BurnRateRule, _everywhere, True, generic=True),
+    # A field that vanished or changed type is what breaks `expect.json` assertions. It judges
+    # only checks whose answers are JSON: others never learn a shape and it never fires.
+    "schema_drift": RuleType(SchemaDriftRule, _http_signals, True, explains=("assertion",)),
 }
 # Rules that need a check's `slo:`; without one they are off, and naming them is an error.
 NEEDS_SLO = frozenset({"burn_rate"})

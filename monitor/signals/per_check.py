@@ -23,6 +23,7 @@ from monitor.core.quantile import quantile
 from monitor.core.units import DAY, hour_of
 from monitor.signals.headers import Quota
 from monitor.signals.slo import Counts, SliStore, slo_status
+from monitor.signals.shapes import Drift, ShapeTracker
 from monitor.signals.stats import CheckWindows, HourlyBaseline, Run
 from monitor.signals.status import (
     CertificateStatus,
@@ -113,6 +114,7 @@ class CheckSignals:
         self.deprecation: DeprecationRecord | None = None
         self.certificate_not_after: float | None = None
         self.freshness_age: float | None = None
+        self.shape = ShapeTracker()  # fed by the daemon, which also stores it
         self._deprecation_written = 0.0
         self.slo = slo
         self.sli = None if slo is None else SliStore(slo.window)
@@ -179,6 +181,10 @@ class CheckSignals:
         if d is None or not d.active:
             return None
         return next(iter(d.links + d.sunset_links), None)
+
+    @property
+    def schema_drift(self) -> Drift | None:
+        return self.shape.drift
 
     # Feeding -------------------------------------------------------------------------------
 
@@ -305,6 +311,7 @@ class CheckSignals:
                 if self.sli is None or self.slo is None
                 else slo_status(self.sli, self.slo, now)
             ),
+            shape=MISSING if self.shape.observed is None else self.shape.status(),
         )
 
 

@@ -59,6 +59,8 @@ class SloStatus(StatusModel):
     """The burn-rate alert nearest to firing, e.g. `critical at 14.4x over 1h and 5m`."""
     closest_share: float | None
     """That alert's lower burn rate over its threshold: 1 or more fires it."""
+
+
 class ShapeStatus(StatusModel):
     """The response shape the check learned, and how its latest JSON body differs from it."""
 
