@@ -42,3 +42,14 @@ INSERT INTO checks VALUES (1, 'api');
 INSERT INTO runs VALUES (1, 7300.0, 0, 1, NULL, 200, 0.05, NULL, NULL);
 INSERT INTO runs VALUES (1, 7360.0, 0, 0, 'http_5xx', 503, 0.5, 'HTTP 503 (expected 2xx)', NULL);
 """
+
+# Runs carry the request id of a failure; no learned response shapes yet (alert states, with
+# their cause since version 5, are made on open when missing).
+VERSION_5 = (
+    VERSION_3.replace("'3');", "'5');")
+    + """
+ALTER TABLE runs ADD COLUMN request_id VARCHAR;
+CREATE TABLE heartbeats ("check" VARCHAR NOT NULL PRIMARY KEY, last_success FLOAT,
+    count INTEGER, last_failure FLOAT, message VARCHAR);
+"""
+)

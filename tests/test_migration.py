@@ -11,9 +11,11 @@ import pytest
 
 from monitor.alerting.machine import Phase
 from monitor.alerting.outbox import load_states
+from monitor.core.errors import StorageError
 from monitor.storage import migrate
+from monitor.storage.shapes import ShapeRow, load_shapes, save_learning
 from monitor.storage.store import SCHEMA_VERSION, RunRecord, Store
-from tests.old_schemas import VERSION_1, VERSION_2, VERSION_3
+from tests.old_schemas import VERSION_1, VERSION_2, VERSION_3, VERSION_5
 
 QUOTA = '{"quota_remaining":7,"quota_limit":50}'
 # (check, ts, ok, error_class, status, latency, reason, signals), in insertion (id) order.
@@ -76,7 +78,7 @@ def test_an_old_database_is_copied_into_the_new_layout_with_every_run_intact(
         # The redundant reasons and empty signals are stored as NULL, not as text.
         nulls = db.execute("SELECT count(*) FROM runs WHERE reason IS NULL").fetchone()[0]
         empty = db.execute("SELECT count(*) FROM runs WHERE signals IS NULL").fetchone()[0]
-    assert int(version[0]) == SCHEMA_VERSION == 5
+    assert int(version[0]) == SCHEMA_VERSION == 6
     assert not tables & {"runs_v3", "rollups_v3", "ix_runs_check_ts"}
     assert (nulls, empty) == (3, 5)  # "HTTP <status>" of 200, 429, 200; five "{}"
 
@@ -223,3 +225,30 @@ def test_a_version_4_database_keeps_its_firing_alerts_which_gain_no_cause(db_pat
         ("api", Phase.FIRING, "critical", None, 3)
     ]
     assert "cause" in columns(db_path, "alert_states")
+
+
+def test_a_version_5_database_gains_the_shapes_table_and_keeps_its_runs(db_path: Path) -> None:
+    with sqlite3.connect(db_path) as db:
+        db.executescript(VERSION_5)
+    reader = Store(f"sqlite:///{db_path}", read_only=True)
+    with pytest.raises(StorageError, match="run `intmon run` once to upgrade it"):
+        reader.open()
+    reader.close()
+    store = Store(f"sqlite:///{db_path}")
+    store.open()
+    try:
+        runs = [(r.ts, r.ok) for r in store.runs_since("api", 0)]
+        save_learning(
+            store.engine, ShapeRow(check="api", learned='{"truncated":false,"fields":[]}')
+        )
+        kept = load_shapes(store.engine)["api"].learned
+    finally:
+        store.close()
+    assert runs == [(7300.0, True), (7360.0, False)]
+    assert kept == '{"truncated":false,"fields":[]}'
+    with sqlite3.connect(db_path) as db:
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert int(version[0]) == SCHEMA_VERSION
+    reader = Store(f"sqlite:///{db_path}", read_only=True)
+    reader.open()  # now current: the read-only open finds every table it reads
+    reader.close()

@@ -67,7 +67,7 @@ def test_a_read_only_store_refuses_a_database_without_the_tables_it_reads(
     reader = Store(f"sqlite:///{db_path}", read_only=True)
     with pytest.raises(
         SchemaError,
-        match="no table checks, deprecations, heartbeats, rollups, runs; run `intmon run` once",
+        match="no table checks, deprecations, heartbeats, rollups, runs, shapes; run `intmon run` once",
     ):
         reader.open()
     reader.close()

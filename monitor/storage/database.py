@@ -13,13 +13,14 @@ from sqlmodel import Session, SQLModel, create_engine
 
 from monitor.storage import heartbeats as _heartbeat_table  # noqa: F401 (creates its table)
 from monitor.storage import pauses as _pause_table  # noqa: F401 (creates its table)
+from monitor.storage import shapes as _shape_table  # noqa: F401 (creates its table)
 from monitor.storage.migrate import legacy_version, upgrade_legacy
 from monitor.storage.schema import SCHEMA_VERSION, MetaRow, SchemaError
 
 log = logging.getLogger(__name__)
 
 # What readers of the history use: a read-only open requires them all.
-READ_TABLES = {"runs", "checks", "meta", "deprecations", "rollups", "heartbeats"}
+READ_TABLES = {"runs", "checks", "meta", "deprecations", "rollups", "heartbeats", "shapes"}
 
 # An existing database without auto_vacuum is switched (one VACUUM, a full copy) on open only
 # up to this size; a bigger one keeps working, it just never gives freed pages back to the OS.

@@ -4,7 +4,8 @@ Version 3 changed the layout of the two big tables (check names interned, runs c
 check and time), so its upgrade copies every row: into new tables beside the old ones, which
 are dropped and replaced in the same transaction. A failure anywhere leaves the old database
 exactly as it was. Versions 4 and 5 only add a column (runs.request_id, alert_states.cause),
-which costs no copy; an upgrade from 1 or 2 gets the first with the copy.
+which costs no copy; an upgrade from 1 or 2 gets the first with the copy. Version 6 only adds
+a table (shapes), which `Database.open` creates after the upgrade.
 """
 
 from __future__ import annotations

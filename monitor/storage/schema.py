@@ -16,7 +16,8 @@ from monitor.core.errors import StorageError
 #    a passing run's "HTTP <status>" reason and empty signals stored as NULL (see RunRecord).
 # 4: runs.request_id, the provider's id of a failed run's request.
 # 5: alert_states.cause, the error class an alert fired with (notifiers are chosen by it).
-SCHEMA_VERSION = 5
+# 6: shapes, the response shape each check learned (created on open; `intmon schema` reads it).
+SCHEMA_VERSION = 6
 
 
 class CheckRow(SQLModel, table=True):

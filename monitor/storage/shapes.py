@@ -1,0 +1,68 @@
+"""Learned response shapes in the database, one row per check, so a restart keeps them.
+
+Otherwise every restart would learn the shape again from whatever the API answers now, and a
+drift would pass for the normal shape. Shapes are stored as JSON text (monitor.core.jsonshape)
+and are bounded (500 paths), so a row stays small.
+
+The daemon writes `learned` while it learns and then only `observed`; `intmon schema
+--accept` writes `learned` and `accepted_at` from its own process, and the daemon takes that
+up at the check's next run. Neither write overwrites what the other owns.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, update
+from sqlmodel import Field, Session, SQLModel, col, select
+
+
+class ShapeRow(SQLModel, table=True):
+    __tablename__ = "shapes"
+
+    check: str = Field(primary_key=True)
+    learned: str | None = None  # JSON (monitor.core.jsonshape.Shape.to_json)
+    samples: int = 0  # bodies learned from
+    observed: str | None = None  # the last 2xx JSON body's shape
+    observed_since: float | None = None  # unix seconds it was first seen
+    accepted_at: float | None = None  # unix seconds of the last accept
+
+
+def load_shapes(engine: Engine) -> dict[str, ShapeRow]:
+    """Every stored shape (blocking: call from a thread, after Store.open)."""
+    with Session(engine) as session:
+        return {row.check: row for row in session.exec(select(ShapeRow))}
+
+
+def load_shape(engine: Engine, check: str) -> ShapeRow | None:
+    with Session(engine) as session:
+        return session.get(ShapeRow, check)
+
+
+def save_learning(engine: Engine, row: ShapeRow) -> None:
+    """The whole row, while the daemon learns (blocking: on the writer's thread)."""
+    with Session(engine) as session:
+        session.merge(row)
+        session.commit()
+
+
+def save_observed(engine: Engine, check: str, observed: str, since: float) -> None:
+    """Only the observed shape: a learned one accepted meanwhile stays as it was."""
+    with Session(engine) as session:
+        changed = session.execute(
+            update(ShapeRow)
+            .where(col(ShapeRow.check) == check)
+            .values(observed=observed, observed_since=since)
+        )
+        if not changed.rowcount:  # type: ignore[attr-defined]
+            session.add(ShapeRow(check=check, observed=observed, observed_since=since))
+        session.commit()
+
+
+def save_accepted(engine: Engine, check: str, learned: str, samples: int, at: float) -> None:
+    """An accepted shape: the learned one and when (from the daemon or `intmon schema`)."""
+    with Session(engine) as session:
+        session.execute(
+            update(ShapeRow)
+            .where(col(ShapeRow.check) == check)
+            .values(learned=learned, samples=samples, accepted_at=at)
+        )
+        session.commit()
