@@ -36,11 +36,14 @@ from monitor.core.redact import Redactor, redact
 from monitor.core.units import DAY, format_duration, parse_duration
 from monitor.engine.daemon import Daemon
 from monitor.engine.runner import Runner, make_session
+from monitor.engine.shapes import accept_now, restore_tracker
 from monitor.engine.status import CheckStatus
 from monitor.metrics import Metrics
 from monitor.sandbox import run_sandbox
 from monitor.service import Service
 from monitor.signals.headers import Quota
+from monitor.signals.shapes import ShapeTracker
+from monitor.storage.shapes import load_shape, save_accepted
 from monitor.storage.store import Store
 
 log = logging.getLogger("intmon")
@@ -69,7 +72,7 @@ def _command(args: argparse.Namespace) -> int:
         env.update(_env_file(args.env_file))
     # status and silence only read and write the database: check and notifier secrets may be
     # missing from their shell.
-    secrets_needed = args.command not in ("status", "silence")
+    secrets_needed = args.command not in ("status", "silence", "schema")
     config = load_config(resolve_config_path(args.config), env, secrets_needed=secrets_needed)
     redactor = Redactor(config.secrets)
     setup_logging(config.monitor.log_level, config.monitor.log_format, redactor)
@@ -81,6 +84,7 @@ def _command(args: argparse.Namespace) -> int:
         "status": cmd_status,
         "notify-test": cmd_notify_test,
         "silence": cmd_silence,
+        "schema": cmd_schema,
     }
     return handler[args.command](config, args)
 
@@ -119,6 +123,13 @@ def _parser() -> argparse.ArgumentParser:
     silence.add_argument("--comment", default="", help="why, for the people who come after")
     silence.add_argument("--list", action="store_true", help="list active silences")
     silence.add_argument("--expire", type=_silence_id, metavar="ID", help="end silence ID now")
+    schema = command(
+        "schema", "the response shape a check learned and its drift; exit 1 if drifted"
+    )
+    schema.add_argument("name", metavar="CHECK", help="the check")
+    schema.add_argument(
+        "--accept", action="store_true", help="take the last response's shape as the learned one"
+    )
     sandbox = sub.add_parser("sandbox", help="serve the bundled imitation third-party API")
     sandbox.add_argument(
         "--listen",
@@ -343,6 +354,44 @@ def cmd_silence(config: Config, args: argparse.Namespace) -> int:
                 f"({len(matched)} checks match)"
             )
     return EXIT_OK
+
+
+def cmd_schema(config: Config, args: argparse.Namespace) -> int:
+    if args.name not in {c.name for c in config.checks}:
+        print(f"no check named {args.name} in {config.source}", file=sys.stderr)
+        return EXIT_CONFIG
+    # Printing only reads (a daemon may be writing); accepting writes from this process, as
+    # `intmon silence` does, and the daemon takes it up at the check's next run.
+    store = Store(config.monitor.database_url, read_only=not args.accept)
+    tracker = ShapeTracker()
+    with _database(config, "use" if args.accept else "read"), contextlib.closing(store):
+        store.open()
+        row = load_shape(store.engine, args.name)
+        if row is not None:
+            restore_tracker(tracker, row)
+        if args.accept:
+            accepted = accept_now(tracker, SystemClock().time())
+            if accepted is None:
+                print(f"{args.name} has answered no JSON body yet: nothing to accept")
+                return EXIT_FAIL
+            save_accepted(store.engine, args.name, *accepted)
+            print(f"{args.name}: the last response's shape is the learned one now")
+    if tracker.learned is None:
+        print(f"{args.name}: no response shape learned yet (no JSON body seen)")
+        return EXIT_FAIL
+    print(_shape_text(args.name, tracker))
+    return EXIT_FAIL if tracker.drift is not None and tracker.drift.drifted else EXIT_OK
+
+
+def _shape_text(name: str, tracker: ShapeTracker) -> str:
+    status = tracker.status()
+    learned = tracker.learned
+    assert learned is not None
+    head = f"{name}: {status.state} (learned from {status.learned_from} bodies, "
+    head += f"{status.fields} paths{', truncated' if status.truncated else ''})"
+    diff = [f"  {line}" for line in (*status.changes, *status.new_fields)]
+    rows = [[p, f.shown(), "optional" if f.optional else ""] for p, f in learned.fields.items()]
+    return "\n".join([head, *diff, "", _table(["PATH", "TYPES", "PRESENCE"], rows)])
 
 
 def _silence_length(text: str) -> float:

@@ -22,6 +22,7 @@ from monitor.core.logs import fields
 from monitor.core.redact import Redactor
 from monitor.engine.runner import Runner, make_session
 from monitor.engine.scheduler import Dispatch, Schedule, Scheduler
+from monitor.engine.shapes import ShapeKeeper
 from monitor.engine.state import CheckState, StateView, current_states
 from monitor.engine.status import CheckStatus, State, StatusReport
 from monitor.engine.throttle import KeyState, Throttle, throttle_key
@@ -75,6 +76,7 @@ class Daemon:
             on_change=lambda up: metrics.db_up.set(int(up)),
         )
         self.alerter = Alerter(config, self.writer, metrics, clock, self.redactor)
+        self.shapes = ShapeKeeper(self.writer, store, clock, on_error=metrics.db_write_errors.inc)
         self.maintenance = Maintenance(
             store,
             self.writer,
@@ -159,6 +161,7 @@ class Daemon:
         for name, saved in self.store.deprecations().items():
             if name in names:
                 self.signals[name].deprecation = DeprecationRecord.from_row(saved)
+        self.shapes.restore({name: self.signals[name].shape for name in names})
         # Finished hours come from the hourly rollups, the rest of the week from raw runs.
         week_ago = now - BASELINE_HISTORY
         for check, hours in itertools.groupby(
@@ -244,6 +247,7 @@ class Daemon:
         if signals.observe(result):
             assert signals.deprecation is not None  # a change is reported once there is one
             self.writer.record_deprecation(signals.deprecation.to_row(check.name))
+        await self.shapes.observe(check.name, signals.shape, result)
         key = throttle_key(check.name, check.provider)
         before = self.throttle.state(key) or KeyState()
         self.throttle.on_response(

@@ -53,6 +53,9 @@ class SignalCollector(TextCollector):
         certificate = gauge(
             "intmon_certificate_expiry_timestamp_seconds", "TLS certificate notAfter, unix seconds."
         )
+        drift = gauge(
+            "intmon_schema_drift", "1 while the latest JSON body drifts from the learned shape."
+        )
         checks = list(self._signals())
         for s in checks:
             key = (s.check,)
@@ -77,8 +80,11 @@ class SignalCollector(TextCollector):
                 freshness.add(key, s.freshness_age)
             if s.certificate_not_after is not None:
                 certificate.add(key, s.certificate_not_after)
+            if s.schema_drift is not None:  # only checks that learned a shape have one
+                drift.add(key, 1 if s.schema_drift.drifted else 0)
         yield from (error_rate, p95, baseline, remaining, limit, deprecated, sunset, freshness)
         yield certificate
+        yield drift
         yield from _slo_families(checks)
         alerts = gauge(
             "intmon_alert_firing", "1 while an alert fires.", ("check", "rule", "severity")

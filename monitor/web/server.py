@@ -1,6 +1,7 @@
 """The HTTP surface: the status page at / with a page per check at /checks/{name}, /metrics,
 /healthz, /readyz, /api/status and its schema, /api/checks/{name}, /api/alerts, POST /-/reload
-(loopback only) and the heartbeat push, POST /heartbeat/{check}."""
+and POST /api/checks/{name}/schema/accept (loopback only) and the heartbeat push,
+POST /heartbeat/{check}."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ def build_app(daemon: Daemon, reload: Reload | None = None) -> web.Application:
     app.router.add_get("/api/status/schema", api_status_schema)
     app.router.add_get("/api/alerts", api_alerts)
     app.router.add_post("/-/reload", reload_config)
+    app.router.add_post("/api/checks/{name}/schema/accept", accept_schema)
     app.router.add_post("/heartbeat/{check}", heartbeat)
     app.router.add_post("/heartbeat/{check}/fail", heartbeat)
     return app
@@ -81,19 +83,37 @@ def _model_response(model: StatusModel) -> web.Response:
     return web.Response(text=model.model_dump_json(), content_type="application/json")
 
 
+def _from_loopback(request: web.Request) -> bool:
+    try:
+        return request.remote is not None and ipaddress.ip_address(request.remote).is_loopback
+    except ValueError:
+        return False
+
+
 async def reload_config(request: web.Request) -> web.Response:
     """Prometheus-style reload. Loopback only: whoever can reload can change what is checked."""
-    try:
-        local = request.remote is not None and ipaddress.ip_address(request.remote).is_loopback
-    except ValueError:
-        local = False
-    if not local:
+    if not _from_loopback(request):
         return web.json_response({"error": "reload is accepted from loopback only"}, status=403)
     try:
         change = await request.app[RELOAD]()
     except ConfigError as exc:
         return web.json_response({"reloaded": False, "error": str(exc)}, status=400)
     return web.json_response({"reloaded": True, **change.as_json()})
+
+
+async def accept_schema(request: web.Request) -> web.Response:
+    """The check's last observed response shape becomes its learned one (ends a drift).
+    Loopback only, like reload: it silences what the schema_drift rule would page about."""
+    if not _from_loopback(request):
+        return web.json_response({"error": "accept is taken from loopback only"}, status=403)
+    daemon = request.app[DAEMON]
+    name = request.match_info["name"]
+    if name not in daemon.checks:
+        return web.json_response({"error": f"no check named {name!r}"}, status=404)
+    tracker = daemon.signals[name].shape
+    if not await daemon.shapes.accept(name, tracker):
+        return web.json_response({"error": f"{name} has answered no JSON body yet"}, status=409)
+    return _model_response(tracker.status())
 
 
 async def heartbeat(request: web.Request) -> web.Response:
