@@ -96,6 +96,7 @@ class SqlSource(Model):
 
 async def read_http(ctx: RunContext, source: HttpSource) -> Reading | Result:
     result, body = await send(ctx, source.spec, source.expect, source, source.auth)
+    result.shape = None  # freshness judges the data's age; schema_drift is not its rule
     if not result.ok:
         return result
     try:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import re
 from html import unescape
 
+from checks.base import Result
 from monitor.alerting.machine import Phase
 from monitor.alerting.outbox import SENT, OutboxRow
+from monitor.core.jsonshape import shape_of
 from monitor.core.quantile import quantile
 from monitor.core.units import HOUR, hour_of
 from monitor.signals.headers import Quota
+from monitor.signals.shapes import LEARNING_RUNS, ShapeTracker
 from monitor.storage.schema import RollupRow
 from monitor.storage.store import RunRecord
 from monitor.web.pages.check import render_check, render_missing
 from monitor.web.pages.detail import CheckDetail, Stored, build_detail
-from tests.test_statuspage import NOW, Page, alert, check, deprecation
+from tests.test_statuspage import NOW, Page, alert, check, deprecation, render
 
 START = hour_of(NOW) - 2 * int(HOUR)
 
@@ -131,3 +134,37 @@ def test_the_api_model_round_trips_through_json() -> None:
     data = detail()
     assert CheckDetail.model_validate_json(data.model_dump_json()) == data
     assert Phase.FIRING in {a.phase for a in data.alerts}
+
+
+def drifted_tracker() -> ShapeTracker:
+    tracker = ShapeTracker()
+    before = shape_of({"data": {"total": 12.5, "currency": "EUR", "<script>": 1}})
+    for i in range(LEARNING_RUNS):
+        tracker.observe(Result(ok=True, status=200, shape=before), NOW - 60 + i)
+    after = shape_of({"data": {"total": "12.50", "<script>": 1, "tax": 2.1}})
+    tracker.observe(Result(ok=False, status=200, shape=after), NOW)
+    return tracker
+
+
+def test_a_drifted_check_shows_the_diff_new_fields_and_the_learned_shape_folded() -> None:
+    tracker = drifted_tracker()
+    billing = check("billing", "up", shape=tracker.status())
+    html = render_check(build_detail(billing, (), stored(), NOW, tracker.learned_fields()))
+    text = words(html)
+
+    assert "Response shape The latest body drifts from the learned shape." in text
+    assert "$.data.total: number → string $.data.currency: removed" in text
+    assert "New fields, not paged: $.data.tax: new (number)" in text
+    assert "Learned shape: 5 paths" in text
+    assert "$.data['<script>'] number" in text  # a key is text, never markup
+    assert "script" not in {tag for tag, _ in Page(html).tags}
+    assert html.index("<details>") < html.index("<td><code>$.data.currency</code>")
+
+
+def test_a_check_without_json_answers_has_no_shape_panel() -> None:
+    assert "Response shape" not in render_check(detail())
+
+
+def test_the_overview_names_a_drifted_check_in_its_signals() -> None:
+    html = render([check("billing", "up", shape=drifted_tracker().status())], [])
+    assert "shape drifted (2 changes)" in words(html)

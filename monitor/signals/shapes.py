@@ -14,7 +14,7 @@ from typing import Literal
 
 from checks.base import Result
 from monitor.core.jsonshape import Field, Shape, fold, judged_absent, parent_of
-from monitor.signals.status import ShapeStatus
+from monitor.signals.status import ShapeField, ShapeStatus
 
 LEARNING_RUNS = 3
 # A notification or summary lists this many changes; the page and `intmon schema` list all.
@@ -151,4 +151,13 @@ class ShapeTracker:
             new_fields=drift.new,
             observed_since=self.observed_since,
             accepted_at=self.accepted_at,
+        )
+
+    def learned_fields(self) -> tuple[ShapeField, ...]:
+        """The learned shape path by path, for the check's page."""
+        if self.learned is None:
+            return ()
+        return tuple(
+            ShapeField(path=p, types=f.shown(), optional=f.optional)
+            for p, f in self.learned.fields.items()
         )

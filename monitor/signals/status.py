@@ -61,6 +61,16 @@ class SloStatus(StatusModel):
     """That alert's lower burn rate over its threshold: 1 or more fires it."""
 
 
+class ShapeField(StatusModel):
+    """One path of a learned response shape."""
+
+    path: str
+    types: str
+    """JSON types seen there, `|`-separated: `string|null`."""
+    optional: bool
+    """Absent from some of the bodies (or array elements) it was learned from."""
+
+
 class ShapeStatus(StatusModel):
     """The response shape the check learned, and how its latest JSON body differs from it."""
 

@@ -83,4 +83,5 @@ async def _detail(daemon: Daemon, name: str) -> CheckDetail | None:
         stored = await daemon.writer.read(read_stored, daemon.store, name, now)
     except DatabaseUnavailable:
         stored = None  # the writer has logged the outage once; the page says so
-    return build_detail(status, alerts, stored, now)
+    learned = daemon.signals[name].shape.learned_fields()
+    return build_detail(status, alerts, stored, now, learned)

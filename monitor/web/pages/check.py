@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 from pydantic import MISSING
 
 from monitor.alerting.status import AlertStatus
+from monitor.core.jsonshape import MAX_PATHS
 from monitor.core.units import DAY, HOUR, WEEK, hour_of
+from monitor.signals.shapes import LEARNING_RUNS
 from monitor.signals.status import DeprecationStatus
 from monitor.web.pages.common import (
     age,
@@ -46,6 +48,7 @@ def render_check(detail: CheckDetail) -> str:
         _alerts(detail.alerts, now),
         _notifications(detail),
         _deprecation(check.metrics.deprecation),
+        _shape(detail),
         _failures(detail),
     ]
     if not detail.history_available:
@@ -176,6 +179,40 @@ def _deprecation(deprecation: DeprecationStatus | MISSING) -> str:
         rows.append(("Migration", link(url, url)))
     items = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
     return f'<section class="panel"><h2>Deprecation</h2><dl class="facts">{items}</dl></section>'
+
+
+def _shape(detail: CheckDetail) -> str:
+    """What drifted first; the learned shape folded away (<details>: no script needed)."""
+    shape = detail.check.metrics.shape
+    if shape is MISSING:
+        return ""
+    state = {
+        "learning": f"Learning ({shape.learned_from} of {LEARNING_RUNS} bodies seen).",
+        "matching": "The latest body matches the learned shape.",
+        "drifted": "The latest body drifts from the learned shape.",
+    }[shape.state]
+    if shape.accepted_at is not None:
+        state += f" Last accepted {_when(shape.accepted_at, detail.generated_at)}."
+    lines = "".join(f"<li><code>{e(line)}</code></li>" for line in shape.changes)
+    new = "".join(f"<li><code>{e(line)}</code></li>" for line in shape.new_fields)
+    body = f"<p>{state}</p>"
+    if lines:
+        body += f'<ul class="drift">{lines}</ul>'
+    if new:
+        body += f'<p class="small muted">New fields, not paged:</p><ul class="drift">{new}</ul>'
+    if detail.learned_shape:
+        rows = "".join(
+            f"<tr><td><code>{e(f.path)}</code></td><td>{e(f.types)}</td>"
+            f"<td>{'optional' if f.optional else ''}</td></tr>"
+            for f in detail.learned_shape
+        )
+        cut = f" (truncated at {MAX_PATHS} paths)" if shape.truncated else ""
+        body += (
+            f"<details><summary>Learned shape: {len(detail.learned_shape)} paths{cut}</summary>"
+            "<table><thead><tr><th>Path</th><th>Types</th><th>Presence</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table></details>"
+        )
+    return _panel("Response shape", body)
 
 
 def _failures(detail: CheckDetail) -> str:

@@ -14,6 +14,7 @@ from monitor.core.model import StatusModel
 from monitor.core.quantile import quantile
 from monitor.core.units import HOUR, WEEK, hour_of
 from monitor.engine.status import CheckStatus, LastRun
+from monitor.signals.status import ShapeField
 from monitor.storage.schema import RollupRow
 from monitor.storage.store import RunRecord, Store
 
@@ -74,6 +75,9 @@ class CheckDetail(StatusModel):
     """Newest first."""
     notifications: tuple[NotificationEntry, ...]
     """Newest first."""
+    learned_shape: tuple[ShapeField, ...] = ()
+    """The response shape the check learned, path by path (its drift is in
+    `check.metrics.shape`); empty until it learned one."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,11 @@ def read_stored(store: Store, name: str, now: float) -> Stored:
 
 
 def build_detail(
-    check: CheckStatus, alerts: tuple[AlertStatus, ...], stored: Stored | None, now: float
+    check: CheckStatus,
+    alerts: tuple[AlertStatus, ...],
+    stored: Stored | None,
+    now: float,
+    learned_shape: tuple[ShapeField, ...] = (),
 ) -> CheckDetail:
     """Pure: the models from the live status and what was read (None: the database is down)."""
     available = stored is not None
@@ -124,6 +132,7 @@ def build_detail(
         ),
         last_failures=tuple(LastRun.of(r) for r in stored.failures),
         notifications=tuple(_notifications(stored.outbox))[:LAST_NOTIFICATIONS],
+        learned_shape=learned_shape,
     )
 
 

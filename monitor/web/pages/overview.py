@@ -262,6 +262,8 @@ def _signals(check: CheckStatus) -> str:
         facts.append(f"data {duration(metrics.freshness_age)} old")
     if metrics.slo is not MISSING:
         facts.append(budget_bar(metrics.slo))
+    if metrics.shape is not MISSING and metrics.shape.state == "drifted":
+        facts.append(f"shape drifted ({len(metrics.shape.changes)} changes)")
     return "<br>".join(facts) or '<span class="muted">—</span>'
 
 
