@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     schema = command(
         "schema", "the response shape a check learned and its drift; exit 1 if drifted"
     )
-    schema.add_argument("name", metavar="CHECK", help="the check")
+    schema.add_argument("name", metavar="CHECK", help="the check whose shape to show")
     schema.add_argument(
         "--accept", action="store_true", help="take the last response's shape as the learned one"
     )

@@ -17,6 +17,8 @@ from aiohttp import web
 
 from monitor.cli import main
 from monitor.config.loader import load_config
+from monitor.core.jsonshape import shape_of
+from monitor.signals.shapes import compare, learn
 from tests.receiver import Receiver
 from tests.test_alerting_acceptance import Running, running, series, titles
 from tests.waiting import eventually
@@ -196,3 +198,16 @@ async def test_the_cli_prints_the_learned_shape_and_the_drift(
         "  $.data.currency: removed",
         "  $.data.tax: new (number)",
     ]
+
+
+async def test_the_sandbox_orders_drift_after_the_answers_it_is_told(sandbox: str) -> None:
+    async with aiohttp.ClientSession() as client:
+        bodies = []
+        for _ in range(3):
+            async with client.get(f"{sandbox}/drift/orders?after=2") as response:
+                bodies.append(await response.json())
+    learned = learn(learn(None, shape_of(bodies[0])), shape_of(bodies[1]))
+    assert compare(learned, shape_of(bodies[2])).changes == (
+        "$.data.total: number → string",
+        "$.data.currency: removed",
+    )

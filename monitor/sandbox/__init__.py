@@ -1,8 +1,8 @@
 """A local imitation of a third-party API, for the demo, for trying configs, and for tests.
 
 Each endpoint misbehaves the way real providers do: slow, flaky, rate-limited, broken bodies,
-deprecated, stale. Behaviour is deterministic (counters, not randomness) so tests can assert
-exact figures. One module per group of endpoints; each adds its routes to the app.
+deprecated, stale, drifting in shape. Behaviour is deterministic (counters, not randomness) so
+tests can assert exact figures. One module per group of endpoints; each adds its routes to the app.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 
 from aiohttp import web
 
-from monitor.sandbox import basic, flows, inbox, signals, slo
+from monitor.sandbox import basic, drift, flows, inbox, signals, slo
 from monitor.sandbox.common import COUNTERS
 from monitor.sandbox.flows import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, SANDBOX_REFRESH_TOKEN
 
@@ -35,6 +35,7 @@ def build_sandbox() -> web.Application:
     signals.add_routes(app)
     inbox.add_routes(app)
     slo.add_routes(app)
+    drift.add_routes(app)
     return app
 
 
