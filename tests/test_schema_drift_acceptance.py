@@ -89,6 +89,13 @@ async def state_is(rig: Running, wanted: str) -> None:
     assert current["state"] == wanted
 
 
+async def drift_until_paged(rig: Running, orders: Orders, receiver: Receiver) -> None:
+    """Learn the shape, then make the API drift and wait for the page."""
+    await state_is(rig, "matching")
+    orders.drifted = True
+    await eventually("the drift page", lambda: bool(receiver.posts), within=5)
+
+
 def schema_cli(path: Path, *extra: str) -> int:
     return main(["schema", "orders-api", "--config", str(path), *extra])
 
@@ -98,9 +105,7 @@ async def test_a_drift_pages_once_naming_both_fields_and_an_accept_from_the_cli_
 ) -> None:
     path = write_config(tmp_path, db_path, receiver, orders)
     async with daemon(path) as rig:
-        await state_is(rig, "matching")
-        orders.drifted = True
-        await eventually("the drift page", lambda: bool(receiver.posts), within=5)
+        await drift_until_paged(rig, orders, receiver)
         await asyncio.sleep(0.5)  # several more drifted runs: still one page
         assert titles(receiver) == ["FIRING: orders-api schema_drift (warning)"]
         body = receiver.posts[0]["message"]
@@ -121,9 +126,7 @@ async def test_a_restart_keeps_the_learned_shape_and_the_drift_without_paging_ag
 ) -> None:
     path = write_config(tmp_path, db_path, receiver, orders)
     async with daemon(path) as rig:
-        await state_is(rig, "matching")
-        orders.drifted = True
-        await eventually("the drift page", lambda: bool(receiver.posts), within=5)
+        await drift_until_paged(rig, orders, receiver)
     async with daemon(path) as rig:
         restored = await shape(rig)  # before any run of the new process
         await asyncio.sleep(0.6)
@@ -159,9 +162,7 @@ async def test_the_drift_explains_the_assertion_failures_it_causes(
     expect = ", expect: {json: {'$.data.currency': {exists: true}}}"
     path = write_config(tmp_path, db_path, receiver, orders, expect)
     async with daemon(path) as rig:
-        await state_is(rig, "matching")
-        orders.drifted = True
-        await eventually("the drift page", lambda: bool(receiver.posts), within=5)
+        await drift_until_paged(rig, orders, receiver)
         await asyncio.sleep(1.5)  # a full error_rate window of failed runs
         report = await rig.get("/api/alerts")
     assert titles(receiver) == ["FIRING: orders-api schema_drift (warning)"]
