@@ -22,8 +22,8 @@ from monitor.alerting.rules import SignalView
 from monitor.config.alerting import InhibitRule
 from monitor.config.rules import Severity
 from monitor.core.quantile import quantile
-from monitor.signals.slo import Counts
 from monitor.signals.shapes import Drift
+from monitor.signals.slo import Counts
 from monitor.signals.stats import Run
 
 
@@ -144,6 +144,7 @@ class ExplainedView:
     def slo(self) -> SloConfig | None:
         return self.view.slo
 
+    @property
     def schema_drift(self) -> Drift | None:
         return self.view.schema_drift
 

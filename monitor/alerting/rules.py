@@ -29,8 +29,8 @@ from monitor.config.rules import (
     ThresholdRule,
 )
 from monitor.core.units import format_duration
-from monitor.signals.slo import BURN_ALERTS, BURN_WINDOWS, BurnAlert, Counts, nearest, share
 from monitor.signals.shapes import Drift
+from monitor.signals.slo import BURN_ALERTS, BURN_WINDOWS, BurnAlert, Counts, nearest, share
 from monitor.signals.stats import Run
 
 __all__ = ["EVALUATORS", "Evaluation", "SignalView", "evaluate"]
@@ -62,6 +62,7 @@ class SignalView(Protocol):
     def last_error_class(self) -> str | None: ...
     @property
     def slo(self) -> SloConfig | None: ...
+    @property
     def schema_drift(self) -> Drift | None: ...
 
     def error_rate(self, window: float) -> tuple[float | None, int]: ...

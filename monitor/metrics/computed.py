@@ -86,8 +86,11 @@ class SignalCollector(TextCollector):
         yield certificate
         yield drift
         yield from _slo_families(checks)
-        alerts = gauge(
-            "intmon_alert_firing", "1 while an alert fires.", ("check", "rule", "severity")
+        yield from self._alerting_families()
+
+    def _alerting_families(self) -> Iterator[Family]:
+        alerts = Family(
+            "intmon_alert_firing", "gauge", "1 while an alert fires.", ("check", "rule", "severity")
         )
         for f in self._firing():
             alerts.add((f.check, f.rule, f.severity), 1)
@@ -97,7 +100,9 @@ class SignalCollector(TextCollector):
             yield states
         depth = self._outbox_depth()
         if depth is not None:
-            outbox = gauge("intmon_outbox_pending", "Notifications not yet delivered.", ())
+            outbox = Family(
+                "intmon_outbox_pending", "gauge", "Notifications not yet delivered.", ()
+            )
             outbox.add((), depth)
             yield outbox
 

@@ -22,8 +22,8 @@ from monitor.core.clock import Clock
 from monitor.core.quantile import quantile
 from monitor.core.units import DAY, hour_of
 from monitor.signals.headers import Quota
-from monitor.signals.slo import Counts, SliStore, slo_status
 from monitor.signals.shapes import Drift, ShapeTracker
+from monitor.signals.slo import Counts, SliStore, slo_status
 from monitor.signals.stats import CheckWindows, HourlyBaseline, Run
 from monitor.signals.status import (
     CertificateStatus,
