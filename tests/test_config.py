@@ -87,7 +87,7 @@ INVALID = [
         "invalid-inhibit-source.yml",
         "4: alerting.inhibit[1].source: unknown alert rule 'ratelimited' (known: error_rate, "
         "latency_p95, rate_limited, consecutive_failures, deprecation, sunset, certificate, "
-        "freshness, burn_rate, schema_drift)",
+        "freshness, burn_rate, schema_drift, quota, quota_exhaustion)",
     ),
     (
         "invalid-inhibit-target.yml",

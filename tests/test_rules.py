@@ -68,6 +68,7 @@ def test_an_http_check_gets_the_common_practice_defaults() -> None:
     assert set(rules) == {
         "error_rate", "latency_p95", "rate_limited", "deprecation", "sunset", "certificate",
         "schema_drift",
+        "quota", "quota_exhaustion",
     }  # fmt: skip
     er = rules["error_rate"]
     assert (er.window, er.warning, er.critical, er.min_runs) == (300, 0.01, 0.05, 3)  # type: ignore[attr-defined]

@@ -125,12 +125,12 @@ async def test_a_running_daemon_answers_in_the_published_schema(
     checks = {entry["name"]: entry for entry in status["checks"]}
     for name, entry in checks.items():
         assert set(entry) == CHECK_KEYS, name
-    optional = {"quota", "deprecation", "certificate", "freshness_age", "shape"}
+    optional = {"quota", "quota_forecast", "deprecation", "certificate", "freshness_age", "shape"}
     extras = {name: set(entry["metrics"]) - METRICS_KEYS for name, entry in checks.items()}
     assert extras == {
         "up": {"certificate", "shape"},
         "down": {"certificate"},
-        "quota": {"quota", "certificate", "shape"},
+        "quota": {"quota", "quota_forecast", "certificate", "shape"},
         "legacy": {"deprecation", "certificate", "shape"},
         "sync": {"freshness_age"},
         "idle": set(),

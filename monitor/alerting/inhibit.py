@@ -22,6 +22,8 @@ from monitor.alerting.rules import SignalView
 from monitor.config.alerting import InhibitRule
 from monitor.config.rules import Severity
 from monitor.core.quantile import quantile
+from monitor.signals.headers import Quota
+from monitor.signals.quota import Forecast
 from monitor.signals.shapes import Drift
 from monitor.signals.slo import Counts
 from monitor.signals.stats import Run
@@ -153,3 +155,10 @@ class ExplainedView:
 
     def rate_limited(self, window: float) -> int:
         return self.view.rate_limited(window)
+
+    @property
+    def quota(self) -> Quota | None:
+        return self.view.quota
+
+    def quota_forecast(self, window: float) -> Forecast | None:
+        return self.view.quota_forecast(window)

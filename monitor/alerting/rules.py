@@ -21,6 +21,8 @@ from monitor.config.rules import (
     ErrorRateRule,
     FreshnessRule,
     LatencyRule,
+    QuotaExhaustionRule,
+    QuotaRule,
     RateLimitedRule,
     RuleConfig,
     SchemaDriftRule,
@@ -29,6 +31,8 @@ from monitor.config.rules import (
     ThresholdRule,
 )
 from monitor.core.units import format_duration
+from monitor.signals.headers import Quota
+from monitor.signals.quota import Forecast
 from monitor.signals.shapes import Drift
 from monitor.signals.slo import BURN_ALERTS, BURN_WINDOWS, BurnAlert, Counts, nearest, share
 from monitor.signals.stats import Run
@@ -71,6 +75,9 @@ class SignalView(Protocol):
     def rate_limited(self, window: float) -> int: ...
     def runs(self, window: float) -> list[Run]: ...
     def slo_counts(self, window: float, explained: Mapping[str, float] | None = None) -> Counts: ...
+    @property
+    def quota(self) -> Quota | None: ...
+    def quota_forecast(self, window: float) -> Forecast | None: ...
 
 
 @dataclass(frozen=True)
@@ -283,6 +290,52 @@ def _schema_drift(rule: SchemaDriftRule, view: SignalView, now: float) -> Evalua
     return Evaluation(rule.severity, len(drift.changes), None, summary)
 
 
+def _quota(rule: QuotaRule, view: SignalView, now: float) -> Evaluation:
+    quota = view.quota
+    if quota is None or quota.remaining is None:
+        return Evaluation(None, None, None, "no quota announced")
+    if not quota.limit:
+        summary = f"quota {quota.remaining:g} left of an unknown limit"
+        return Evaluation(None, None, None, summary, known=False)
+    share = quota.remaining / quota.limit
+    grade = severity, threshold, _ = _grade(share, rule.warning, rule.critical, False)
+    verdict = _verdict(grade, _percent(threshold or 0.0), "<=", ">")
+    resets = "" if quota.reset_at is None else f", resets {_iso(quota.reset_at)}"
+    left = f"{quota.remaining:g} of {quota.limit:g}"
+    return Evaluation(
+        severity, share, threshold, f"quota {_percent(share)} left ({left}{resets}) {verdict}"
+    )
+
+
+def _quota_exhaustion(rule: QuotaExhaustionRule, view: SignalView, now: float) -> Evaluation:
+    forecast = view.quota_forecast(rule.window)
+    if forecast is None:
+        return Evaluation(None, None, None, "no quota announced")
+    where = f"over {format_duration(rule.window)} ({forecast.readings} readings)"
+    if forecast.readings < rule.min_readings:
+        summary = f"quota spend rate {where}: fewer than min_readings {rule.min_readings}"
+        return Evaluation(None, None, None, summary, known=False)
+    left = forecast.seconds_left(now)
+    if left is None:
+        summary = f"quota {forecast.remaining:g} left, not falling {where}"
+        return Evaluation(None, None, None, summary)
+    span = format_duration(left, coarse=True)
+    pace = f"spending {forecast.rate * 60:.3g}/min {where}"
+    reset = forecast.reset_at
+    if not forecast.before_reset:
+        assert reset is not None  # only a known reset can come first
+        summary = f"quota would run out in {span} ({pace}), after its reset at {_iso(reset)}"
+        return Evaluation(None, left, None, summary)
+    grade = severity, threshold, _ = _grade(left, rule.warning, rule.critical, False)
+    verdict = _verdict(grade, format_duration(threshold or 0.0, coarse=True), "<=", ">")
+    if reset is not None:
+        ahead = f"before its reset in {format_duration(max(reset - now, 0.0), coarse=True)}"
+    else:
+        ahead = "a leaky bucket, no reset" if forecast.leaky else "no reset announced"
+    summary = f"quota runs out in {span}, {ahead} ({pace}) {verdict}"
+    return Evaluation(severity, left, threshold, summary)
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -298,6 +351,8 @@ EVALUATORS: dict[str, Callable[[Any, SignalView, float], Evaluation]] = {
     "freshness": _freshness,
     "burn_rate": _burn_rate,
     "schema_drift": _schema_drift,
+    "quota": _quota,
+    "quota_exhaustion": _quota_exhaustion,
 }
 
 

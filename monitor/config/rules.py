@@ -174,6 +174,20 @@ class SchemaDriftRule(RuleConfig):
     severity: Severity = "warning"
 
 
+class QuotaRule(ThresholdRule):
+    warning: Annotated[Ratio, Field(gt=0)] | None = 0.2  # share of the limit remaining
+    critical: Annotated[Ratio, Field(gt=0)] | None = 0.05
+
+
+class QuotaExhaustionRule(ThresholdRule):
+    # Time left until the quota runs out at the current spend rate; it only counts while that
+    # comes before the quota's reset (after it, the reset rescues the quota first).
+    warning: Duration | None = 3600.0
+    critical: Duration | None = 900.0
+    window: Annotated[PositiveDuration, Field(le=DAY)] = 900.0  # readings the rate is fitted to
+    min_readings: int = Field(default=3, ge=2)
+
+
 _HIGHER_IS_WORSE: dict[type[Model], bool] = {
     ErrorRateRule: True,
     LatencyRule: True,
@@ -182,6 +196,8 @@ _HIGHER_IS_WORSE: dict[type[Model], bool] = {
     FreshnessRule: True,
     SunsetRule: False,
     CertificateRule: False,
+    QuotaRule: False,
+    QuotaExhaustionRule: False,
 }
 
 
@@ -204,7 +220,7 @@ def _dotted(path: tuple[str | int, ...]) -> str:
 
 
 # Thresholds that are spans of time, shown as durations in messages.
-_TIME_RULES = (SunsetRule, CertificateRule, FreshnessRule)
+_TIME_RULES = (SunsetRule, CertificateRule, FreshnessRule, QuotaExhaustionRule)
 
 
 # ---- the registry: which rules a check gets ------------------------------------------------------
@@ -259,6 +275,12 @@ RULES: dict[str, RuleType] = {
     # A field that vanished or changed type is what breaks `expect.json` assertions. It judges
     # only checks whose answers are JSON: others never learn a shape and it never fires.
     "schema_drift": RuleType(SchemaDriftRule, _http_signals, True, explains=("assertion",)),
+    # Silent for answers without quota headers, so on by default: the provider's own counter
+    # needs no tuning, and a drained quota is the cause of the 429s that follow.
+    "quota": RuleType(QuotaRule, _http_signals, True, explains=("rate_limited",)),
+    "quota_exhaustion": RuleType(
+        QuotaExhaustionRule, _http_signals, True, explains=("rate_limited",)
+    ),
 }
 # Rules that need a check's `slo:`; without one they are off, and naming them is an error.
 NEEDS_SLO = frozenset({"burn_rate"})

@@ -32,9 +32,11 @@ from monitor.signals.history import HistoryBook
 from monitor.signals.per_check import (
     DEFAULT_ERROR_WINDOW,
     DEFAULT_LATENCY_WINDOW,
+    DEFAULT_QUOTA_WINDOW,
     CheckSignals,
     DeprecationRecord,
 )
+from monitor.signals.quota import QuotaBook
 from monitor.storage.heartbeats import load_heartbeats
 from monitor.storage.pauses import PauseRow, load_pauses, save_pause
 from monitor.storage.store import RunRecord, Store
@@ -62,6 +64,7 @@ class Daemon:
         self.redactor = redactor or Redactor(config.secrets)
         self.checks: dict[str, CheckConfig] = {c.name: c for c in config.checks}
         self.states: dict[str, CheckState] = {name: CheckState(name) for name in self.checks}
+        self.quotas = QuotaBook()  # a provider's checks share one, see monitor.signals.quota
         self.signals: dict[str, CheckSignals] = {
             c.name: self._signals_for(c) for c in config.checks
         }
@@ -105,6 +108,7 @@ class Daemon:
         """Window lengths follow the check's alert rules, so the gauge is what the rule sees."""
         rules = self.config.rules.get(check.name, {})
         windows = [getattr(rule, "window", 0.0) for rule in rules.values()]
+        quota_window = getattr(rules.get("quota_exhaustion"), "window", DEFAULT_QUOTA_WINDOW)
         return CheckSignals(
             check.name,
             self.clock,
@@ -112,6 +116,8 @@ class Daemon:
             latency_window=getattr(rules.get("latency_p95"), "window", DEFAULT_LATENCY_WINDOW),
             longest_window=max([*windows, DEFAULT_LATENCY_WINDOW]),
             slo=check.slo,
+            quota_window=quota_window,
+            quota_ledger=self.quotas.ledger(throttle_key(check.name, check.provider), quota_window),
         )
 
     async def start(self) -> None:
@@ -322,6 +328,7 @@ class Daemon:
         self.config = new
         for name in change.removed:
             self._scheduler_schedule().remove(name)
+            self.signals[name].quota_ledger.forget(name)
             del self.checks[name], self.states[name], self.signals[name]
             self.history.forget(name)
             self.metrics.forget(name)
@@ -342,6 +349,9 @@ class Daemon:
                 grown.add(name)
             if self.signals[name].set_slo(check.slo):
                 new_slos.add(name)
+            # A check that changed provider joins that provider's ledger.
+            self.signals[name].quota_window = fresh.quota_window
+            self.signals[name].quota_ledger = fresh.quota_ledger
             if name in change.rescheduled:
                 self._scheduler_schedule().remove(name)
                 self._scheduler_schedule().add(name, check.interval, self.clock.time())

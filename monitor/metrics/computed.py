@@ -86,6 +86,7 @@ class SignalCollector(TextCollector):
         yield certificate
         yield drift
         yield from _slo_families(checks)
+        yield from _quota_budget(checks)
         yield from self._alerting_families()
 
     def _alerting_families(self) -> Iterator[Family]:
@@ -145,3 +146,29 @@ def _slo_families(checks: Iterable[CheckSignals]) -> tuple[Family, Family]:
             if rate is not None:
                 burn.add((s.check, label), rate)
     return budget, burn
+
+
+def _quota_budget(checks: list[CheckSignals]) -> tuple[Family, Family]:
+    """When each check's quota resets, and when it runs out first at its spend rate."""
+    reset = Family(
+        "intmon_ratelimit_reset_timestamp_seconds",
+        "gauge",
+        "When the last rate-limit quota seen resets, unix seconds.",
+        ("check",),
+    )
+    exhaustion = Family(
+        "intmon_ratelimit_exhaustion_seconds",
+        "gauge",
+        "Seconds until the quota runs out at its spend rate, while that comes before its reset.",
+        ("check",),
+    )
+    for s in checks:
+        if s.quota is None:
+            continue
+        if s.quota.reset_at is not None:
+            reset.add((s.check,), s.quota.reset_at)
+        forecast = s.quota_forecast(s.quota_window)
+        left = None if forecast is None else forecast.seconds_left(s.clock.time())
+        if forecast is not None and left is not None and forecast.before_reset:
+            exhaustion.add((s.check,), left)
+    return reset, exhaustion

@@ -112,9 +112,10 @@ def parse_date(text: str) -> float | None:
 
 
 def _reset_at(text: str | None, now: float) -> float | None:
+    """A Reset header as an absolute time: delta seconds, an epoch (s, ms, ...) or a date."""
     value = _number(text)
     if value is None:
-        return None if text is None else parse_http_date(text)
+        return None if text is None else parse_date(text)
     return epoch_seconds(value) if value >= _EPOCH_S else now + value
 
 
@@ -192,6 +193,10 @@ def _triplet(headers: Headers, prefix: str, now: float, dialect: str) -> Quota |
         reset_at = None if after is None else now + after
     return Quota(remaining, limit, reset_at, None, dialect)
 
+
+# Dialects of leaky buckets: they drain continuously and never reset all at once, so a quota
+# in one of them has no reset time by nature, not because the provider left it out.
+LEAKY_DIALECTS = frozenset({"shopify"})
 
 _SHOPIFY = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*")
 

@@ -22,12 +22,14 @@ from monitor.core.clock import Clock
 from monitor.core.quantile import quantile
 from monitor.core.units import DAY, hour_of
 from monitor.signals.headers import Quota
+from monitor.signals.quota import Forecast, QuotaLedger
 from monitor.signals.shapes import Drift, ShapeTracker
 from monitor.signals.slo import Counts, SliStore, slo_status
 from monitor.signals.stats import CheckWindows, HourlyBaseline, Run
 from monitor.signals.status import (
     CertificateStatus,
     DeprecationStatus,
+    QuotaForecastStatus,
     SignalsStatus,
 )
 from monitor.storage.store import DeprecationRow, RunRecord
@@ -35,6 +37,7 @@ from monitor.storage.store import DeprecationRow, RunRecord
 DEFAULT_ERROR_WINDOW = 300.0
 DEFAULT_LATENCY_WINDOW = 900.0
 DEFAULT_RATE_LIMIT_WINDOW = 900.0
+DEFAULT_QUOTA_WINDOW = 900.0
 # How often an unchanged deprecation's last-seen time is written back to storage.
 LAST_SEEN_WRITE_INTERVAL = 600.0
 
@@ -97,6 +100,8 @@ class CheckSignals:
         latency_window: float = DEFAULT_LATENCY_WINDOW,
         longest_window: float = DEFAULT_RATE_LIMIT_WINDOW,
         slo: SloConfig | None = None,
+        quota_window: float = DEFAULT_QUOTA_WINDOW,
+        quota_ledger: QuotaLedger | None = None,
     ) -> None:
         self.check = check
         self.clock = clock
@@ -118,6 +123,9 @@ class CheckSignals:
         self._deprecation_written = 0.0
         self.slo = slo
         self.sli = None if slo is None else SliStore(slo.window)
+        # The spend-rate window of quota_exhaustion; the ledger is shared by a provider's checks.
+        self.quota_window = quota_window
+        self.quota_ledger = quota_ledger or QuotaLedger(quota_window)
 
     def set_slo(self, slo: SloConfig | None) -> bool:
         """A reloaded `slo:`. True if the SLI must be restored: new, or a longer window."""
@@ -164,6 +172,9 @@ class CheckSignals:
         if self.sli is None:
             return Counts()
         return self.sli.counts(self.clock.time(), window, explained)
+
+    def quota_forecast(self, window: float) -> Forecast | None:
+        return self.quota_ledger.forecast(self.check, window)
 
     @property
     def deprecated_since(self) -> float | None:
@@ -212,7 +223,10 @@ class CheckSignals:
         if isinstance(age, int | float):
             self.freshness_age = float(age)
         # The runner has read the response headers into (redacted) signals.
-        self.quota = _quota(result.signals, now) or self.quota
+        quota = _quota(result.signals, now)
+        if quota is not None:
+            self.quota = quota
+            self.quota_ledger.observe(self.check, quota, now)
         return self._track_deprecation(result, result.signals, now)
 
     def _track_deprecation(self, result: Result, signals: dict[str, Any], now: float) -> bool:
@@ -297,6 +311,7 @@ class CheckSignals:
             rate_limited_15m=self.windows.rate_limited(now, DEFAULT_RATE_LIMIT_WINDOW),
             consecutive_failures=self.consecutive_failures,
             quota=MISSING if self.quota is None else self.quota,
+            quota_forecast=self._quota_forecast_status(now),
             deprecation=MISSING if self.deprecation is None else self.deprecation.status(now),
             certificate=(
                 MISSING
@@ -312,6 +327,21 @@ class CheckSignals:
                 else slo_status(self.sli, self.slo, now)
             ),
             shape=MISSING if self.shape.observed is None else self.shape.status(),
+        )
+
+    def _quota_forecast_status(self, now: float) -> QuotaForecastStatus | MISSING:
+        forecast = self.quota_forecast(self.quota_window)
+        if forecast is None:
+            return MISSING
+        return QuotaForecastStatus(
+            window=self.quota_window,
+            readings=forecast.readings,
+            rate=forecast.rate,
+            exhaustion_at=forecast.exhaustion_at,
+            seconds_to_exhaustion=forecast.seconds_left(now),
+            before_reset=forecast.before_reset,
+            leaky=forecast.leaky,
+            shared_with=forecast.shared_with,
         )
 
 

@@ -91,6 +91,27 @@ class ShapeStatus(StatusModel):
     """When the shape was last accepted (`intmon schema CHECK --accept`); null if never."""
 
 
+class QuotaForecastStatus(StatusModel):
+    """When the quota runs out at the rate its `remaining` counter has been falling."""
+
+    window: float
+    """Seconds of readings the spend rate is fitted to (the quota_exhaustion window)."""
+    readings: int
+    """Readings of the current quota period in the window, pooled across the provider's checks
+    when they share the quota."""
+    rate: float
+    """Units spent per second, by everyone using the quota; 0 while the counter is not falling."""
+    exhaustion_at: float | None
+    """Unix seconds the quota runs out at that rate; null while it is not falling."""
+    seconds_to_exhaustion: float | None
+    before_reset: bool
+    """True when it runs out before the announced reset (or no reset is known)."""
+    leaky: bool
+    """A leaky bucket (Shopify's call limit): it refills continuously and has no reset time."""
+    shared_with: tuple[str, ...]
+    """Sibling checks of the same provider whose readings of the same quota were pooled."""
+
+
 class SignalsStatus(StatusModel):
     """Window statistics and the facts the latest answers carried."""
 
@@ -108,6 +129,7 @@ class SignalsStatus(StatusModel):
     consecutive_failures: int
     quota: Quota | MISSING = MISSING
     """The last rate-limit quota an answer announced: the very object the throttle reads."""
+    quota_forecast: QuotaForecastStatus | MISSING = MISSING
     deprecation: DeprecationStatus | MISSING = MISSING
     certificate: CertificateStatus | MISSING = MISSING
     freshness_age: float | MISSING = MISSING
