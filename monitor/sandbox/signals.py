@@ -43,7 +43,9 @@ MAX_HITS = 10_000  # a demo left running for days must not grow without bound
 
 def add_routes(app: web.Application) -> None:
     app[HITS] = []
+    app[DRAINS] = {}
     r = app.router
+    r.add_get("/quota/drain", quota_drain)  # before /quota/{dialect}, which would take it
     r.add_get("/quota/{dialect}", quota)
     r.add_get("/deprecated/{kind}", deprecated)
     r.add_get("/retry-after", retry_after)
@@ -125,6 +127,43 @@ async def quota(request: web.Request) -> web.Response:
     figures = {"remaining": remaining, "limit": limit, "reset_in": delta}
     _log(request, 200, served=figures)
     return web.json_response({"status": "ok", "dialect": dialect, **figures}, headers=headers)
+
+
+@dataclass
+class Drain:
+    """One draining quota: when its first period began, which period it is in, spent so far."""
+
+    started: float
+    period: int = 0
+    spent: float = 0.0
+
+
+DRAINS = web.AppKey("quota_drains", dict[str, Drain])
+
+
+async def quota_drain(request: web.Request) -> web.Response:
+    """`?limit=1000&cost=40&reset=3600`: every request spends `cost` of a quota that refills
+    every `reset` seconds from the first request, so the reset draws nearer in real time, as a
+    provider's does. Checks naming the same `&key=` spend one quota (a provider's account);
+    `&dialect=` picks the headers (default `ietf`)."""
+    dialect = request.query.get("dialect", "ietf")
+    if dialect not in QUOTA_DIALECTS:
+        raise web.HTTPNotFound(text=f"dialects: {', '.join(QUOTA_DIALECTS)}")
+    limit = int(request.query.get("limit", "1000"))
+    cost = float(request.query.get("cost", "40"))
+    every = float(request.query.get("reset", "3600"))
+    now = time.time()
+    drain = request.app[DRAINS].setdefault(request.query.get("key", request.path_qs), Drain(now))
+    period = int((now - drain.started) // every)
+    if period != drain.period:
+        drain.period, drain.spent = period, 0.0
+    drain.spent += cost
+    remaining = max(limit - math.ceil(drain.spent), 0)
+    reset_at = drain.started + (period + 1) * every
+    headers = QUOTA_DIALECTS[dialect](remaining, limit, now, reset_at - now)
+    figures = {"remaining": remaining, "limit": limit, "reset_at": reset_at}
+    _log(request, 200, at=now, served=figures)
+    return web.json_response({"status": "ok", **figures}, headers=headers)
 
 
 # -- deprecation -----------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from statistics import linear_regression
 
 from monitor.signals.headers import LEAKY_DIALECTS, Quota
 
-# Readings kept per ledger. Older ones are thinned (one kept per window / MAX_READINGS), so
-# memory is bounded however short a check's interval and however long its window.
+# Readings kept per check. Older ones are thinned, so memory is bounded however short a
+# check's interval and however long its window.
 MAX_READINGS = 360
 # A counter that climbs by more than this share of the limit has been refilled; less is the
 # noise of a provider whose replicas count apart (eventually consistent counters).
@@ -99,15 +99,16 @@ class QuotaLedger:
             at, check, quota.remaining, quota.limit, quota.reset_at, quota.policy, leaky
         )
         self._version += 1
-        readings = self._readings.setdefault(check, deque(maxlen=MAX_READINGS))
+        readings = self._readings.setdefault(check, deque())
         while readings and readings[0].at < at - self.window:
             readings.popleft()
-        # Thinning: while the newest two lie closer than the spacing, the newest is replaced,
-        # so a short interval does not crowd a long window out of MAX_READINGS.
-        if len(readings) >= 2 and readings[-1].at - readings[-2].at < self.window / MAX_READINGS:
-            readings[-1] = reading
-        else:
-            readings.append(reading)
+        readings.append(reading)
+        if len(readings) > MAX_READINGS:
+            # Thinning: every other reading of the older half goes, so the recent readings
+            # stay dense and a long window of a short interval still fits in MAX_READINGS.
+            kept = list(readings)
+            half = len(kept) // 2
+            self._readings[check] = deque(kept[:half:2] + kept[half:])
 
     def forget(self, check: str) -> None:
         self._version += 1
