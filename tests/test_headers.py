@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from email.utils import formatdate
 
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from monitor.core.timestamps import EPOCH_MILLIS, parse_http_date
 from monitor.signals.headers import (
+    LEAKY_DIALECTS,
     Quota,
     parse_deprecation,
     parse_links,
@@ -474,3 +476,44 @@ def test_it_summarises_a_quiet_response_as_no_signals(
     headers: CIMultiDictProxy[str] | None,
 ) -> None:
     assert signals_from_headers(headers, NOW) == {}
+
+
+# One reset, ten minutes after NOW, as each dialect writes it.
+RESET = NOW + 600
+RESET_FORMS = [
+    h(("RateLimit", '"default";r=5;t=600'), ("RateLimit-Policy", '"default";q=10;w=3600')),
+    h(("RateLimit", "limit=10, remaining=5, reset=600")),
+    h(("RateLimit-Limit", "10"), ("RateLimit-Remaining", "5"), ("RateLimit-Reset", "600")),
+    h(("X-RateLimit-Limit", "10"), ("X-RateLimit-Remaining", "5"), ("X-RateLimit-Reset", "600")),
+    h(("X-RateLimit-Remaining", "5"), ("X-RateLimit-Reset", f"{RESET:.0f}")),
+    h(("X-RateLimit-Remaining", "5"), ("X-RateLimit-Reset", f"{RESET * 1000:.0f}")),
+    h(("X-RateLimit-Remaining", "5"), ("X-RateLimit-Reset", formatdate(RESET, usegmt=True))),
+    h(("X-RateLimit-Remaining", "5"), ("X-RateLimit-Reset", "2023-11-14T22:23:20Z")),
+    h(("X-RateLimit-Remaining", "5"), ("X-RateLimit-Reset-After", "600")),
+    h(("X-Rate-Limit-Remaining", "5"), ("X-Rate-Limit-Reset", f"{RESET:.0f}")),
+]
+RESET_IDS = [
+    "ietf-t",
+    "ietf-dict-reset",
+    "ietf-legacy-delta",
+    "x-ratelimit-delta",
+    "github-epoch-s",
+    "epoch-ms",
+    "http-date",
+    "iso-8601",
+    "discord-reset-after",
+    "x-rate-limit-epoch",
+]
+
+
+@pytest.mark.parametrize("headers", RESET_FORMS, ids=RESET_IDS)
+def test_every_dialect_gives_the_same_absolute_reset(headers: CIMultiDictProxy[str]) -> None:
+    quota = parse_quota(headers, NOW)
+    assert quota is not None and quota.remaining == 5
+    assert quota.reset_at == RESET
+
+
+def test_a_leaky_bucket_has_no_reset_by_nature() -> None:
+    quota = parse_quota(h(("X-Shopify-Shop-Api-Call-Limit", "32/40")), NOW)
+    assert quota is not None and quota.reset_at is None
+    assert quota.dialect in LEAKY_DIALECTS

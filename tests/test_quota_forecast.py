@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import pytest
 
+from monitor.alerting.rules import evaluate
+from monitor.config.rules import RULES, parse_alerts
 from monitor.core.clock import FakeClock
 from monitor.signals.headers import Quota
+from monitor.signals.per_check import CheckSignals
 from monitor.signals.quota import MAX_READINGS, REFILL_SHARE, QuotaBook, QuotaLedger
 
 WINDOW = 900.0
@@ -196,3 +199,77 @@ def test_the_book_gives_a_provider_one_ledger_with_its_longest_window() -> None:
     ledger = book.ledger("acme", 60.0)
     assert book.ledger("acme", 600.0) is ledger and ledger.window == 600.0
     assert book.ledger("orders", 60.0) is not ledger
+
+
+# -- the rules, over a real CheckSignals fed through a FakeClock -----------------------------
+
+
+def signals_after(
+    clock: FakeClock, readings: list[float], every: float, reset_in: float | None
+) -> CheckSignals:
+    signals = CheckSignals("orders", clock)
+    reset_at = None if reset_in is None else clock.time() + reset_in
+    for i, remaining in enumerate(readings):
+        clock.advance(every if i else 0.0)
+        signals.quota = Quota(remaining, LIMIT, reset_at, None, "ietf")
+        signals.quota_ledger.observe("orders", signals.quota, clock.time())
+    return signals
+
+
+@pytest.mark.parametrize(
+    ("remaining", "severity"),
+    [(LIMIT * 0.5, None), (LIMIT * 0.2, "warning"), (LIMIT * 0.05, "critical"), (0.0, "critical")],
+    ids=["half-left", "at-warning", "at-critical", "exhausted"],
+)
+def test_the_quota_rule_grades_the_share_left(
+    clock: FakeClock, remaining: float, severity: str | None
+) -> None:
+    signals = signals_after(clock, [remaining], 60.0, 3600.0)
+    result = evaluate("quota", parse_alerts({}, {}, "http")["quota"], signals, clock.time())
+    assert result.severity == severity and result.value == remaining / LIMIT
+
+
+def test_the_quota_rule_is_silent_without_quota_headers(clock: FakeClock) -> None:
+    rule = parse_alerts({}, {}, "http")["quota"]
+    result = evaluate("quota", rule, CheckSignals("orders", clock), clock.time())
+    assert result.severity is None and result.known
+
+
+# (readings every 60 s, reset in, expected severity): 40 a minute from the last reading.
+EXHAUSTION = [
+    ([1000.0, 960.0, 920.0], 3600.0, "critical"),  # 920 left at 40/min: 23 min
+    ([1000.0, 990.0, 980.0], 3 * 3600.0, "warning"),  # 98 min at 10/min: under warning 2h
+    ([1000.0, 999.0, 998.0], 3 * 3600.0, None),  # 998 min: far off
+    ([1000.0, 960.0, 920.0], 600.0, None),  # the reset in 10 min comes first
+    ([1000.0, 1000.0, 1000.0], 3600.0, None),  # not spending
+]
+
+
+@pytest.mark.parametrize(
+    ("readings", "reset_in", "severity"),
+    EXHAUSTION,
+    ids=["runs-out-soon", "runs-out-later", "far-off", "reset-first", "flat"],
+)
+def test_quota_exhaustion_grades_the_time_left_before_the_reset(
+    clock: FakeClock, readings: list[float], reset_in: float, severity: str | None
+) -> None:
+    rule = parse_alerts({"quota_exhaustion": {"warning": "2h", "critical": "30m"}}, {}, "http")
+    signals = signals_after(clock, readings, 60.0, reset_in)
+    result = evaluate("quota_exhaustion", rule["quota_exhaustion"], signals, clock.time())
+    assert result.severity == severity, result.summary
+    if severity is not None:
+        rate = (readings[0] - readings[-1]) / (60.0 * (len(readings) - 1))
+        assert result.value == pytest.approx(readings[-1] / rate)
+        assert "before its reset in" in result.summary
+
+
+def test_quota_exhaustion_waits_for_min_readings(clock: FakeClock) -> None:
+    rule = parse_alerts({}, {}, "http")["quota_exhaustion"]
+    signals = signals_after(clock, [1000.0, 500.0], 60.0, 3600.0)
+    result = evaluate("quota_exhaustion", rule, signals, clock.time())
+    assert not result.known and result.severity is None
+
+
+def test_both_quota_rules_are_causes_of_rate_limited_failures() -> None:
+    assert RULES["quota"].explains == ("rate_limited",)
+    assert RULES["quota_exhaustion"].explains == ("rate_limited",)
