@@ -26,6 +26,7 @@ from monitor.web.pages.common import (
     state_detail,
 )
 from monitor.web.pages.detail import DAY_HOURS, CheckDetail
+from monitor.web.pages.quota import quota_panel
 from monitor.web.pages.slo import slo_panel
 from monitor.web.pages.svg import Series, line_chart, stacked_bars
 
@@ -43,6 +44,7 @@ def render_check(detail: CheckDetail) -> str:
     sections = [
         _facts(detail),
         slo_panel(check.metrics.slo),
+        quota_panel(check.metrics, now),
         _latency(detail),
         _errors(detail),
         _alerts(detail.alerts, now),

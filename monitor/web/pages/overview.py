@@ -27,12 +27,12 @@ from monitor.web.pages.common import (
     duration,
     e,
     percent,
-    quota,
     seconds,
     state_badge,
     state_detail,
     sunset,
 )
+from monitor.web.pages.quota import quota_fact
 from monitor.web.pages.slo import budget_bar
 from monitor.web.pages.svg import history_bar, sparkline
 
@@ -200,7 +200,8 @@ def _table(rows: str, matched: int, total: int) -> str:
     caption = (
         f"{matched} of {total} checks. Last 24 h: one segment per hour, green without "
         "failures, amber with some, red past 10%, grey without runs. Error rate and p95 over "
-        "each check's alert window; quota as remaining / limit; data age of freshness checks."
+        "each check's alert window; quota as remaining / limit and when it runs out; data age "
+        "of freshness checks."
     )
     heads = ("Check", "State", "Last 24 h", "p95", "Error rate", "Signals", "Alerts")
     head = "".join(f'<th scope="col">{h}</th>' for h in heads)
@@ -243,7 +244,7 @@ def _row(
         ("Last 24 h", history_bar(history, now)),
         ("p95", f"{sparkline(history, now)} {p95}"),
         ("Error rate", percent(metrics.error_rate)),
-        ("Signals", _signals(check)),
+        ("Signals", _signals(check, now)),
         ("Alerts", badges or '<span class="muted">none</span>'),
     ]  # fmt: skip
     tds = "".join(f'<td data-label="{label}">{cell}</td>' for label, cell in cells)
@@ -251,11 +252,11 @@ def _row(
     return f'<tr><th scope="row">{name}{provider}{reason}</th>{tds}</tr>'
 
 
-def _signals(check: CheckStatus) -> str:
+def _signals(check: CheckStatus, now: float) -> str:
     """Only the facts a check has, in one cell: most checks have none of them."""
     metrics, facts = check.metrics, []
     if metrics.quota is not MISSING and metrics.quota.remaining is not None:
-        facts.append(f"quota {quota(metrics.quota)}")
+        facts.append(quota_fact(metrics, now))
     if metrics.deprecation is not MISSING and metrics.deprecation.active:
         facts.append(f"sunset {sunset(metrics.deprecation)}")
     if metrics.freshness_age is not MISSING:
