@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from monitor.signals.headers import Quota
+from monitor.signals.quota import Forecast
 from monitor.signals.shapes import Drift
 
 
@@ -24,6 +26,7 @@ class View:
     migration_link: str | None = None
     last_request_id: str | None = None
     last_error_class: str | None = None
+    quota: Quota | None = None
 
     def error_rate(self, window: float) -> tuple[float | None, int]:
         return self.failure_ratio, self.runs
@@ -36,6 +39,9 @@ class View:
 
     def rate_limited(self, window: float) -> int:
         return 0
+
+    def quota_forecast(self, window: float) -> Forecast | None:
+        return None
 
 
 @dataclass(frozen=True)

@@ -402,6 +402,8 @@ def stack_config(tmp: Path, sandbox: str, secure: str, ca_file: Path, listen: st
         "{name: slow, request: {url: 'S/slow?delay=0.5'}, expect: {max_latency: 300ms}}",
         "{name: error-in-200, request: {url: 'S/envelope/status-0'}}",
         "{name: quota, request: {url: 'S/quota/ietf?remaining=12&limit=100'}}",
+        # Drains 40 a run from 100,000: a forecast that runs out long before the hour's reset.
+        "{name: quota-drain, request: {url: 'S/quota/drain?limit=100000&cost=40&reset=3600'}}",
         f"{{name: deprecated, request: {{url: 'S/deprecated/epoch?sunset={sunset}&link=https://example.com/v2'}}}}",
         # Always 429 with a short Retry-After: 429s, throttled runs and a rate_limited alert.
         "{name: rate-limited, request: {url: 'S/retry-after?after=0.3&times=-1'}, alerts: {rate_limited: {window: 5s, warning: 1}}}",
