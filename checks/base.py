@@ -105,6 +105,8 @@ class CheckConfig(Model):
     alerts: dict[str, Any] = Field(default_factory=dict)
     # A service level objective: turns on the burn_rate rule (see checks/slo.py).
     slo: SloConfig | None = None
+    # Shown on the public status page (/status): its name, state, uptime and latency only.
+    public: bool = False
 
     def host_key(self) -> str | None:
         """The provider host this check talks to, for the per-host concurrency cap."""

@@ -17,6 +17,7 @@ from checks.base import CheckConfig
 from monitor.config.alerting import AlertingSettings, SilenceConfig
 from monitor.config.rules import AlertConfigError, RuleConfig, parse_alerts, validate_defaults
 from monitor.config.settings import Config, MonitorSettings, NotifierConfig
+from monitor.config.web import StatusPageSettings, exposure_issues
 from monitor.config.yamlsrc import Path, SourceError, SourceMap, interpolate, load_yaml
 from monitor.core.errors import ConfigError, ConfigIssue
 from monitor.core.model import Model
@@ -26,7 +27,7 @@ from monitor.core.units import brief
 DEFAULT_CONFIG = "config/monitor.yaml"
 # Ten thousand checks take about 2 MiB of YAML.
 MAX_CONFIG_BYTES = 16 * 2**20
-SECTIONS = ("monitor", "defaults", "notifiers", "checks", "alerting", "silences")
+SECTIONS = ("monitor", "defaults", "notifiers", "checks", "alerting", "silences", "status_page")
 M = TypeVar("M", bound=Model)
 
 
@@ -144,6 +145,7 @@ class _Validator:
             self.model(SilenceConfig, item, ("silences", i))
             for i, item in enumerate(self.sequence(raw, "silences"))
         ]
+        status_page = self.model(StatusPageSettings, raw.get("status_page") or {}, ("status_page",))
         defaults = self.defaults(raw.get("defaults") or {})
         default_alerts = defaults.pop("alerts", {})
         self.default_alerts(default_alerts)
@@ -157,6 +159,12 @@ class _Validator:
             if check is not None
         }
         valid_checks = [c for c in checks if c is not None]
+        if monitor is not None:
+            for sub, message in exposure_issues(monitor.listen_host, checks):
+                self.fail(("checks", *sub), message)
+            # Not secrets to a check, but as good as passwords to an offline guesser: masked
+            # wherever the config's secrets are (logs, results, errors).
+            secrets.update(monitor.web.basic_auth_users.values())
         # A notifier with a bad URL is reported once, at its URL: checks routing to it by
         # name are not wrong, so they get no second, misleading "no notifier named" error.
         named = {
@@ -173,6 +181,7 @@ class _Validator:
         # An invalid section would have raised above.
         assert monitor is not None
         assert alerting is not None
+        assert status_page is not None
         return Config(
             monitor=monitor,
             checks=valid_checks,
@@ -180,6 +189,7 @@ class _Validator:
             rules=rules,
             alerting=alerting,
             silences=[s for s in silences if s is not None],
+            status_page=status_page,
             secrets=frozenset(secrets),
             source=self.file,
         )

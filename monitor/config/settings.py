@@ -5,6 +5,7 @@ Loading, interpolation and error reporting are monitor.config.loader's business.
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 from urllib.parse import quote
@@ -16,6 +17,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from checks.base import CheckConfig
 from monitor.config.alerting import AlertingSettings, ErrorClass, SilenceConfig, apprise_rejects
 from monitor.config.rules import RuleConfig
+from monitor.config.web import StatusPageSettings, WebSettings
 from monitor.core.model import NAME_PATTERN, Model
 from monitor.core.redact import redact
 from monitor.core.units import Duration, HttpUrlText, brief, require_http_url
@@ -38,6 +40,8 @@ class MonitorSettings(Model):
     # daemon is healthy. Usually a secret: write it as ${HEARTBEAT_URL}.
     heartbeat_url: str | None = Field(default=None, repr=False)
     heartbeat_interval: Duration = Field(default=60.0, gt=0)
+    # TLS, users and public paths of the HTTP server (monitor.config.web).
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @field_validator("heartbeat_url")
     @classmethod
@@ -120,8 +124,15 @@ class Config:
     rules: dict[str, dict[str, RuleConfig]] = field(default_factory=dict)
     alerting: AlertingSettings = field(default_factory=AlertingSettings)
     silences: list[SilenceConfig] = field(default_factory=list)
+    status_page: StatusPageSettings = field(default_factory=StatusPageSettings)
     secrets: frozenset[str] = frozenset()
     source: str = "<memory>"
+
+    def is_public(self, check: CheckConfig) -> bool:
+        """Shown on the public status page: `public: true`, or a `status_page.public_checks`
+        pattern matches its name."""
+        patterns = self.status_page.public_checks
+        return check.public or any(fnmatch.fnmatchcase(check.name, p) for p in patterns)
 
     def check(self, name: str) -> CheckConfig:
         for check in self.checks:
