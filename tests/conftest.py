@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -32,15 +34,29 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
-async def start_app(app: web.Application) -> tuple[web.AppRunner, str]:
-    """Serve `app` on a free loopback port; return the runner and its base URL."""
+def network_address() -> str:
+    """A non-loopback IPv4 address of this machine: a client connecting to a server bound there
+    is not loopback to it. Skips the test on a machine without one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: a UDP connect sends nothing
+        except OSError:
+            pytest.skip("this machine has no network address besides loopback")
+        address = str(probe.getsockname()[0])
+    if ipaddress.ip_address(address).is_loopback:
+        pytest.skip("this machine has no network address besides loopback")
+    return address
+
+
+async def start_app(app: web.Application, host: str = "127.0.0.1") -> tuple[web.AppRunner, str]:
+    """Serve `app` on a free port of `host` (loopback); return the runner and its base URL."""
     # Handlers that hang on purpose must not hold teardown for aiohttp's default 60 s.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, host, 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
+    return runner, f"http://{host}:{port}"
 
 
 @pytest.fixture

@@ -12,11 +12,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
-from unittest.mock import Mock
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import make_mocked_request
 
 from monitor.config.loader import load_config, parse_config
 from monitor.config.reload import plan
@@ -25,8 +23,8 @@ from monitor.core.errors import ConfigError
 from monitor.engine.daemon import Daemon
 from monitor.metrics import Metrics
 from monitor.storage.store import Store
-from monitor.web.server import build_app, reload_config
-from tests.conftest import start_app
+from monitor.web.server import build_app
+from tests.conftest import network_address, start_app
 from tests.receiver import Receiver
 
 
@@ -171,15 +169,14 @@ async def test_post_reload_answers_with_the_plan_or_the_error(
 
 
 async def test_reload_is_refused_from_other_hosts(running: Running) -> None:
-    # A non-loopback client cannot be made here; the peer address is what the handler reads.
-    transport = Mock()
-    transport.get_extra_info.side_effect = lambda key, default=None: (
-        ("10.1.2.3", 40000) if key == "peername" else default
-    )
-    app = build_app(running.daemon)
-    request = make_mocked_request("POST", "/-/reload", app=app, transport=transport)
-    response = await reload_config(request)
-    assert response.status == 403
+    # Served on this machine's network address, the client's address is not loopback.
+    runner, url = await start_app(build_app(running.daemon), network_address())
+    try:
+        async with aiohttp.ClientSession() as client, client.post(url + "/-/reload") as response:
+            assert response.status == 403
+            assert "loopback only" in (await response.json())["error"]
+    finally:
+        await runner.cleanup()
 
 
 async def test_a_firing_alert_survives_a_reload_without_a_second_page(

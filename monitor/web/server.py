@@ -1,11 +1,11 @@
-"""The HTTP surface: the status page at / with a page per check at /checks/{name}, /metrics,
-/healthz, /readyz, /api/status and its schema, /api/checks/{name}, /api/alerts, POST /-/reload
-and POST /api/checks/{name}/schema/accept (loopback only) and the heartbeat push,
-POST /heartbeat/{check}."""
+"""The HTTP surface: the status page at / with a page per check at /checks/{name}, the public
+status page at /status, /metrics, /healthz, /readyz, /api/status and its schema,
+/api/checks/{name}, /api/alerts, POST /-/reload and POST /api/checks/{name}/schema/accept, and
+the heartbeat push, POST /heartbeat/{check}. Who may use which: monitor/web/guard.py."""
 
 from __future__ import annotations
 
-import ipaddress
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,9 @@ from monitor.core.errors import ConfigError
 from monitor.core.model import StatusModel
 from monitor.engine.status import schema_json
 from monitor.web import heartbeats
+from monitor.web.flood import PushLimiter, read_limited, retry_after
+from monitor.web.guard import guard, security_headers
+from monitor.web.public import public_page
 from monitor.web.statuspage import check_api, check_page, status_page
 
 if TYPE_CHECKING:
@@ -28,14 +31,18 @@ DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
 
 Reload = Callable[[], Awaitable[ReloadPlan]]
 RELOAD: web.AppKey[Reload] = web.AppKey("reload")
+PUSHES: web.AppKey[PushLimiter] = web.AppKey("pushes")
 
 
 def build_app(daemon: Daemon, reload: Reload | None = None) -> web.Application:
     """`reload` defaults to the daemon's own; the service passes one that also tells systemd."""
-    app = web.Application()
+    app = web.Application(middlewares=[guard(lambda: daemon.config.monitor.web)])
+    app.on_response_prepare.append(security_headers)
     app[DAEMON] = daemon
     app[RELOAD] = reload or daemon.reload
+    app[PUSHES] = PushLimiter()
     app.router.add_get("/", status_page(daemon))
+    app.router.add_get("/status", public_page(daemon))
     app.router.add_get("/checks/{name}", check_page(daemon))
     app.router.add_get("/api/checks/{name}", check_api(daemon))
     app.router.add_get("/metrics", metrics)
@@ -83,17 +90,8 @@ def _model_response(model: StatusModel) -> web.Response:
     return web.Response(text=model.model_dump_json(), content_type="application/json")
 
 
-def _from_loopback(request: web.Request) -> bool:
-    try:
-        return request.remote is not None and ipaddress.ip_address(request.remote).is_loopback
-    except ValueError:
-        return False
-
-
 async def reload_config(request: web.Request) -> web.Response:
-    """Prometheus-style reload. Loopback only: whoever can reload can change what is checked."""
-    if not _from_loopback(request):
-        return web.json_response({"error": "reload is accepted from loopback only"}, status=403)
+    """Prometheus-style reload: a write, so guarded (monitor/web/guard.py)."""
     try:
         change = await request.app[RELOAD]()
     except ConfigError as exc:
@@ -103,9 +101,7 @@ async def reload_config(request: web.Request) -> web.Response:
 
 async def accept_schema(request: web.Request) -> web.Response:
     """The check's last observed response shape becomes its learned one (ends a drift).
-    Loopback only, like reload: it silences what the schema_drift rule would page about."""
-    if not _from_loopback(request):
-        return web.json_response({"error": "accept is taken from loopback only"}, status=403)
+    A write, guarded like reload: it silences what the schema_drift rule would page about."""
     daemon = request.app[DAEMON]
     name = request.match_info["name"]
     if name not in daemon.checks:
@@ -123,9 +119,19 @@ async def heartbeat(request: web.Request) -> web.Response:
     known, secret = heartbeat_secret(daemon.checks.get(name))
     if not known:
         return web.json_response({"error": "no heartbeat freshness check by that name"}, status=404)
-    raw = await request.content.read(heartbeats.MAX_BODY + 1)
-    if len(raw) > heartbeats.MAX_BODY:
-        return web.json_response({"error": "body too large"}, status=413)
+    wait = request.app[PUSHES].take(name, daemon.clock.time())
+    if wait is not None:
+        return web.json_response(
+            {"error": "too many pushes for this check"},
+            status=429,
+            headers={"Retry-After": retry_after(wait)},
+        )
+    too_large = web.json_response({"error": "body too large"}, status=413)
+    if (request.content_length or 0) > heartbeats.MAX_BODY:
+        return too_large  # announced: not a byte of it is read
+    raw = await read_limited(request.content, heartbeats.MAX_BODY)
+    if raw is None:
+        return too_large
     status, answer = await heartbeats.receive(
         daemon.heartbeats,
         daemon.writer,
@@ -140,9 +146,11 @@ async def heartbeat(request: web.Request) -> web.Response:
     return web.json_response(answer, status=status)
 
 
-async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+async def serve(
+    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     return runner

@@ -116,9 +116,17 @@ def sunset(deprecation: DeprecationStatus | MISSING) -> str:
     return text + (f" · {link(links[0], 'migration guide')}" if links else "")
 
 
-def document(title: str, now: float, body: str, refresh: str | None = None) -> str:
+def document(
+    title: str,
+    now: float,
+    body: str,
+    refresh: str | None = None,
+    heading: str = "intmon status",
+    home: str = "/",
+) -> str:
     """A whole page. `refresh`: the URL to reload every REFRESH_SECONDS (the page's own, query
-    included, so a filtered view stays filtered); None for a page that does not reload."""
+    included, so a filtered view stays filtered); None for a page that does not reload.
+    `heading` and `home`: the banner's text and link (the public page links to itself)."""
     meta = ""
     if refresh is not None:
         meta = f'<meta http-equiv="refresh" content="{REFRESH_SECONDS};url={e(refresh)}">\n'
@@ -130,7 +138,7 @@ def document(title: str, now: float, body: str, refresh: str | None = None) -> s
 {meta}<meta name="viewport" content="width=device-width,initial-scale=1">
 <title>{e(title)}</title>
 <style>{CSS}</style></head>
-<body><header><h1><a href="/">intmon status</a></h1>
+<body><header><h1><a href="{e(home)}">{e(heading)}</a></h1>
 <p>as of {e(stamp(now))}{note}</p></header>
 <main>{body}</main></body></html>
 """
