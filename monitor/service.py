@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor import __version__
 from monitor.config.reload import ReloadPlan
 from monitor.config.settings import Config
+from monitor.config.web import TlsServerConfig
 from monitor.core.clock import Clock
 from monitor.core.errors import ConfigError, StorageError
 from monitor.core.logs import setup_logging
@@ -28,6 +29,7 @@ from monitor.ops.deadman import DeadMansSwitch
 from monitor.ops.systemd import SystemdNotifier
 from monitor.storage.store import Store
 from monitor.web.server import build_app, serve
+from monitor.web.tls import ServerTls
 
 log = logging.getLogger("intmon")
 EXIT_OK, EXIT_FAIL = 0, 1
@@ -46,6 +48,8 @@ class Service:
         self._stop = asyncio.Event()
         self._reloads: set[asyncio.Task[None]] = set()
         self._deadman: tuple[asyncio.Task[None], aiohttp.ClientSession] | None = None
+        tls = config.monitor.web.tls_server_config
+        self.tls = ServerTls(tls) if tls is not None else None
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -65,7 +69,12 @@ class Service:
         settings = self.daemon.config.monitor
         app = build_app(self.daemon, reload=self.reload)
         try:
-            web_runner = await serve(app, settings.listen_host, settings.listen_port)
+            web_runner = await serve(
+                app,
+                settings.listen_host,
+                settings.listen_port,
+                self.tls.context if self.tls is not None else None,
+            )
         except OSError as exc:
             log.error("cannot listen on %s: %s", settings.listen, exc.strerror or exc)
             return EXIT_FAIL
@@ -77,7 +86,8 @@ class Service:
             return EXIT_FAIL
         self._start_deadman()
         self.systemd.ready(status=self._status_line())
-        log.info("intmon %s serving on http://%s/", __version__, settings.listen)
+        scheme = "https" if self.tls is not None else "http"
+        log.info("intmon %s serving on %s://%s/", __version__, scheme, settings.listen)
         await self._stop.wait()
         log.info("stopping: letting in-flight checks finish")
         self.systemd.stopping(status="stopping: letting in-flight checks finish")
@@ -116,6 +126,7 @@ class Service:
         after = self.daemon.config.monitor
         if (before.log_level, before.log_format) != (after.log_level, after.log_format):
             setup_logging(after.log_level, after.log_format, self.daemon.redactor)
+        self._reload_tls(after.web.tls_server_config)
         if (before.heartbeat_url, before.heartbeat_interval) != (
             after.heartbeat_url,
             after.heartbeat_interval,
@@ -124,6 +135,13 @@ class Service:
             self._start_deadman()
         self.systemd.ready(status=self._status_line())
         return change
+
+    def _reload_tls(self, config: TlsServerConfig | None) -> None:
+        """Every reload reads the certificate files again: rotating them needs no restart."""
+        if self.tls is not None:
+            self.tls.reload(config)
+        elif config is not None:
+            log.warning("monitor.web.tls_server_config takes effect at the next restart")
 
     def _start_deadman(self) -> None:
         """Ping monitor.heartbeat_url every heartbeat_interval while the daemon is ready."""
