@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import fnmatch
+import getpass
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from monitor.alerting.silences import add_silence, expire_silence, list_silences
 from monitor.config.envfile import read_env_file
 from monitor.config.loader import load_config, resolve_config_path
 from monitor.config.settings import Config
+from monitor.config.web import MAX_COST, MIN_COST
 from monitor.core.clock import SystemClock
 from monitor.core.errors import ConfigError, IntmonError, StorageError
 from monitor.core.logs import setup_logging
@@ -45,6 +47,7 @@ from monitor.signals.headers import Quota
 from monitor.signals.shapes import ShapeTracker
 from monitor.storage.shapes import load_shape, save_accepted
 from monitor.storage.store import Store
+from monitor.web.passwords import hash_password
 
 log = logging.getLogger("intmon")
 
@@ -67,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _command(args: argparse.Namespace) -> int:
     if args.command == "sandbox":
         return cmd_sandbox(args)
+    if args.command == "hash-password":
+        return cmd_hash_password(args)
     env = dict(os.environ)
     if getattr(args, "env_file", None):
         env.update(_env_file(args.env_file))
@@ -130,6 +135,14 @@ def _parser() -> argparse.ArgumentParser:
     schema.add_argument(
         "--accept", action="store_true", help="take the last response's shape as the learned one"
     )
+    hashing = sub.add_parser(
+        "hash-password",
+        help="print a bcrypt hash for monitor.web.basic_auth_users (password from stdin or a "
+        "prompt)",
+    )
+    hashing.add_argument(
+        "--cost", type=_bcrypt_cost, default=12, help="bcrypt cost, 4..31 (default %(default)s)"
+    )
     sandbox = sub.add_parser("sandbox", help="serve the bundled imitation third-party API")
     sandbox.add_argument(
         "--listen",
@@ -161,6 +174,32 @@ def _host_port(value: str) -> str:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"{value!r} is not host:port (e.g. 127.0.0.1:8765)")
     return value
+
+
+def _bcrypt_cost(value: str) -> int:
+    if not value.isdigit() or not MIN_COST <= int(value) <= MAX_COST:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a bcrypt cost ({MIN_COST}..{MAX_COST})")
+    return int(value)
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    """Never an argument: a password on the command line ends up in shell history and `ps`."""
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("the passwords differ", file=sys.stderr)
+            return EXIT_CONFIG
+    else:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        print("an empty password protects nothing", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        print(hash_password(password, args.cost))
+    except ValueError as exc:  # longer than bcrypt takes
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

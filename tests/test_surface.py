@@ -24,7 +24,10 @@ from tests.test_cli import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SURFACE = Path(__file__).parent / "testdata" / "surface"
-COMMANDS = ["", "run", "check", "validate", "status", "notify-test", "silence", "schema", "sandbox"]
+COMMANDS = [
+    "", "run", "check", "validate", "status", "notify-test", "silence", "schema", "hash-password",
+    "sandbox",
+]  # fmt: skip
 PACKAGES = ("monitor", "checks")
 
 
