@@ -129,6 +129,30 @@ INVALID = [
         "invalid-timestamp.yml",
         "3: silences[0].start: '2026-13-45' is not a valid timestamp: month must be in 1..12",
     ),
+    # Who may see and change what: refused at load, never at the first request.
+    (
+        "invalid-basic-auth-cost.yml",
+        "4: monitor.web.basic_auth_users.ops: bcrypt cost 03 is outside 4..31",
+    ),
+    (
+        "invalid-basic-auth-hash.yml",
+        "4: monitor.web.basic_auth_users.ops: not a bcrypt hash ($2b$<cost>$ and 53 characters): "
+        "see intmon hash-password",
+    ),
+    (
+        "invalid-public-path.yml",
+        "3: monitor.web.public[1]: 'status' is not a path (it must start with /)",
+    ),
+    (
+        "invalid-tls-files.yml",
+        "3: monitor.web.tls_server_config: cannot read /nonexistent/intmon/tls.crt: "
+        "No such file or directory",
+    ),
+    (
+        "invalid-unsigned-heartbeat.yml",
+        "7: checks[0].source.secret: required: monitor.listen 0.0.0.0 is not loopback, and "
+        "without a secret anyone who reaches it can push this check's heartbeat",
+    ),
 ]
 
 
