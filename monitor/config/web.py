@@ -77,13 +77,14 @@ class TlsServerConfig(Model):
         context.minimum_version = TLS_VERSIONS[self.min_version]
         try:
             context.load_cert_chain(self.cert_file, self.key_file)
+        # SSLError first: it is an OSError too.
+        except ssl.SSLError as exc:
+            reason = exc.reason or str(exc)
+            raise ValueError(f"the certificate and key do not load as a pair: {reason}") from None
         except OSError as exc:
             raise ValueError(
                 f"cannot read {exc.filename or self.cert_file}: {exc.strerror}"
             ) from None
-        except ssl.SSLError as exc:
-            reason = exc.reason or str(exc)
-            raise ValueError(f"the certificate and key do not load as a pair: {reason}") from None
         return context
 
 
