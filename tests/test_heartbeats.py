@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from sqlmodel import Session, select
 
 from checks.freshness import FreshnessCheck
 from checks.heartbeats import HeartbeatBook
@@ -18,8 +20,10 @@ from monitor.config.loader import parse_config
 from monitor.core.clock import SystemClock
 from monitor.engine.daemon import Daemon
 from monitor.metrics import Metrics
-from monitor.storage.heartbeats import load_heartbeats, save_heartbeat
+from monitor.storage.heartbeats import HeartbeatRow, load_heartbeats, save_heartbeat
 from monitor.storage.store import Store
+from monitor.web import heartbeats
+from monitor.web.flood import PUSH_BURST, PUSH_RATE
 from monitor.web.heartbeats import signature, verify_signature
 from monitor.web.server import build_app
 from tests.conftest import start_app
@@ -199,3 +203,69 @@ def test_a_short_secret_is_a_config_error() -> None:
         FreshnessCheck.model_validate(
             {"name": "x", "max_age": "1h", "source": {"type": "heartbeat", "secret": "short"}}
         )
+
+
+async def raw_post(url: str, path: str, head: dict[str, str], pieces: list[bytes]) -> int:
+    """POST over a raw socket, the body written in `pieces` with a pause between them, as a
+    slow network delivers it: separate TCP segments. Returns the status code."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        lines = [f"POST {path} HTTP/1.1", f"Host: {host}", "Connection: close"]
+        lines += [f"{name}: {value}" for name, value in head.items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        status_line = await reader.readline()
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+
+
+async def test_a_signed_body_arriving_in_several_segments_verifies(running: Running) -> None:
+    body = json.dumps({"count": 7, "message": "x" * 3000}).encode()
+    head = {**signed(body), "Content-Length": str(len(body)), "Content-Type": "application/json"}
+    pieces = [body[:10], body[10:1500], body[1500:]]
+    assert await raw_post(running.url, "/heartbeat/signed", head, pieces) == 202
+    beat = running.daemon.runner.ctx.heartbeats.last("signed")
+    assert beat is not None and beat.count == 7
+
+
+@pytest.mark.parametrize("announced", [True, False], ids=["content-length", "chunked"])
+async def test_a_body_past_64_kib_is_413_however_it_is_sent(
+    running: Running, announced: bool
+) -> None:
+    body = b'{"count": 1, "pad": "' + b"x" * (heartbeats.MAX_BODY) + b'"}'
+    if announced:
+        head = {"Content-Length": str(len(body))}
+        pieces = [body[: len(body) // 2], body[len(body) // 2 :]]
+    else:
+        head = {"Transfer-Encoding": "chunked"}
+        half = len(body) // 2
+        pieces = [b"%x\r\n%s\r\n" % (len(p), p) for p in (body[:half], body[half:])] + [
+            b"0\r\n\r\n"
+        ]
+    assert await raw_post(running.url, "/heartbeat/open", head, pieces) == 413
+    assert running.daemon.runner.ctx.heartbeats.last("open") is None
+
+
+async def test_a_flood_of_pushes_is_rate_limited_and_stores_a_bounded_number(
+    running: Running,
+) -> None:
+    started = time.monotonic()
+    answers: dict[int, int] = {}
+    retry_after = set()
+    for _ in range(1000):
+        async with running.client.post(f"{running.url}/heartbeat/open", data=b"") as response:
+            answers[response.status] = answers.get(response.status, 0) + 1
+            if response.status == 429:
+                retry_after.add(response.headers["Retry-After"])
+    elapsed = time.monotonic() - started
+    assert answers[202] <= PUSH_BURST + elapsed * PUSH_RATE + 1
+    assert answers[429] >= 1000 - answers[202]
+    assert retry_after and all(int(value) >= 1 for value in retry_after)
+    # One row per check, and only the accepted pushes ever reached the writer.
+    with Session(running.daemon.store.engine) as session:
+        assert len(session.exec(select(HeartbeatRow)).all()) == 1
