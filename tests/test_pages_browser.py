@@ -47,8 +47,9 @@ def chromium() -> str:
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium, or scripts/system-deps.sh)")
 
 
-async def run_chromium(binary: str, *args: str) -> bytes:
-    """Headless Chromium as an asyncio subprocess, so the in-process servers keep answering."""
+async def run_chromium(binary: str, *args: str, log: list[str] | None = None) -> bytes:
+    """Headless Chromium as an asyncio subprocess, so the in-process servers keep answering.
+    `log`: gets its stderr (with `--enable-logging=stderr`, the console and CSP reports)."""
     with tempfile.TemporaryDirectory(prefix="intmon-chromium-") as profile:
         process = await asyncio.create_subprocess_exec(
             binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -64,6 +65,8 @@ async def run_chromium(binary: str, *args: str) -> bytes:
             await process.wait()
             pytest.fail(f"chromium {' '.join(args)} did not finish within {CHROMIUM_TIMEOUT} s")
     assert process.returncode == 0, stderr.decode(errors="replace")[-2000:]
+    if log is not None:
+        log.append(stderr.decode(errors="replace"))
     return stdout
 
 
