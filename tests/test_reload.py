@@ -26,6 +26,7 @@ from monitor.storage.store import Store
 from monitor.web.server import build_app
 from tests.conftest import network_address, start_app
 from tests.receiver import Receiver
+from tests.waiting import until_ready
 
 
 def config_text(db: Path, checks: list[dict[str, Any]], **top: Any) -> str:
@@ -232,15 +233,7 @@ async def test_sighup_with_a_broken_config_keeps_the_daemon_running_on_the_old_o
             return {c["name"] for c in (await r.json())["checks"]}
 
     try:
-        async with aiohttp.ClientSession() as client:
-            for _ in range(200):
-                try:
-                    async with client.get(url + "/readyz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass  # not listening yet
-                await asyncio.sleep(0.05)
+        await until_ready(url)
         path.write_text("checks: [{name: a, interval: often}]")
         process.send_signal(signal.SIGHUP)
         await asyncio.sleep(0.5)

@@ -25,6 +25,7 @@ from tests import tls as pki_files  # its TestPKI would be collected as a test c
 from tests.test_cli import free_port
 from tests.test_web_access import OPS, OPS_HASH
 from tests.tls import make_pki
+from tests.waiting import until_ready
 
 
 @dataclass
@@ -82,7 +83,7 @@ async def tls(tmp_path: Path, sandbox: str) -> AsyncIterator[Tls]:
     )  # fmt: skip
     running = Tls(f"https://127.0.0.1:{port}", port, first, second, tmp_path, client, process)
     try:
-        await _until_ready(running)
+        await until_ready(running.url, client)
         yield running
     finally:
         if process.returncode is None:
@@ -93,19 +94,6 @@ async def tls(tmp_path: Path, sandbox: str) -> AsyncIterator[Tls]:
 def _folder(path: Path) -> Path:
     path.mkdir()
     return path
-
-
-async def _until_ready(tls: Tls) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(200):
-            try:
-                async with http.get(tls.url + "/readyz", ssl=tls.client) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass  # not listening yet
-            await asyncio.sleep(0.05)
-    pytest.fail("the daemon did not become ready over HTTPS")
 
 
 async def test_over_tls_private_paths_need_credentials_and_public_ones_do_not(tls: Tls) -> None:
