@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # System packages the test suite and benchmarks run for real: Prometheus (promtool, dashboard
-# queries), Chromium (status page), nginx and blackbox_exporter (benchmarks).
+# queries), Chromium (status page), PostgreSQL (the storage tests start a throwaway server of
+# their own; only its binaries are used), nginx and blackbox_exporter (benchmarks).
 # Installs only what is missing; needs root (CI runs as root) or an already prepared machine.
 set -euo pipefail
 
-packages=(prometheus chromium nginx prometheus-blackbox-exporter)
+packages=(prometheus chromium postgresql nginx prometheus-blackbox-exporter)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

@@ -1,4 +1,5 @@
-"""Shared fixtures: real servers on loopback, real SQLite files, a clock tests control."""
+"""Shared fixtures: real servers on loopback, real SQLite files and a real Postgres server, a
+clock tests control."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import ipaddress
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -20,6 +21,7 @@ from monitor.core.redact import Redactor
 from monitor.engine.runner import make_session
 from monitor.sandbox import build_sandbox
 from monitor.storage.store import Store
+from tests.postgres import PostgresServer
 from tests.receiver import Receiver
 
 # Property-based tests: a modest, repeatable run in the normal suite (derandomized, so a failure
@@ -135,9 +137,36 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "monitor.db"
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway cluster for the whole session, started by the first test that needs it."""
+    try:
+        server = PostgresServer()
+    except RuntimeError as exc:
+        # Not a skip: CI installs Postgres, so a missing server is a broken setup.
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each kind: the SQLite file is `db_path`, the Postgres one a
+    database of its own on the session's server (`postgresql://…`, as users write it)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'monitor.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    with server.database() as url:
+        yield url
+
+
 @pytest.fixture
-def store(db_path: Path) -> Store:
-    s = Store(f"sqlite:///{db_path}")
+def store(db_url: str) -> Iterator[Store]:
+    s = Store(db_url)
     s.open()
     yield s
     s.close()

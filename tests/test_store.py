@@ -1,16 +1,22 @@
-"""History in a real SQLite file: schema, batching, restarts, and outages that lose nothing."""
+"""History in a real SQLite file and a real Postgres database: schema, batching, restarts, and
+outages that lose nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy.exc
-from sqlalchemy import text
+from sqlalchemy import Engine, create_engine, text
 
+from monitor.storage.backend import engine_url
 from monitor.storage.store import SCHEMA_VERSION, RunRecord, SchemaError, Store
 from monitor.storage.writer import Writer
+from tests.postgres import sqlite_only
 
 
 def record(check: str, ts: float, ok: bool = True, **extra: object) -> RunRecord:
@@ -25,46 +31,84 @@ def record(check: str, ts: float, ok: bool = True, **extra: object) -> RunRecord
     return RunRecord(check=check, ts=ts, ok=ok, **fields)  # type: ignore[arg-type]
 
 
-def test_the_schema_is_created_in_wal_mode_with_a_version_marker(
-    store: Store, db_path: Path
-) -> None:
+def fetch(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of raw SQL, read past the store: what is really stored."""
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(text(sql))]
+
+
+@contextlib.contextmanager
+def locked(store: Store, db_path: Path) -> Iterator[None]:
+    """Another process holds the runs' lock (longer than the store waits for it)."""
+    if store.database.sqlite:
+        with contextlib.closing(sqlite3.connect(db_path, isolation_level=None)) as blocker:
+            blocker.execute("BEGIN EXCLUSIVE")
+            yield
+            blocker.execute("ROLLBACK")
+        return
+    other = create_engine(store.engine.url)
+    with other.connect() as blocker:  # one transaction, rolled back when it closes
+        blocker.execute(text("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE"))
+        yield
+    other.dispose()
+
+
+def test_the_schema_is_created_with_a_version_marker(store: Store) -> None:
+    version = fetch(store.engine, "SELECT value FROM meta WHERE key='schema_version'")
+    assert version == [(str(SCHEMA_VERSION),)]
+
+
+@sqlite_only
+def test_an_sqlite_file_is_in_wal_mode(store: Store, db_path: Path) -> None:
     with sqlite3.connect(db_path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
-    assert int(version) == SCHEMA_VERSION
 
 
-def test_a_database_from_a_newer_intmon_is_refused(store: Store, db_path: Path) -> None:
+def test_a_database_from_a_newer_intmon_is_refused(store: Store, db_url: str) -> None:
     with store.engine.begin() as connection:
         connection.execute(text("UPDATE meta SET value='999' WHERE key='schema_version'"))
-    newer = Store(f"sqlite:///{db_path}")
+    newer = Store(db_url)
     with pytest.raises(SchemaError, match="newer than this intmon"):
         newer.open()
     newer.close()
 
 
-def test_a_read_only_store_reads_history_and_can_write_nothing(store: Store, db_path: Path) -> None:
+def test_a_read_only_store_reads_history_and_can_write_nothing(store: Store, db_url: str) -> None:
+    store.write_runs([record("a", 1), record("a", 2, ok=False)])
+    reader = Store(db_url, read_only=True)
+    reader.open()
+    try:
+        assert [(r.ts, r.ok) for r in reader.runs_since("a", 0)] == [(1, True), (2, False)]
+        # SQLite opens the file read-only; Postgres makes every transaction read-only.
+        refused = "readonly database|read-only transaction"
+        with pytest.raises(sqlalchemy.exc.DBAPIError, match=refused):
+            reader.write_runs([record("a", 3)])
+    finally:
+        reader.close()
+    assert store.count_runs() == 2
+
+
+@sqlite_only
+def test_a_read_only_store_leaves_the_sqlite_file_untouched(store: Store, db_path: Path) -> None:
     store.write_runs([record("a", 1), record("a", 2, ok=False)])
     store.close()  # the last connection checkpoints the WAL into the file
     before = (db_path.read_bytes(), db_path.stat().st_mtime_ns)
     reader = Store(f"sqlite:///{db_path}", read_only=True)
     reader.open()
     try:
-        assert [(r.ts, r.ok) for r in reader.runs_since("a", 0)] == [(1, True), (2, False)]
-        with pytest.raises(sqlalchemy.exc.OperationalError, match="readonly database"):
-            reader.write_runs([record("a", 3)])
+        assert reader.count_runs() == 2
     finally:
         reader.close()
     assert (db_path.read_bytes(), db_path.stat().st_mtime_ns) == before
 
 
-def test_a_read_only_store_refuses_a_database_without_the_tables_it_reads(
-    db_path: Path,
-) -> None:
-    with sqlite3.connect(db_path) as db:
-        db.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        db.execute(f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}')")
-    reader = Store(f"sqlite:///{db_path}", read_only=True)
+def test_a_read_only_store_refuses_a_database_without_the_tables_it_reads(db_url: str) -> None:
+    engine = create_engine(engine_url(db_url))
+    with engine.begin() as db:
+        db.execute(text("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)"))
+        db.execute(text(f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}')"))
+    engine.dispose()
+    reader = Store(db_url, read_only=True)
     with pytest.raises(
         SchemaError,
         match="no table checks, deprecations, heartbeats, rollups, runs, shapes; run `intmon run` once",
@@ -82,19 +126,18 @@ def test_latest_runs_returns_the_newest_run_of_each_check(store: Store) -> None:
     }
 
 
-def test_signals_are_stored_as_json_and_read_back_decoded(store: Store, db_path: Path) -> None:
+def test_signals_are_stored_as_json_and_read_back_decoded(store: Store) -> None:
     store.write_runs([record("a", 1, signals={"quota_remaining": 7})])
     assert store.runs_since("a", 0)[0].signals == {"quota_remaining": 7}
-    with sqlite3.connect(db_path) as db:
-        assert db.execute("SELECT signals FROM runs").fetchone() == ('{"quota_remaining":7}',)
+    assert fetch(store.engine, "SELECT signals FROM runs") == [('{"quota_remaining":7}',)]
 
 
-def test_history_survives_reopening_the_file(db_path: Path) -> None:
-    first = Store(f"sqlite:///{db_path}")
+def test_history_survives_reopening_the_database(db_url: str) -> None:
+    first = Store(db_url)
     first.open()
     first.write_runs([record("a", float(i)) for i in range(50)])
     first.close()
-    second = Store(f"sqlite:///{db_path}")
+    second = Store(db_url)
     second.open()
     assert second.count_runs("a") == 50
     second.close()
@@ -109,22 +152,19 @@ async def test_the_writer_batches_everything_it_is_given(store: Store) -> None:
     assert not writer.pending
 
 
-async def test_a_locked_database_loses_no_result_and_counts_the_error(db_path: Path) -> None:
-    store = Store(f"sqlite:///{db_path}", busy_timeout=0.05)
+async def test_a_locked_database_loses_no_result_and_counts_the_error(
+    db_url: str, db_path: Path
+) -> None:
+    store = Store(db_url, busy_timeout=0.05)
     store.open()
     errors: list[int] = []
     writer = Writer(store, on_error=lambda: errors.append(1))
     for i in range(10):
         writer.record(record("a", float(i)))
-    blocker = sqlite3.connect(db_path, isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")
-    try:
+    with locked(store, db_path):
         assert not await writer.flush_once()
         assert len(writer.pending) == 10
         assert errors == [1]
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     assert await writer.flush_once()
     assert store.count_runs("a") == 10
     store.close()
@@ -198,15 +238,13 @@ def test_healthy_latencies_stream_passing_timed_runs_by_check_name_then_time(
 )
 def test_a_reason_that_only_repeats_the_status_is_stored_as_null_and_read_back_in_full(
     store: Store,
-    db_path: Path,
     status: int | None,
     reason: str,
     signals: dict[str, object],
     stored: tuple[str | None, str | None],
 ) -> None:
     store.write_runs([record("a", 1, status=status, reason=reason, signals=signals)])
-    with sqlite3.connect(db_path) as db:
-        assert db.execute("SELECT reason, signals FROM runs").fetchone() == stored
+    assert fetch(store.engine, "SELECT reason, signals FROM runs") == [stored]
     for row in (store.runs_since("a", 0)[0], store.latest_runs()["a"]):
         assert (row.status, row.reason) == (status, reason)
         assert row.signals == signals
@@ -228,32 +266,32 @@ async def test_runs_of_one_check_at_the_same_instant_are_all_kept(store: Store) 
     assert store.count_runs("a") == 4
 
 
-def test_each_check_name_is_stored_once_however_many_runs_it_has(
-    store: Store, db_path: Path
-) -> None:
+def test_each_check_name_is_stored_once_however_many_runs_it_has(store: Store, db_url: str) -> None:
     store.write_runs([record(name, float(i)) for i in range(100) for name in ("a", "b")])
-    reopened = Store(f"sqlite:///{db_path}")  # no cached ids: they are read back
+    reopened = Store(db_url)  # no cached ids: they are read back
     reopened.open()
     reopened.write_runs([record("c", 1.0), record("a", 200.0)])
     assert reopened.count_runs("a") == 101
     reopened.close()
-    with sqlite3.connect(db_path) as db:
-        assert db.execute("SELECT name FROM checks ORDER BY id").fetchall() == [
-            ("a",),
-            ("b",),
-            ("c",),
-        ]
+    assert fetch(store.engine, "SELECT name FROM checks ORDER BY id") == [("a",), ("b",), ("c",)]
 
 
-def test_a_failed_batch_leaves_no_check_name_behind(store: Store, db_path: Path) -> None:
-    with sqlite3.connect(db_path) as db:
-        db.execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'no'); END"
-        )
+# A rule that refuses every run, and its removal, in each database's own SQL.
+REFUSE = {
+    "sqlite": "CREATE TRIGGER refuse BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'no'); END",
+    "postgresql": "ALTER TABLE runs ADD CONSTRAINT no CHECK (false)",
+}
+ALLOW = {"sqlite": "DROP TRIGGER refuse", "postgresql": "ALTER TABLE runs DROP CONSTRAINT no"}
+
+
+def test_a_failed_batch_leaves_no_check_name_behind(store: Store) -> None:
+    dialect = store.engine.dialect.name
+    with store.engine.begin() as db:
+        db.execute(text(REFUSE[dialect]))
     with pytest.raises(sqlalchemy.exc.IntegrityError, match="no"):
         store.write_runs([record("new", 1)])
-    with sqlite3.connect(db_path) as db:
-        db.execute("DROP TRIGGER refuse")
-        assert db.execute("SELECT count(*) FROM checks").fetchone()[0] == 0
+    with store.engine.begin() as db:
+        db.execute(text(ALLOW[dialect]))
+    assert fetch(store.engine, "SELECT count(*) FROM checks") == [(0,)]
     store.write_runs([record("new", 1)])  # the id is not cached from the rolled-back attempt
     assert [r.check for r in store.runs_since("new", 0)] == ["new"]

@@ -11,16 +11,15 @@ from typing import Annotated, Literal
 from urllib.parse import quote
 
 from pydantic import AfterValidator, Field, field_validator
-from sqlalchemy import create_engine
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from checks.base import CheckConfig
 from monitor.config.alerting import AlertingSettings, ErrorClass, SilenceConfig, apprise_rejects
 from monitor.config.rules import RuleConfig
 from monitor.config.web import StatusPageSettings, WebSettings
+from monitor.core.errors import StorageError
 from monitor.core.model import NAME_PATTERN, Model
-from monitor.core.redact import redact
 from monitor.core.units import Duration, HttpUrlText, brief, require_http_url
+from monitor.storage.backend import database_url, engine_url
 from monitor.storage.upkeep import Retention
 
 
@@ -57,17 +56,12 @@ class MonitorSettings(Model):
         if "://" not in value:
             return value  # a file path, for SQLite
         # Checked here, so a typo or a missing driver is a config error naming the key rather
-        # than a traceback from whichever command opens the database first. An engine only
-        # connects when first used: this loads the dialect and its driver and checks the URL's
-        # parts, nothing more.
+        # than a traceback from whichever command opens the database first. Nothing connects:
+        # this parses the URL and loads its dialect and driver.
         try:
-            create_engine(value).dispose()
-        except (ArgumentError, NoSuchModuleError) as exc:
-            # SQLAlchemy may quote the URL, which may carry a password; its first line says it.
-            problem = redact(str(exc).splitlines()[0], ())
-            raise ValueError(f"not a usable SQLAlchemy URL: {problem}") from None
-        except ImportError as exc:
-            raise ValueError(f"its database driver is not installed ({exc})") from None
+            engine_url(value)
+        except StorageError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("listen")
@@ -95,7 +89,7 @@ class MonitorSettings(Model):
 
     @property
     def database_url(self) -> str:
-        return self.database if "://" in self.database else f"sqlite:///{self.database}"
+        return database_url(self.database)
 
 
 def _apprise_url(url: str) -> str:

@@ -1,5 +1,5 @@
-"""The database file itself: its engine and pragmas, the schema check or upgrade on open, and
-the file's size and incremental vacuum."""
+"""The database itself, SQLite file or Postgres: its engine (and SQLite's pragmas), the schema
+check or upgrade on open, its size, and SQLite's incremental vacuum."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Engine, event, inspect, make_url
+from sqlalchemy import URL, Connection, Engine, event, insert, inspect, text
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import SQLModel, create_engine
 
 from monitor.storage import heartbeats as _heartbeat_table  # noqa: F401 (creates its table)
 from monitor.storage import pauses as _pause_table  # noqa: F401 (creates its table)
 from monitor.storage import shapes as _shape_table  # noqa: F401 (creates its table)
+from monitor.storage.backend import engine_url
 from monitor.storage.migrate import legacy_version, upgrade_legacy
 from monitor.storage.schema import SCHEMA_VERSION, MetaRow, SchemaError
 
@@ -25,6 +26,10 @@ READ_TABLES = {"runs", "checks", "meta", "deprecations", "rollups", "heartbeats"
 # An existing database without auto_vacuum is switched (one VACUUM, a full copy) on open only
 # up to this size; a bigger one keeps working, it just never gives freed pages back to the OS.
 VACUUM_ON_UPGRADE_MAX_BYTES = 64 * 1024 * 1024
+
+# The Postgres advisory lock held while a process creates or upgrades the schema, so processes
+# starting together on one database do it one after the other (any constant: intmon's own).
+SCHEMA_LOCK = 0x696E746D6F6E  # "intmon"
 
 
 def _sqlite_pragmas(busy_timeout: float, read_only: bool) -> Any:
@@ -60,6 +65,18 @@ def _read_only(url: URL, path: Path) -> URL:
     return url.set(database=path.absolute().as_uri(), query=query)
 
 
+def _postgres_options(url: URL, busy_timeout: float, read_only: bool) -> URL:
+    """Session settings through libpq's `options` (kept if the URL has its own): a statement
+    waits at most `busy_timeout` for a lock, as SQLite's busy timeout, and a read-only open has
+    every transaction read-only, enforced by the server."""
+    given = url.query.get("options", ())
+    options = [given] if isinstance(given, str) else list(given)
+    options.append(f"-c lock_timeout={int(busy_timeout * 1000)}")
+    if read_only:
+        options.append("-c default_transaction_read_only=on")
+    return url.update_query_dict({"options": " ".join(options)})
+
+
 def _refuse_newer(version: int | None) -> None:
     if version is not None and version > SCHEMA_VERSION:
         raise SchemaError(
@@ -75,14 +92,19 @@ class Database:
     def __init__(self, url: str, busy_timeout: float = 5.0, read_only: bool = False) -> None:
         self.url = url
         self.read_only = read_only
-        parsed = make_url(url)
+        parsed = engine_url(url)
         self.sqlite = parsed.get_backend_name() == "sqlite"
         self.path = _sqlite_file(parsed) if self.sqlite else None
-        if read_only and self.path is not None:
-            parsed = _read_only(parsed, self.path)
-        self.engine: Engine = create_engine(parsed)
         if self.sqlite:
+            if read_only and self.path is not None:
+                parsed = _read_only(parsed, self.path)
+            self.engine: Engine = create_engine(parsed)
             event.listen(self.engine, "connect", _sqlite_pragmas(busy_timeout, read_only))
+        else:
+            parsed = _postgres_options(parsed, busy_timeout, read_only)
+            # A server restart leaves the pool's connections dead: test each before use, so
+            # the first write after a restart succeeds instead of failing once more.
+            self.engine = create_engine(parsed, pool_pre_ping=True)
 
     def open(self) -> None:
         """Create the schema if needed, upgrade an older one, and check its version marker.
@@ -92,21 +114,26 @@ class Database:
         if self.read_only:
             self._check_readable()
             return
-        with self.engine.connect() as connection:
+        # One transaction (DDL is transactional in both), under a lock on Postgres: processes
+        # starting together on one database never upgrade twice nor see half a schema.
+        with self.engine.begin() as connection:
+            if not self.sqlite:
+                connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK})
             had_runs = inspect(connection).has_table("runs")
-            version = legacy_version(connection)
-        _refuse_newer(version)
-        if version is not None and version < SCHEMA_VERSION:
-            with self.engine.begin() as connection:
-                upgrade_legacy(connection, version)
-            log.info("database schema upgraded from %s to %s", version, SCHEMA_VERSION)
-        SQLModel.metadata.create_all(self.engine)
-        with Session(self.engine) as session:
-            if session.get(MetaRow, "schema_version") is None:
-                session.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
-                session.commit()
+            self._upgrade(connection)
         if self.sqlite and had_runs:
             self._enable_incremental_vacuum()
+
+    def _upgrade(self, connection: Connection) -> None:
+        version = legacy_version(connection)
+        _refuse_newer(version)
+        if version is not None and version < SCHEMA_VERSION:
+            upgrade_legacy(connection, version)
+            log.info("database schema upgraded from %s to %s", version, SCHEMA_VERSION)
+        SQLModel.metadata.create_all(connection)
+        if version is None:
+            row = {"key": "schema_version", "value": str(SCHEMA_VERSION)}
+            connection.execute(insert(MetaRow.__table__).values(**row))  # type: ignore[attr-defined]
 
     def _check_readable(self) -> None:
         if self.path is not None and not self.path.exists():
@@ -141,7 +168,9 @@ class Database:
             connection.exec_driver_sql("VACUUM")
 
     def incremental_vacuum(self, pages: int) -> int:
-        """Give up to `pages` free pages back to the OS; returns the free pages left."""
+        """Give up to `pages` free pages back to the OS; returns the free pages left.
+
+        SQLite only: Postgres's autovacuum makes the space of deleted rows reusable itself."""
         if not self.sqlite:
             return 0
         with self.engine.begin() as connection:
@@ -155,10 +184,12 @@ class Database:
             return free
 
     def size_bytes(self) -> int:
-        """Pages in use and free, times page size: the main file's size, WAL excluded."""
-        if not self.sqlite:
-            return 0
+        """SQLite: pages in use and free, times page size: the main file's size, WAL excluded.
+        Postgres: the database's size on disk, as the server counts it."""
         with self.engine.connect() as connection:
+            if not self.sqlite:
+                query = "SELECT pg_database_size(current_database())"
+                return int(connection.exec_driver_sql(query).scalar() or 0)
             pages = connection.exec_driver_sql("PRAGMA page_count").scalar() or 0
             size = connection.exec_driver_sql("PRAGMA page_size").scalar() or 0
             return int(pages) * int(size)

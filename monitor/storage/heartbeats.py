@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table
 from sqlmodel import Field, Session, SQLModel, select
 
 from checks.heartbeats import Heartbeat
+from monitor.storage.backend import upsert
 
 
 class HeartbeatRow(SQLModel, table=True):
@@ -22,6 +23,9 @@ class HeartbeatRow(SQLModel, table=True):
     count: int | None = None  # what the last successful run reported moving
     last_failure: float | None = None
     message: str | None = None  # what the last failed run said about itself
+
+
+HEARTBEATS: Table = HeartbeatRow.__table__  # type: ignore[attr-defined]
 
 
 def load_heartbeats(engine: Engine) -> dict[str, Heartbeat]:
@@ -35,6 +39,5 @@ def load_heartbeats(engine: Engine) -> dict[str, Heartbeat]:
 
 def save_heartbeat(engine: Engine, check: str, beat: Heartbeat) -> None:
     """Persist one check's heartbeat (blocking: call from a thread)."""
-    with Session(engine) as session:
-        session.merge(HeartbeatRow(check=check, **asdict(beat)))
-        session.commit()
+    with engine.begin() as connection:
+        upsert(connection, HEARTBEATS, [{"check": check, **asdict(beat)}])

@@ -6,8 +6,10 @@ straight into the provider's pause: the 429 the monitor was asked to avoid.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table
 from sqlmodel import Field, Session, SQLModel, select
+
+from monitor.storage.backend import upsert
 
 
 class PauseRow(SQLModel, table=True):
@@ -19,6 +21,9 @@ class PauseRow(SQLModel, table=True):
     streak: int = 0  # consecutive 429s
 
 
+PAUSES: Table = PauseRow.__table__  # type: ignore[attr-defined]
+
+
 def load_pauses(engine: Engine) -> list[PauseRow]:
     """Every persisted pause (blocking: call from a thread, after Store.open)."""
     with Session(engine) as session:
@@ -27,6 +32,5 @@ def load_pauses(engine: Engine) -> list[PauseRow]:
 
 def save_pause(engine: Engine, row: PauseRow) -> None:
     """Persist one key's pause (blocking: call on the writer's thread)."""
-    with Session(engine) as session:
-        session.merge(row)
-        session.commit()
+    with engine.begin() as connection:
+        upsert(connection, PAUSES, [row.model_dump()])

@@ -9,11 +9,12 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Table, insert, text
+from sqlalchemy import Connection, Engine, Row, Table, text
 from sqlalchemy import select as sa_select
 
 from monitor.core.quantile import quantile
 from monitor.core.units import HOUR, hour_of
+from monitor.storage.backend import upsert
 from monitor.storage.checkids import CheckIds
 from monitor.storage.schema import MetaRow, RollupRow, StoredRollup, StoredRun
 
@@ -140,12 +141,13 @@ class Rollups:
             for check_id in ids.values():
                 if check_id in grouped:
                     rows.append({"check_id": check_id, **summarise_hour(hour, grouped[check_id])})
+            # Rows of checks without runs in the hour any more go; the others are replaced in
+            # place, so a second process rolling up the same hour cannot collide on the key.
             stale = ROLLUPS.delete().where(ROLLUPS.c.hour == hour)
             if checks is not None:
                 stale = stale.where(ROLLUPS.c.check_id.in_(ids.values()))
-            connection.execute(stale)
-            if rows:
-                connection.execute(insert(ROLLUPS), rows)
+            connection.execute(stale.where(ROLLUPS.c.check_id.not_in(list(grouped))))
+            upsert(connection, ROLLUPS, rows)
             end = hour + int(HOUR)
             advance = last and (self._rolled_until is None or end > self._rolled_until)
             if advance:
@@ -160,9 +162,7 @@ class Rollups:
         return len(rows)
 
     def _set_meta(self, connection: Connection, key: str, value: str) -> None:
-        updated = connection.execute(META.update().where(META.c.key == key).values(value=value))
-        if not updated.rowcount:
-            connection.execute(insert(META).values(key=key, value=value))
+        upsert(connection, META, [{"key": key, "value": value}])
 
     def prune_runs(self, before: float, limit: int, checks: list[str]) -> int:
         """Delete up to `limit` runs older than `before` of `checks`, in one transaction."""

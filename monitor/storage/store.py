@@ -1,4 +1,4 @@
-"""History in SQLite (or Postgres) through SQLModel. Synchronous; the writer and the API
+"""History in SQLite or Postgres through SQLModel. Synchronous; the writer and the API
 call it from worker threads so the event loop never waits on disk."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from monitor.storage.backend import upsert
 from monitor.storage.checkids import CheckIds
 from monitor.storage.database import Database
 from monitor.storage.rollups import Rollups
@@ -33,6 +34,7 @@ __all__ = [
 
 
 RUNS: Table = StoredRun.__table__  # type: ignore[attr-defined]
+DEPRECATIONS: Table = DeprecationRow.__table__  # type: ignore[attr-defined]
 
 
 class Store:
@@ -90,10 +92,8 @@ class Store:
     def write_deprecations(self, rows: list[DeprecationRow]) -> None:
         if not rows:
             return
-        with Session(self.engine) as session:
-            for row in rows:
-                session.merge(row)
-            session.commit()
+        with self.engine.begin() as connection:
+            upsert(connection, DEPRECATIONS, [row.model_dump() for row in rows])
 
     def deprecations(self) -> dict[str, DeprecationRow]:
         with Session(self.engine) as session:

@@ -1,0 +1,83 @@
+"""The two databases intmon runs on, SQLite and Postgres: what their URLs mean, and the one
+statement whose SQL differs between them (insert-or-update).
+
+Everything else the store does is standard SQL that both run as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import URL, Connection, Table, create_engine, make_url
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from monitor.core.errors import StorageError
+from monitor.core.redact import redact
+
+# psycopg 3, whichever SQLAlchemy is installed: 2.0 would pick psycopg2 for a plain
+# `postgresql://`, 2.1 picks psycopg 3; spelling the driver out makes both agree.
+POSTGRES_DRIVER = "postgresql+psycopg"
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+INSTALL_POSTGRES = "pip install 'integration-monitor[postgres]'"
+
+
+def database_url(value: str) -> str:
+    """`monitor.database` as a SQLAlchemy URL: a file path is an SQLite file, and a Postgres
+    URL without a driver gets psycopg 3 (`postgres://`, as some hosts hand it out, too)."""
+    if "://" not in value:
+        return f"sqlite:///{value}"
+    scheme, rest = value.split("://", 1)
+    if scheme in POSTGRES_SCHEMES:
+        return f"{POSTGRES_DRIVER}://{rest}"
+    return value
+
+
+def engine_url(value: str) -> URL:
+    """The parsed URL of `monitor.database`, checked without connecting: a StorageError (with
+    the password masked) for a URL SQLAlchemy cannot use or whose driver is not installed."""
+    try:
+        url = make_url(database_url(value))
+        # Loads the dialect and its driver and checks the URL's parts; connects to nothing.
+        create_engine(url).dispose()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        # SQLAlchemy may quote the URL, which may carry a password; its first line says it.
+        problem = redact(str(exc).splitlines()[0], ())
+        raise StorageError(f"not a usable SQLAlchemy URL: {problem}") from None
+    except ImportError as exc:
+        if url.drivername == POSTGRES_DRIVER:
+            raise StorageError(f"Postgres needs the psycopg driver: {INSTALL_POSTGRES}") from None
+        raise StorageError(f"its database driver is not installed ({exc})") from None
+    return url
+
+
+def shown(url: URL | str) -> str:
+    """A database URL fit for logs and messages: its password masked."""
+    parsed = url if isinstance(url, URL) else make_url(database_url(url))
+    return parsed.render_as_string(hide_password=True)
+
+
+def is_postgres(connection: Connection) -> bool:
+    return connection.dialect.name == "postgresql"
+
+
+def upsert(
+    connection: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str] = ()
+) -> None:
+    """Insert `rows`, or update the row already there with the same key (default: the primary
+    key): one statement, atomic on both databases, so two writers never collide on the key."""
+    if not rows:
+        return
+    dialect = connection.dialect.name
+    insert: Any
+    if dialect == "postgresql":
+        insert = postgresql.insert
+    elif dialect == "sqlite":
+        insert = sqlite.insert
+    else:
+        raise StorageError(f"intmon stores its history in SQLite or Postgres, not {dialect}")
+    key = list(keys) or [column.name for column in table.primary_key]
+    statement = insert(table)
+    changed = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in key}
+    connection.execute(statement.on_conflict_do_update(index_elements=key, set_=changed), rows)
