@@ -10,20 +10,20 @@ import asyncio
 import contextlib
 import os
 import signal
-import sqlite3
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp import web
+from sqlalchemy import Engine, create_engine, text
 
 from monitor.alerting.notify import ID_FIELD, Message, Notify
 from monitor.alerting.outbox import SENDING, SENT, Delivery, claim, commit, pending
 from monitor.config.alerting import AlertingSettings
 from monitor.core.clock import FakeClock
 from monitor.core.redact import Redactor
+from monitor.storage.backend import engine_url
 from monitor.storage.store import Store
 from monitor.storage.writer import Writer
 from tests.conftest import start_app
@@ -33,9 +33,9 @@ from tests.test_cli import free_port
 from tests.waiting import eventually
 
 
-def statuses(db: Path) -> list[str]:
-    with sqlite3.connect(db) as connection:
-        return [row[0] for row in connection.execute("SELECT status FROM outbox ORDER BY id")]
+def statuses(engine: Engine) -> list[str]:
+    with engine.connect() as connection:
+        return [row[0] for row in connection.execute(text("SELECT status FROM outbox ORDER BY id"))]
 
 
 def message(dedup: str, at: float = FakeClock().time()) -> Message:
@@ -47,7 +47,7 @@ def nid_in_body(post: dict[str, Any]) -> str:
 
 
 async def test_a_kill_after_the_send_before_the_mark_resends_with_the_same_id(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, db_url: str, receiver: Receiver
 ) -> None:
     async def broken(_: web.Request) -> web.Response:
         return web.Response(status=503)
@@ -55,10 +55,10 @@ async def test_a_kill_after_the_send_before_the_mark_resends_with_the_same_id(
     app = web.Application()
     app.router.add_get("/", broken)
     runner, target = await start_app(app)
-    db = tmp_path / "m.db"
+    db = create_engine(engine_url(db_url))
     config = tmp_path / "intmon.yaml"
     config.write_text(
-        f"monitor: {{database: '{db}', listen: '127.0.0.1:{free_port()}'}}\n"
+        f"monitor: {{database: '{db_url}', listen: '127.0.0.1:{free_port()}'}}\n"
         # The lease of an attempt is its backoff (1 s) plus send_timeout.
         "alerting: {group_wait: 0s, send_timeout: 1s}\n"
         f"notifiers: [{{name: chat, urls: ['{receiver.url}']}}]\n"
@@ -89,6 +89,7 @@ async def test_a_kill_after_the_send_before_the_mark_resends_with_the_same_id(
         if first.returncode is None:
             first.kill()
         await runner.cleanup()
+        db.dispose()
     copies = receiver.posts
     assert len(copies) == 2 and copies[0]["title"].startswith("FIRING: api error_rate")
     assert copies[0][ID_FIELD] == copies[1][ID_FIELD] == nid_in_body(copies[1])
@@ -113,14 +114,6 @@ async def delivering(
     finally:
         notify.close()
         await writer.close()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'm.db'}")
-    s.open()
-    yield s
-    s.close()
 
 
 async def test_each_notification_goes_out_once_with_an_id_of_its_own(

@@ -8,7 +8,6 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -107,9 +106,9 @@ def signed(body: bytes = BODY, ts: float | None = None, secret: str = SECRET) ->
 
 
 @pytest.fixture
-async def running(db_path: Path, sandbox: str) -> AsyncIterator[Running]:
+async def running(db_url: str, sandbox: str) -> AsyncIterator[Running]:
     text = f"""
-monitor: {{database: '{db_path}'}}
+monitor: {{database: '{db_url}'}}
 checks:
   - {{name: signed, type: freshness, interval: 1h, max_age: 1h, min_count: 1,
       source: {{type: heartbeat, secret: '{SECRET}'}}}}

@@ -10,8 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, inspect
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlalchemy import Engine, inspect, text
+from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from monitor.alerting.machine import AlertBook, AlertState, Phase
 from monitor.alerting.notify import Message, Notify
@@ -30,15 +30,18 @@ from monitor.config.alerting import AlertingSettings
 from monitor.config.rules import RuleConfig, parse_alerts
 from monitor.core.clock import FakeClock
 from monitor.core.redact import Redactor
+from monitor.storage.backend import engine_url
 from monitor.storage.store import Store
 from monitor.storage.writer import Writer
 from tests.fakes import Notifier, View
+from tests.postgres import postgres_only
 from tests.receiver import Receiver
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'monitor.db'}"
+def db(db_url: str) -> str:
+    """A fresh SQLite file, then a fresh Postgres database: every test runs on both."""
+    return db_url
 
 
 class Daemon:
@@ -259,7 +262,7 @@ async def test_a_silenced_check_is_tracked_but_not_sent(db: str, receiver: Recei
 
 
 def test_a_state_changed_by_another_writer_is_not_overwritten(db: str) -> None:
-    engine = create_engine(db)
+    engine = create_engine(engine_url(db))
     create_tables(engine)
     fresh = AlertState("a", "error_rate")
     firing = replace(fresh, phase=Phase.FIRING, severity="warning", version=1)
@@ -280,7 +283,7 @@ def message(dedup: str) -> Message:
 
 
 def test_a_message_is_queued_once_and_a_failed_commit_queues_nothing(db: str) -> None:
-    engine = create_engine(db)
+    engine = create_engine(engine_url(db))
     create_tables(engine)
     commit(engine, [], [message("k1")])
     fresh = AlertState("a", "r")
@@ -291,12 +294,32 @@ def test_a_message_is_queued_once_and_a_failed_commit_queues_nothing(db: str) ->
 
 
 def test_only_one_worker_can_claim_a_row(db: str) -> None:
-    engine = create_engine(db)
+    engine = create_engine(engine_url(db))
     create_tables(engine)
     commit(engine, [], [message("k1")])
     rows = pending(engine)
     assert claim(engine, rows, 0.0, 30)
     assert not claim(engine, rows, 0.0, 30)  # same snapshot, already taken
+    engine.dispose()
+
+
+@postgres_only
+def test_a_row_another_worker_is_claiming_is_skipped_without_waiting(db: str) -> None:
+    engine = create_engine(engine_url(db))
+    create_tables(engine)
+    commit(engine, [], [message("k1"), message("k2")])
+    with Session(engine) as session:
+        rows = list(session.exec(select(OutboxRow).order_by(col(OutboxRow.id))))
+    other = create_engine(engine_url(db))
+    with other.begin() as claiming:  # another replica, mid-claim of k1
+        claiming.execute(text("SELECT id FROM outbox WHERE dedup_key = 'k1' FOR UPDATE"))
+        # No lock timeout is set here: a claim that waited for the other would hang the test.
+        assert not claim(engine, rows, 0.0, 30)
+        assert claim(engine, rows[1:], 0.0, 30)  # k2 is nobody else's
+    with engine.connect() as connection:
+        statuses = connection.execute(text("SELECT dedup_key, status FROM outbox ORDER BY id"))
+        assert [tuple(row) for row in statuses] == [("k1", "pending"), ("k2", "sending")]
+    other.dispose()
     engine.dispose()
 
 
@@ -306,7 +329,7 @@ def test_only_one_worker_can_claim_a_row(db: str) -> None:
     ids=["first", "second", "third", "fifth", "capped", "long-after"],
 )
 def test_backoff_doubles_up_to_thirty_seconds(db: str, attempts: int, wait: float) -> None:
-    engine = create_engine(db)
+    engine = create_engine(engine_url(db))
     create_tables(engine)
     commit(engine, [], [message("k1")])
     for _ in range(attempts):  # each claim is one more try

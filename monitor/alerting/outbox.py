@@ -18,8 +18,9 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, Index, and_, func, insert, or_, update
+from sqlalchemy import ColumnElement, Engine, Index, Select, and_, func, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 PENDING, SENDING, SENT = "pending", "sending", "sent"
 EXPIRED, FAILED = "expired", "failed"
 UNSENT = (PENDING, SENDING)
+Q = TypeVar("Q", bound=Select[Any])
 
 
 class AlertStateRow(SQLModel, table=True):
@@ -168,12 +170,11 @@ def _idle(now: float, lease: float) -> ColumnElement[bool]:
 
 def expire(engine: Engine, now: float, lease: float = 0.0) -> list[OutboxRow]:
     """Give up on idle rows past their expiry; returns them for logging and metrics."""
-    with Session(engine) as session:
-        rows = session.exec(
-            select(OutboxRow).where(_idle(now, lease), col(OutboxRow.expires_at) <= now)
-        ).all()
     gone = []
     with engine.begin() as connection:
+        query = select(OutboxRow).where(_idle(now, lease), col(OutboxRow.expires_at) <= now)
+        found = connection.execute(_unclaimed(query))
+        rows = [OutboxRow.model_validate(dict(row._mapping)) for row in found]
         for row in rows:
             result = connection.execute(
                 update(OutboxRow)
@@ -210,11 +211,26 @@ def pending(engine: Engine, now: float = float("inf"), lease: float = 0.0) -> li
         return list(session.exec(query).all())
 
 
+def _unclaimed(query: Q) -> Q:
+    """`query`'s rows locked for this transaction, leaving out those another process has
+    locked: on Postgres, where several processes may claim at once, a row being claimed
+    elsewhere is skipped rather than waited for (its compare-and-set would fail anyway).
+    SQLite has one writer at a time and no such clause: there it changes nothing."""
+    return query.with_for_update(skip_locked=True)
+
+
 def claim(engine: Engine, rows: list[OutboxRow], now: float, cap: float) -> bool:
     """Take a batch for one attempt: mark it sending, bump attempts (the attempt's id) and push
     next_attempt_at out by the backoff, all rows or none, each only if still as read."""
+    ids = {row.id for row in rows}
     with engine.connect() as connection:
         transaction = connection.begin()
+        locked = connection.execute(
+            _unclaimed(select(col(OutboxRow.id)).where(col(OutboxRow.id).in_(ids)))
+        ).all()
+        if len(locked) != len(ids):
+            transaction.rollback()
+            return False  # another worker is claiming some of them right now
         for row in rows:
             retry_at = now + backoff(row.attempts + 1, base=1.0, cap=cap)  # 1, 2, 4, ...
             result = connection.execute(
