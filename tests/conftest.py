@@ -4,6 +4,7 @@ clock tests control."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import socket
@@ -153,15 +154,33 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database of each kind: the SQLite file is `db_path`, the Postgres one a
-    database of its own on the session's server (`postgresql://…`, as users write it)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'monitor.db'}"
-        return
-    server: PostgresServer = request.getfixturevalue("postgres")
-    with server.database() as url:
-        yield url
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which database the test runs on: each test that uses one runs on both."""
+    return str(request.param)
+
+
+@pytest.fixture
+def new_database(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], str]]:
+    """Makes fresh, empty databases of the test's backend: `new_database(name)` is its URL,
+    an SQLite file `name.db` in tmp_path or a database of its own on the session's Postgres
+    (`postgresql://…`, as users write it), dropped after the test."""
+    with contextlib.ExitStack() as stack:
+
+        def new(name: str) -> str:
+            if backend == "sqlite":
+                return f"sqlite:///{tmp_path / name}.db"
+            server: PostgresServer = request.getfixturevalue("postgres")
+            return stack.enter_context(server.database())
+
+        yield new
+
+
+@pytest.fixture
+def db_url(new_database: Callable[[str], str]) -> str:
+    """A fresh database of each kind; on SQLite its file is `db_path`."""
+    return new_database("monitor")
 
 
 @pytest.fixture

@@ -1,4 +1,8 @@
-"""Schemas of earlier intmon versions, as raw SQL: databases to upgrade in tests."""
+"""Schemas of earlier intmon versions, as raw SQL: databases to upgrade in tests.
+
+Written for SQLite, as those versions created them; `for_postgres` gives the same schema as they
+created it on Postgres (a serial id, no WITHOUT ROWID). Booleans are written '1' and '0', which
+both read as true and false."""
 
 VERSION_1 = """
 CREATE TABLE runs (id INTEGER NOT NULL PRIMARY KEY, "check" VARCHAR NOT NULL, ts FLOAT NOT NULL,
@@ -39,8 +43,8 @@ CREATE TABLE rollups (check_id INTEGER NOT NULL, hour INTEGER NOT NULL, count IN
 CREATE TABLE meta ("key" VARCHAR NOT NULL PRIMARY KEY, value VARCHAR NOT NULL);
 INSERT INTO meta VALUES ('schema_version', '3');
 INSERT INTO checks VALUES (1, 'api');
-INSERT INTO runs VALUES (1, 7300.0, 0, 1, NULL, 200, 0.05, NULL, NULL);
-INSERT INTO runs VALUES (1, 7360.0, 0, 0, 'http_5xx', 503, 0.5, 'HTTP 503 (expected 2xx)', NULL);
+INSERT INTO runs VALUES (1, 7300.0, 0, '1', NULL, 200, 0.05, NULL, NULL);
+INSERT INTO runs VALUES (1, 7360.0, 0, '0', 'http_5xx', 503, 0.5, 'HTTP 503 (expected 2xx)', NULL);
 """
 
 # Runs carry the request id of a failure; no learned response shapes yet (alert states, with
@@ -53,3 +57,8 @@ CREATE TABLE heartbeats ("check" VARCHAR NOT NULL PRIMARY KEY, last_success FLOA
     count INTEGER, last_failure FLOAT, message VARCHAR);
 """
 )
+
+def for_postgres(script: str) -> str:
+    return script.replace(" WITHOUT ROWID", "").replace(
+        "id INTEGER NOT NULL PRIMARY KEY", "id SERIAL PRIMARY KEY"
+    )

@@ -23,10 +23,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-# For a test of what only SQLite has (its file, pragmas, WAL): `db_url` and `store` on SQLite.
-sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+# For a test of what only SQLite has (its file, pragmas, WAL): its databases are SQLite's.
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 # And of what only Postgres has.
-postgres_only = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+postgres_only = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
 MISSING = (
     "the PostgreSQL server binaries (initdb, pg_ctl) are not installed: run `make system-deps` "

@@ -1,21 +1,23 @@
-"""Databases written by older intmon versions, made with raw SQL, opened by today's Store."""
+"""Databases written by older intmon versions, made with raw SQL, opened by today's Store: SQLite
+files, and the Postgres databases those versions created the same way."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sqlite3
-from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, inspect, text
 
 from monitor.alerting.machine import Phase
 from monitor.alerting.outbox import load_states
 from monitor.core.errors import StorageError
 from monitor.storage import migrate
+from monitor.storage.backend import engine_url
 from monitor.storage.shapes import ShapeRow, load_shapes, save_learning
 from monitor.storage.store import SCHEMA_VERSION, RunRecord, Store
-from tests.old_schemas import VERSION_1, VERSION_2, VERSION_3, VERSION_5
+from tests.old_schemas import VERSION_1, VERSION_2, VERSION_3, VERSION_5, for_postgres
 
 QUOTA = '{"quota_remaining":7,"quota_limit":50}'
 # (check, ts, ok, error_class, status, latency, reason, signals), in insertion (id) order.
@@ -30,14 +32,38 @@ RUNS = [
 ]
 
 
-def make_legacy(path: Path, script: str) -> None:
-    with sqlite3.connect(path) as db:
-        db.executescript(script)
-        db.executemany(
-            'INSERT INTO runs ("check", ts, ok, error_class, status, latency, reason, signals) '
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            RUNS,
-        )
+def execute(url: str, script: str, rows: list[tuple[object, ...]] = ()) -> None:
+    """Run an old version's `script` (then insert its `rows` of runs) as that version would."""
+    engine = create_engine(engine_url(url))
+    if engine.dialect.name == "postgresql":
+        script = for_postgres(script)
+    with engine.begin() as db:
+        for statement in filter(str.strip, script.split(";")):
+            db.execute(text(statement))
+        if rows:
+            names = ["check", "ts", "ok", "error_class", "status", "latency", "reason", "signals"]
+            db.execute(
+                text(
+                    'INSERT INTO runs ("check", ts, ok, error_class, status, latency, reason, '
+                    "signals) VALUES (:check, :ts, :ok, :error_class, :status, :latency, "
+                    ":reason, :signals)"
+                ),
+                # As bool: Postgres takes no integer for a boolean, SQLite stores it as 1 or 0.
+                [dict(zip(names, (*row[:2], bool(row[2]), *row[3:]), strict=True)) for row in rows],
+            )
+    engine.dispose()
+
+
+def make_legacy(url: str, script: str) -> None:
+    execute(url, script, RUNS)
+
+
+def query(url: str, sql: str) -> list[tuple[object, ...]]:
+    engine = create_engine(engine_url(url))
+    with engine.connect() as db:
+        rows = [tuple(row) for row in db.execute(text(sql))]
+    engine.dispose()
+    return rows
 
 
 def signals(run: RunRecord) -> str:
@@ -45,17 +71,29 @@ def signals(run: RunRecord) -> str:
     return json.dumps(run.signals, separators=(",", ":"))
 
 
-def columns(path: Path, table: str) -> list[str]:
-    with sqlite3.connect(path) as db:
-        return [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+def columns(url: str, table: str) -> list[str]:
+    engine = create_engine(engine_url(url))
+    names = [column["name"] for column in inspect(engine).get_columns(table)]
+    engine.dispose()
+    return names
+
+
+def schema_names(url: str) -> set[str]:
+    """Every table and index."""
+    engine = create_engine(engine_url(url))
+    found = inspect(engine)
+    tables = set(found.get_table_names())
+    indexes = {index["name"] or "" for table in tables for index in found.get_indexes(table)}
+    engine.dispose()
+    return tables | indexes
 
 
 @pytest.mark.parametrize("script", [VERSION_1, VERSION_2], ids=["v1", "v2"])
 def test_an_old_database_is_copied_into_the_new_layout_with_every_run_intact(
-    db_path: Path, script: str
+    db_url: str, script: str
 ) -> None:
-    make_legacy(db_path, script)
-    store = Store(f"sqlite:///{db_path}")
+    make_legacy(db_url, script)
+    store = Store(db_url)
     store.open()
     try:
         stored = [
@@ -70,22 +108,21 @@ def test_an_old_database_is_copied_into_the_new_layout_with_every_run_intact(
         assert store.consecutive_failures() == {"api": 3}
     finally:
         store.close()
-    assert "check" not in columns(db_path, "runs")
-    assert "check_id" in columns(db_path, "runs")
-    with sqlite3.connect(db_path) as db:
-        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_schema")}
-        # The redundant reasons and empty signals are stored as NULL, not as text.
-        nulls = db.execute("SELECT count(*) FROM runs WHERE reason IS NULL").fetchone()[0]
-        empty = db.execute("SELECT count(*) FROM runs WHERE signals IS NULL").fetchone()[0]
-    assert int(version[0]) == SCHEMA_VERSION == 6
+    assert "check" not in columns(db_url, "runs")
+    assert "check_id" in columns(db_url, "runs")
+    [version] = query(db_url, "SELECT value FROM meta WHERE key = 'schema_version'")
+    tables = schema_names(db_url)
+    # The redundant reasons and empty signals are stored as NULL, not as text.
+    [(nulls,)] = query(db_url, "SELECT count(*) FROM runs WHERE reason IS NULL")
+    [(empty,)] = query(db_url, "SELECT count(*) FROM runs WHERE signals IS NULL")
+    assert int(str(version[0])) == SCHEMA_VERSION == 6
     assert not tables & {"runs_v3", "rollups_v3", "ix_runs_check_ts"}
     assert (nulls, empty) == (3, 5)  # "HTTP <status>" of 200, 429, 200; five "{}"
 
 
-def test_rollups_and_their_progress_marker_survive_the_upgrade(db_path: Path) -> None:
-    make_legacy(db_path, VERSION_2)
-    store = Store(f"sqlite:///{db_path}")
+def test_rollups_and_their_progress_marker_survive_the_upgrade(db_url: str) -> None:
+    make_legacy(db_url, VERSION_2)
+    store = Store(db_url)
     store.open()
     try:
         [api] = store.rollups.hours("api", 0)
@@ -102,11 +139,11 @@ def test_rollups_and_their_progress_marker_survive_the_upgrade(db_path: Path) ->
 
 
 def test_the_upgrade_logs_its_progress(
-    db_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    db_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_legacy(db_path, VERSION_2)
+    make_legacy(db_url, VERSION_2)
     monkeypatch.setattr(migrate, "CHECKS_PER_CHUNK", 1)
-    store = Store(f"sqlite:///{db_path}")
+    store = Store(db_url)
     with caplog.at_level(logging.INFO, logger="monitor.storage.migrate"):
         store.open()
     store.close()
@@ -118,9 +155,9 @@ def test_the_upgrade_logs_its_progress(
 
 
 def test_an_upgrade_that_fails_half_way_leaves_the_old_database_as_it_was(
-    db_path: Path, monkeypatch: pytest.MonkeyPatch
+    db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_legacy(db_path, VERSION_2)
+    make_legacy(db_url, VERSION_2)
     copy = migrate._copy_runs
     calls: list[int] = []
 
@@ -132,44 +169,42 @@ def test_an_upgrade_that_fails_half_way_leaves_the_old_database_as_it_was(
 
     monkeypatch.setattr(migrate, "CHECKS_PER_CHUNK", 1)
     monkeypatch.setattr(migrate, "_copy_runs", copy_then_fail)
-    store = Store(f"sqlite:///{db_path}")
+    store = Store(db_url)
     with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
         store.open()
     store.close()
 
-    assert "check" in columns(db_path, "runs")
-    with sqlite3.connect(db_path) as db:
-        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_schema")}
-        count = db.execute("SELECT count(*) FROM runs").fetchone()[0]
+    assert "check" in columns(db_url, "runs")
+    [version] = query(db_url, "SELECT value FROM meta WHERE key = 'schema_version'")
+    tables = schema_names(db_url)
+    [(count,)] = query(db_url, "SELECT count(*) FROM runs")
     assert version[0] == "2"
     assert not tables & {"checks", "runs_v3", "rollups_v3"}
     assert count == len(RUNS)
 
     monkeypatch.setattr(migrate, "_copy_runs", copy)
-    retried = Store(f"sqlite:///{db_path}")
+    retried = Store(db_url)
     retried.open()  # the next start upgrades it
     assert retried.count_runs() == len(RUNS)
     retried.close()
 
 
 def test_a_current_database_opens_without_an_upgrade(
-    db_path: Path, caplog: pytest.LogCaptureFixture
+    db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first = Store(f"sqlite:///{db_path}")
+    first = Store(db_url)
     first.open()
     first.close()
     with caplog.at_level(logging.INFO, logger="monitor.storage.database"):
-        second = Store(f"sqlite:///{db_path}")
+        second = Store(db_url)
         second.open()
         second.close()
     assert not [r for r in caplog.records if "upgraded" in r.getMessage()]
 
 
-def test_a_version_3_database_gains_request_ids_without_a_copy(db_path: Path) -> None:
-    with sqlite3.connect(db_path) as db:
-        db.executescript(VERSION_3)
-    store = Store(f"sqlite:///{db_path}")
+def test_a_version_3_database_gains_request_ids_without_a_copy(db_url: str) -> None:
+    execute(db_url, VERSION_3)
+    store = Store(db_url)
     store.open()
     try:
         before = store.runs_since("api", 0)
@@ -183,14 +218,13 @@ def test_a_version_3_database_gains_request_ids_without_a_copy(db_path: Path) ->
         (7360.0, False, "HTTP 503 (expected 2xx)", None),
     ]
     assert after[-1] == failed
-    assert columns(db_path, "runs")[-1] == "request_id"
-    with sqlite3.connect(db_path) as db:
-        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    assert int(version[0]) == SCHEMA_VERSION
+    assert columns(db_url, "runs")[-1] == "request_id"
+    [version] = query(db_url, "SELECT value FROM meta WHERE key = 'schema_version'")
+    assert int(str(version[0])) == SCHEMA_VERSION
 
 
-def test_only_a_failed_run_keeps_its_request_id_on_disk(db_path: Path) -> None:
-    store = Store(f"sqlite:///{db_path}")
+def test_only_a_failed_run_keeps_its_request_id_on_disk(db_url: str) -> None:
+    store = Store(db_url)
     store.open()
     try:
         passed = RunRecord("api", 10.0, True, None, 200, 0.1, "HTTP 200", {}, "req-ok")
@@ -202,20 +236,20 @@ def test_only_a_failed_run_keeps_its_request_id_on_disk(db_path: Path) -> None:
     assert stored == [None, "req-bad"]
 
 
-def test_a_version_4_database_keeps_its_firing_alerts_which_gain_no_cause(db_path: Path) -> None:
-    store = Store(f"sqlite:///{db_path}")
+def test_a_version_4_database_keeps_its_firing_alerts_which_gain_no_cause(db_url: str) -> None:
+    store = Store(db_url)
     store.open()
     store.close()
     # Version 4 as it was: alert_states without `cause`.
-    with sqlite3.connect(db_path) as db:
-        db.execute("ALTER TABLE alert_states DROP COLUMN cause")
-        db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
-        db.execute(
-            'INSERT INTO alert_states ("check", rule, phase, severity, since, fired_at, '
-            "notified_severity, clear_count, lower_count, version) "
-            "VALUES ('api', 'error_rate', 'firing', 'critical', 100, 160, 'critical', 0, 0, 3)"
-        )
-    store = Store(f"sqlite:///{db_path}")
+    execute(
+        db_url,
+        "ALTER TABLE alert_states DROP COLUMN cause;"
+        "UPDATE meta SET value = '4' WHERE key = 'schema_version';"
+        'INSERT INTO alert_states ("check", rule, phase, severity, since, fired_at, '
+        "notified_severity, clear_count, lower_count, version) "
+        "VALUES ('api', 'error_rate', 'firing', 'critical', 100, 160, 'critical', 0, 0, 3)",
+    )
+    store = Store(db_url)
     store.open()
     try:
         states = load_states(store.engine)
@@ -224,17 +258,17 @@ def test_a_version_4_database_keeps_its_firing_alerts_which_gain_no_cause(db_pat
     assert [(s.check, s.phase, s.notified_severity, s.cause, s.version) for s in states] == [
         ("api", Phase.FIRING, "critical", None, 3)
     ]
-    assert "cause" in columns(db_path, "alert_states")
+    assert "cause" in columns(db_url, "alert_states")
 
 
-def test_a_version_5_database_gains_the_shapes_table_and_keeps_its_runs(db_path: Path) -> None:
-    with sqlite3.connect(db_path) as db:
-        db.executescript(VERSION_5)
-    reader = Store(f"sqlite:///{db_path}", read_only=True)
+
+def test_a_version_5_database_gains_the_shapes_table_and_keeps_its_runs(db_url: str) -> None:
+    execute(db_url, VERSION_5)
+    reader = Store(db_url, read_only=True)
     with pytest.raises(StorageError, match="run `intmon run` once to upgrade it"):
         reader.open()
     reader.close()
-    store = Store(f"sqlite:///{db_path}")
+    store = Store(db_url)
     store.open()
     try:
         runs = [(r.ts, r.ok) for r in store.runs_since("api", 0)]
@@ -246,9 +280,8 @@ def test_a_version_5_database_gains_the_shapes_table_and_keeps_its_runs(db_path:
         store.close()
     assert runs == [(7300.0, True), (7360.0, False)]
     assert kept == '{"truncated":false,"fields":[]}'
-    with sqlite3.connect(db_path) as db:
-        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    assert int(version[0]) == SCHEMA_VERSION
-    reader = Store(f"sqlite:///{db_path}", read_only=True)
+    [version] = query(db_url, "SELECT value FROM meta WHERE key = 'schema_version'")
+    assert int(str(version[0])) == SCHEMA_VERSION
+    reader = Store(db_url, read_only=True)
     reader.open()  # now current: the read-only open finds every table it reads
     reader.close()

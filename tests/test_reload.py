@@ -29,7 +29,7 @@ from tests.receiver import Receiver
 from tests.waiting import until_ready
 
 
-def config_text(db: Path, checks: list[dict[str, Any]], **top: Any) -> str:
+def config_text(db: Path | str, checks: list[dict[str, Any]], **top: Any) -> str:
     # JSON is YAML: the file goes through the same loader as any config.
     return json.dumps({"monitor": {"database": str(db)}, "checks": checks, **top})
 
@@ -85,9 +85,9 @@ class Running:
 
 
 @pytest.fixture
-async def running(tmp_path: Path, sandbox: str) -> AsyncIterator[Running]:
+async def running(tmp_path: Path, db_url: str, sandbox: str) -> AsyncIterator[Running]:
     path = tmp_path / "monitor.yaml"
-    db = tmp_path / "m.db"
+    db = db_url
     path.write_text(
         config_text(db, [check("a", sandbox + "/healthy"), check("b", sandbox + "/healthy")])
     )
@@ -114,7 +114,7 @@ async def test_a_reload_adds_removes_and_changes_checks_and_keeps_history(
     daemon = running.daemon
     await until(lambda: daemon.states["a"].runs >= 3 and daemon.states["b"].runs >= 3)
     a_state = daemon.states["a"]
-    db = Path(daemon.config.monitor.database)
+    db = daemon.config.monitor.database
     running.write(
         config_text(
             db,
@@ -154,7 +154,7 @@ async def test_an_invalid_config_changes_nothing_and_says_why(running: Running) 
 async def test_post_reload_answers_with_the_plan_or_the_error(
     running: Running, sandbox: str
 ) -> None:
-    db = Path(running.daemon.config.monitor.database)
+    db = running.daemon.config.monitor.database
     async with aiohttp.ClientSession() as client:
         running.write(config_text(db, [check("a", sandbox + "/healthy")]))
         async with client.post(running.url + "/-/reload") as response:
@@ -181,7 +181,7 @@ async def test_reload_is_refused_from_other_hosts(running: Running) -> None:
 
 
 async def test_a_firing_alert_survives_a_reload_without_a_second_page(
-    tmp_path: Path, sandbox: str
+    tmp_path: Path, db_url: str, sandbox: str
 ) -> None:
     receiver = await Receiver().start()
     path = tmp_path / "monitor.yaml"
@@ -191,7 +191,7 @@ async def test_a_firing_alert_survives_a_reload_without_a_second_page(
         "alerting": {"group_wait": "0s"},
     }
     broken = check("a", sandbox + "/status/503", alerts=alerts, notify=["chat"])
-    path.write_text(config_text(tmp_path / "m.db", [broken], **base))
+    path.write_text(config_text(db_url, [broken], **base))
     config = load_config(str(path), env={})
     daemon = Daemon(config, Store(config.monitor.database_url), Metrics(), SystemClock())
     await daemon.start()
@@ -199,7 +199,7 @@ async def test_a_firing_alert_survives_a_reload_without_a_second_page(
         await until(lambda: len(receiver.posts) == 1)
         # Same alert rules, another check added: the firing alert must not page again.
         other = check("b", sandbox + "/healthy")
-        path.write_text(config_text(tmp_path / "m.db", [broken, other], **base))
+        path.write_text(config_text(db_url, [broken, other], **base))
         await daemon.reload()
         await until(lambda: daemon.states["b"].runs >= 5)
         assert [p["title"] for p in receiver.posts] == ["FIRING: a error_rate (critical)"]

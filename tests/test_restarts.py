@@ -12,10 +12,9 @@ the same instants.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from sqlalchemy import Engine, create_engine, text
 
 from monitor.alerting.machine import AlertState, Phase
 from monitor.alerting.outbox import load_states
@@ -32,6 +32,7 @@ from monitor.core.clock import FakeClock
 from monitor.engine.daemon import Daemon
 from monitor.engine.scheduler import Dispatch
 from monitor.metrics import Metrics
+from monitor.storage.backend import engine_url
 from monitor.storage.store import Store
 from monitor.web.server import build_app
 from tests import tls
@@ -173,7 +174,7 @@ async def target(pki: tuple[tls.TestPKI, tls.TestPKI, Path]) -> AsyncIterator[Ta
     await plain.cleanup()
 
 
-def make_config(case: Case, target: Target, db: Path, chat: Receiver, silence: bool) -> Config:
+def make_config(case: Case, target: Target, db: str, chat: Receiver, silence: bool) -> Config:
     settings = f"{case.alerts}, for: {2 * case.step:g}s, resolve_after: 3"
     alerts = f"{case.rule}: {{{settings}}}"
     common = f"interval: {case.step:g}s, notify: [chat]"
@@ -246,28 +247,29 @@ class Rig:
         await self.web.cleanup()
 
 
-def outbox(db: Path) -> list[str]:
-    with sqlite3.connect(db) as connection:
-        return [row[0] for row in connection.execute("SELECT title FROM outbox ORDER BY id")]
+def outbox(db: Engine) -> list[str]:
+    with db.connect() as connection:
+        return [row[0] for row in connection.execute(text("SELECT title FROM outbox ORDER BY id"))]
 
 
-async def settle(db: Path) -> None:
+async def settle(db: Engine) -> None:
     """Until delivery has sent what was queued (a row stays pending until Apprise is done)."""
 
     def drained() -> bool:
-        with sqlite3.connect(db) as connection:
-            query = "SELECT count(*) FROM outbox WHERE status = 'pending'"
-            return bool(connection.execute(query).fetchone()[0] == 0)
+        with db.connect() as connection:
+            query = text("SELECT count(*) FROM outbox WHERE status = 'pending'")
+            return bool(connection.execute(query).scalar() == 0)
 
     await eventually("the outbox to drain", drained)
 
 
 async def scenario(
-    case: Case, target: Target, db: Path, chat: Receiver, silence: bool, restart_after: int | None
+    case: Case, target: Target, url: str, chat: Receiver, silence: bool, restart_after: int | None
 ) -> Run:
     clock = HeldClock(start=START)
-    rig = Rig(make_config(case, target, db, chat, silence), clock)
+    rig = Rig(make_config(case, target, url, chat, silence), clock)
     daemon = await rig.start()
+    db = create_engine(engine_url(url))
     run, seen = Run(), 0
     for index, letter in enumerate(case.script):
         clock.advance(START + index * case.step - clock.time())  # a restart took some
@@ -291,33 +293,33 @@ async def scenario(
             clock.advance(case.step / 2)
             daemon = await rig.start()
     await rig.stop()
-    store = Store(f"sqlite:///{db}")
-    run.final = load_states(store.engine)
-    store.close()
+    run.final = load_states(db)
+    db.dispose()
     run.delivered = [post["title"] for post in chat.posts]
     return run
 
 
-# The scenario without a restart, per (case, silenced): the same for every restart point.
+# The scenario without a restart, per (case, silenced): the same for every restart point, and
+# on either database (a restarted run on Postgres must send what the plain one did on SQLite).
 _PLAIN: dict[tuple[str, bool], Run] = {}
 
 
 @pytest.mark.parametrize("state", STATES)
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 async def test_a_restart_at_any_alert_state_sends_what_no_restart_would_have_sent(
-    case: Case, state: str, target: Target, tmp_path: Path
+    case: Case, state: str, target: Target, new_database: Callable[[str], str]
 ) -> None:
     silence = state == "silenced"
     receivers = [await Receiver().start(), await Receiver().start()]
     try:
         plain = _PLAIN.get((case.id, silence)) or await scenario(
-            case, target, tmp_path / "a.db", receivers[0], silence, None
+            case, target, new_database("a"), receivers[0], silence, None
         )
         _PLAIN[(case.id, silence)] = plain
         assert state in plain.labels, f"the script never reaches {state}: {plain.labels}"
         at = plain.labels.index(state)
         restarted = await scenario(
-            case, target, tmp_path / "b.db", receivers[1], silence, restart_after=at
+            case, target, new_database("b"), receivers[1], silence, restart_after=at
         )
     finally:
         for receiver in receivers:
@@ -349,10 +351,10 @@ def ungrouped(delivered: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("reason", list(PAUSES))
 async def test_a_pause_the_provider_asked_for_outlives_a_restart(
-    reason: str, target: Target, tmp_path: Path
+    reason: str, target: Target, db_url: str
 ) -> None:
     text = (
-        f"monitor: {{database: '{tmp_path / 'm.db'}'}}\n"
+        f"monitor: {{database: '{db_url}'}}\n"
         f"checks: [{{name: api, interval: 10m, request: {{url: '{target.url}/api/{reason}'}}}}]"
     )
     clock = HeldClock(start=START)

@@ -102,8 +102,10 @@ def create_tables(engine: Engine) -> None:
 
 
 def load_states(engine: Engine) -> list[AlertState]:
+    """Every alert's state, by check then rule (Postgres returns rows in no order of its own)."""
+    query = select(AlertStateRow).order_by(col(AlertStateRow.check), col(AlertStateRow.rule))
     with Session(engine) as session:
-        rows = session.exec(select(AlertStateRow)).all()
+        rows = session.exec(query).all()
     return [_to_state(row) for row in rows]
 
 
