@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from pydantic import MISSING
-from sqlalchemy import inspect
+from sqlalchemy import inspect, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from checks.base import CheckConfig, Result, RunContext
@@ -45,6 +45,8 @@ from monitor.sandbox import run_sandbox
 from monitor.service import Service
 from monitor.signals.headers import Quota
 from monitor.signals.shapes import ShapeTracker
+from monitor.storage.backend import database_url, engine_url, shown
+from monitor.storage.copy import copy_database
 from monitor.storage.shapes import load_shape, save_accepted
 from monitor.storage.store import Store
 from monitor.web.passwords import hash_password
@@ -72,6 +74,8 @@ def _command(args: argparse.Namespace) -> int:
         return cmd_sandbox(args)
     if args.command == "hash-password":
         return cmd_hash_password(args)
+    if args.command == "db":
+        return cmd_db_copy(args)  # its only subcommand; needs no config, only the two URLs
     env = dict(os.environ)
     if getattr(args, "env_file", None):
         env.update(_env_file(args.env_file))
@@ -143,6 +147,28 @@ def _parser() -> argparse.ArgumentParser:
     hashing.add_argument(
         "--cost", type=_bcrypt_cost, default=12, help="bcrypt cost, 4..31 (default %(default)s)"
     )
+    db = sub.add_parser("db", help="the database itself: copy its history into another")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    copy = db_commands.add_parser(
+        "copy",
+        help="copy every table of one database into another (an SQLite file into Postgres)",
+        description="Copy all history, alert state, outbox, silences and heartbeats of one "
+        "intmon database into another, in one transaction, keeping ids, then compare every "
+        "table's row count. Stop intmon first. Give a password through $PGPASSWORD rather "
+        "than in a URL.",
+    )
+    copy.add_argument(
+        "--from", dest="source", required=True, metavar="URL_OR_PATH",
+        help="the database to copy: an SQLite file or a URL (opened read-only)",
+    )  # fmt: skip
+    copy.add_argument(
+        "--to", dest="target", required=True, metavar="URL",
+        help="the database to copy into, e.g. postgresql://intmon@db.internal/intmon "
+        "(its tables are created first)",
+    )  # fmt: skip
+    copy.add_argument(
+        "--force", action="store_true", help="replace the history the target already holds"
+    )
     sandbox = sub.add_parser("sandbox", help="serve the bundled imitation third-party API")
     sandbox.add_argument(
         "--listen",
@@ -209,6 +235,37 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             asyncio.run(run_sandbox(host, int(port)))
     except OSError as exc:  # the port is taken, or the address is not this machine's
         raise IntmonError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from exc
+    return EXIT_OK
+
+
+def cmd_db_copy(args: argparse.Namespace) -> int:
+    for option, url in (("--from", args.source), ("--to", args.target)):
+        try:
+            engine_url(url)
+        except StorageError as exc:
+            print(f"{option}: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    # Written into a URL on the command line, a password must still not be repeated.
+    passwords = [make_url(database_url(u)).password for u in (args.source, args.target)]
+    secrets = [str(p) for p in passwords if p]
+    try:
+        report = copy_database(
+            args.source,
+            args.target,
+            force=args.force,
+            on_table=lambda table, rows: print(f"copied {table}: {rows:,} rows", file=sys.stderr),
+        )
+    except (SQLAlchemyError, StorageError) as exc:
+        problem = f"cannot copy {shown(args.source)} into {shown(args.target)}: {exc}"
+        raise StorageError(redact(problem, secrets)) from exc
+    print(_table(["TABLE", "ROWS"], [[t, f"{n:,}"] for t, n in report.rows.items()]))
+    if report.left_out:
+        print(f"not copied (unknown to this intmon): {', '.join(report.left_out)}")
+    total = sum(report.rows.values())
+    print(
+        f"copied {total:,} rows from {report.source} into {report.target} in "
+        f"{format_duration(report.seconds)}; every table's row count matches"
+    )
     return EXIT_OK
 
 

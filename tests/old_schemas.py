@@ -58,6 +58,7 @@ CREATE TABLE heartbeats ("check" VARCHAR NOT NULL PRIMARY KEY, last_success FLOA
 """
 )
 
+
 def for_postgres(script: str) -> str:
     return script.replace(" WITHOUT ROWID", "").replace(
         "id INTEGER NOT NULL PRIMARY KEY", "id SERIAL PRIMARY KEY"

@@ -261,7 +261,6 @@ def test_a_version_4_database_keeps_its_firing_alerts_which_gain_no_cause(db_url
     assert "cause" in columns(db_url, "alert_states")
 
 
-
 def test_a_version_5_database_gains_the_shapes_table_and_keeps_its_runs(db_url: str) -> None:
     execute(db_url, VERSION_5)
     reader = Store(db_url, read_only=True)

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SURFACE = Path(__file__).parent / "testdata" / "surface"
 COMMANDS = [
     "", "run", "check", "validate", "status", "notify-test", "silence", "schema", "hash-password",
-    "sandbox",
+    "db", "db copy", "sandbox",
 ]  # fmt: skip
 PACKAGES = ("monitor", "checks")
 
@@ -41,7 +41,7 @@ def test_every_help_text_is_unchanged(
     assert exited.value.code == 0
     assert (
         capsys.readouterr().out
-        == (SURFACE / f"help{'-' + command if command else ''}.txt").read_text()
+        == (SURFACE / f"help{'-' + command.replace(' ', '-') if command else ''}.txt").read_text()
     )
 
 
