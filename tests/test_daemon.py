@@ -18,7 +18,7 @@ from tests.conftest import start_app
 from tests.waiting import eventually
 
 
-def config_text(sandbox: str, db: Path, checks: int, interval: str) -> str:
+def config_text(sandbox: str, db: Path | str, checks: int, interval: str) -> str:
     lines = [f"monitor: {{database: '{db}'}}", "checks:"]
     for i in range(checks):
         path = "/healthy" if i % 5 else "/status/503"
@@ -38,9 +38,9 @@ def runs_in_metrics(text: str) -> dict[str, int]:
 
 
 async def test_twenty_checks_run_repeatedly_and_every_run_is_visible_everywhere(
-    sandbox: str, db_path: Path
+    sandbox: str, db_url: str
 ) -> None:
-    config = parse_config(config_text(sandbox, db_path, 20, "200ms"), env={})
+    config = parse_config(config_text(sandbox, db_url, 20, "200ms"), env={})
     store = Store(config.monitor.database_url)
     daemon = Daemon(config, store, Metrics(), SystemClock())
     runner, url = await start_app(build_app(daemon))
@@ -66,9 +66,9 @@ async def test_twenty_checks_run_repeatedly_and_every_run_is_visible_everywhere(
 
 
 async def test_readyz_is_503_until_storage_is_open_and_healthz_is_always_200(
-    sandbox: str, db_path: Path
+    sandbox: str, db_url: str
 ) -> None:
-    config = parse_config(config_text(sandbox, db_path, 1, "1h"), env={})
+    config = parse_config(config_text(sandbox, db_url, 1, "1h"), env={})
     daemon = Daemon(config, Store(config.monitor.database_url), Metrics(), SystemClock())
     runner, url = await start_app(build_app(daemon))
     async with aiohttp.ClientSession() as client:
@@ -81,15 +81,15 @@ async def test_readyz_is_503_until_storage_is_open_and_healthz_is_always_200(
 
 
 async def test_a_restarted_daemon_shows_the_last_known_state_before_its_first_run(
-    sandbox: str, db_path: Path
+    sandbox: str, db_url: str
 ) -> None:
-    config = parse_config(config_text(sandbox, db_path, 2, "100ms"), env={})
+    config = parse_config(config_text(sandbox, db_url, 2, "100ms"), env={})
     first = Daemon(config, Store(config.monitor.database_url), Metrics(), SystemClock())
     await first.start()
     await asyncio.sleep(0.35)
     await first.stop()
 
-    slow = parse_config(config_text(sandbox, db_path, 2, "1h"), env={})
+    slow = parse_config(config_text(sandbox, db_url, 2, "1h"), env={})
     second = Daemon(slow, Store(slow.monitor.database_url), Metrics(), SystemClock())
     await second.start()
     states = {c.name: c.state for c in second.status().checks}
@@ -97,9 +97,9 @@ async def test_a_restarted_daemon_shows_the_last_known_state_before_its_first_ru
     assert states == {"c00": "down", "c01": "up"}
 
 
-async def test_a_slow_check_never_delays_the_others(sandbox: str, db_path: Path) -> None:
+async def test_a_slow_check_never_delays_the_others(sandbox: str, db_url: str) -> None:
     text = f"""
-monitor: {{database: '{db_path}'}}
+monitor: {{database: '{db_url}'}}
 checks:
   - {{name: hang, interval: 100ms, timeout: 5s, request: {{url: '{sandbox}/hang'}}}}
   - {{name: quick, interval: 100ms, request: {{url: '{sandbox}/healthy'}}}}

@@ -14,7 +14,7 @@ import sqlalchemy.exc
 from sqlalchemy import Engine, create_engine, text
 
 from monitor.storage.backend import engine_url
-from monitor.storage.store import SCHEMA_VERSION, RunRecord, SchemaError, Store
+from monitor.storage.store import SCHEMA_VERSION, DeprecationRow, RunRecord, SchemaError, Store
 from monitor.storage.writer import Writer
 from tests.postgres import sqlite_only
 
@@ -130,6 +130,22 @@ def test_signals_are_stored_as_json_and_read_back_decoded(store: Store) -> None:
     store.write_runs([record("a", 1, signals={"quota_remaining": 7})])
     assert store.runs_since("a", 0)[0].signals == {"quota_remaining": 7}
     assert fetch(store.engine, "SELECT signals FROM runs") == [('{"quota_remaining":7}',)]
+
+
+def test_a_deprecation_is_stored_once_per_check_and_updated_in_place(store: Store) -> None:
+    first = DeprecationRow(check="a", first_seen=1, last_seen=1, sunset_at=99, links='["/v2"]')
+    store.write_deprecations([first, DeprecationRow(check="b", first_seen=2, last_seen=2)])
+    store.write_deprecations([first.model_copy(update={"last_seen": 5, "active": False})])
+    stored = store.deprecations()
+    assert sorted(stored) == ["a", "b"]
+    a = stored["a"]
+    assert (a.first_seen, a.last_seen, a.sunset_at, a.links, a.active) == (
+        1,
+        5,
+        99,
+        '["/v2"]',
+        False,
+    )
 
 
 def test_history_survives_reopening_the_database(db_url: str) -> None:
