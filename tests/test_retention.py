@@ -81,6 +81,13 @@ def test_an_hour_rolls_up_to_exact_counts_and_quantiles(store: Store) -> None:
     assert (b.hour, b.count, b.failures, b.p50, b.p95_ok) == (H, 1, 0, 0.3, 0.3)
 
 
+def test_hours_after_2038_are_rolled_up_and_read_back(store: Store) -> None:
+    later = 2_200_000_400  # 2039: past 32-bit unix seconds
+    store.write_runs([run("a", later + 5)])
+    store.rollups.rollup(hour_of(later))
+    assert [(r.hour, r.count) for r in store.rollups.hours("a", 0)] == [(hour_of(later), 1)]
+
+
 def test_rolling_up_an_hour_again_replaces_it(store: Store) -> None:
     store.write_runs([run("a", H + 1), run("a", H + 2, ok=False)])
     store.rollups.rollup(H)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import URL, Connection, Table, create_engine, make_url
+from sqlalchemy import URL, BigInteger, Connection, Integer, Table, create_engine, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -21,6 +21,10 @@ from monitor.core.redact import redact
 POSTGRES_DRIVER = "postgresql+psycopg"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 INSTALL_POSTGRES = "pip install 'integration-monitor[postgres]'"
+
+# A whole number that may pass 2**31 (unix seconds after 2038, counts of synced rows): 64 bits
+# on Postgres, whose INTEGER has 32; SQLite's INTEGER has 64 already and keeps its DDL.
+BIG_INTEGER = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def database_url(value: str) -> str:

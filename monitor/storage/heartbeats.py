@@ -12,7 +12,7 @@ from sqlalchemy import Engine, Table
 from sqlmodel import Field, Session, SQLModel, select
 
 from checks.heartbeats import Heartbeat
-from monitor.storage.backend import upsert
+from monitor.storage.backend import BIG_INTEGER, upsert
 
 
 class HeartbeatRow(SQLModel, table=True):
@@ -20,7 +20,7 @@ class HeartbeatRow(SQLModel, table=True):
 
     check: str = Field(primary_key=True)
     last_success: float | None = None  # unix seconds
-    count: int | None = None  # what the last successful run reported moving
+    count: int | None = Field(default=None, sa_type=BIG_INTEGER)  # rows the last run moved
     last_failure: float | None = None
     message: str | None = None  # what the last failed run said about itself
 

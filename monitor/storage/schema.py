@@ -10,6 +10,7 @@ from sqlalchemy import Row
 from sqlmodel import Field, SQLModel
 
 from monitor.core.errors import StorageError
+from monitor.storage.backend import BIG_INTEGER
 
 # 1: runs, deprecations, meta. 2: hourly rollups (created on open when missing).
 # 3: check names interned in `checks`; runs and rollups clustered by (check_id, time), with
@@ -80,7 +81,7 @@ class StoredRollup(SQLModel, table=True):
     __table_args__ = {"sqlite_with_rowid": False}
 
     check_id: int = Field(primary_key=True)
-    hour: int = Field(primary_key=True)  # unix seconds at the start of the hour
+    hour: int = Field(primary_key=True, sa_type=BIG_INTEGER)  # unix seconds, start of the hour
     count: int
     failures: int
     rate_limited: int  # runs answered with HTTP 429
