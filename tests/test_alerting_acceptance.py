@@ -133,7 +133,7 @@ def check(
 
 
 def make_config(
-    db: Path,
+    db: Path | str,
     notifiers: dict[str, Receiver],
     checks: list[str],
     *,
@@ -302,16 +302,17 @@ async def test_an_alert_that_stays_broken_is_not_repeated_before_repeat_and_remi
 
 
 # ---- 4. restart ------------------------------------------------------------------------------
+# On both databases: what a restart keeps is what the database kept.
 
 
 async def test_a_restart_while_firing_does_not_page_again_nor_forget_the_alert(
-    target: Target, chat: Receiver, db_path: Path
+    target: Target, chat: Receiver, db_url: str
 ) -> None:
     target.broken.add("orders-api")
     checks = [check(target, "orders-api")]
-    async with running(make_config(db_path, {"chat": chat}, checks)):
+    async with running(make_config(db_url, {"chat": chat}, checks)):
         await eventually("the page", lambda: bool(chat.posts))
-    async with running(make_config(db_path, {"chat": chat}, checks)) as second:
+    async with running(make_config(db_url, {"chat": chat}, checks)) as second:
         failures = {"check": "orders-api", "result": "failure"}
         await eventually(
             "the new daemon's runs",
@@ -328,15 +329,15 @@ async def test_a_restart_while_firing_does_not_page_again_nor_forget_the_alert(
 
 
 async def test_a_page_still_queued_when_the_daemon_stops_is_sent_once_by_the_next_one(
-    target: Target, chat: Receiver, db_path: Path
+    target: Target, chat: Receiver, db_url: str
 ) -> None:
     chat.failing = True
     target.broken.add("orders-api")
     checks = [check(target, "orders-api")]
-    async with running(make_config(db_path, {"chat": chat}, checks)):
+    async with running(make_config(db_url, {"chat": chat}, checks)):
         await eventually("a refused try", lambda: chat.refused >= 1)
     chat.failing = False
-    async with running(make_config(db_path, {"chat": chat}, checks)) as second:
+    async with running(make_config(db_url, {"chat": chat}, checks)) as second:
         assert second.sample("intmon_outbox_pending") == 1
         await eventually("the page, after its 1 s backoff", lambda: bool(chat.posts))
         await asyncio.sleep(0.3)
@@ -344,14 +345,14 @@ async def test_a_page_still_queued_when_the_daemon_stops_is_sent_once_by_the_nex
 
 
 async def test_a_restart_that_outlasts_the_window_does_not_page_again(
-    target: Target, chat: Receiver, db_path: Path
+    target: Target, chat: Receiver, db_url: str
 ) -> None:
     target.broken.add("orders-api")
     checks = [check(target, "orders-api")]
-    async with running(make_config(db_path, {"chat": chat}, checks)):
+    async with running(make_config(db_url, {"chat": chat}, checks)):
         await eventually("the page", lambda: bool(chat.posts))
     await asyncio.sleep(1.1)  # down for longer than the 1 s window
-    async with running(make_config(db_path, {"chat": chat}, checks)):
+    async with running(make_config(db_url, {"chat": chat}, checks)):
         await asyncio.sleep(0.6)
     assert titles(chat) == [FIRING]  # today: [FIRING, RESOLVED, FIRING]
 
