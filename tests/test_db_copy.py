@@ -19,6 +19,7 @@ from monitor.alerting.silences import add_silence, list_silences
 from monitor.cli import main
 from monitor.storage.heartbeats import save_heartbeat
 from monitor.storage.pauses import PauseRow, save_pause
+from monitor.storage.shapes import ShapeRow, save_learning
 from monitor.storage.store import DeprecationRow, RunRecord, Store
 from tests.postgres import PostgresServer
 from tests.test_cli import free_port, intmon, intmon_run
@@ -47,6 +48,7 @@ def history(tmp_path: Path) -> Path:
     store.write_deprecations([DeprecationRow(check="a", first_seen=NOW, last_seen=NOW)])
     save_heartbeat(store.engine, "a", Heartbeat(NOW, 12, None, None))
     save_pause(store.engine, PauseRow(key="check:b", paused_until=NOW + 60, reason="backoff"))
+    save_learning(store.engine, ShapeRow(check="a", learned='{"truncated":false,"fields":[]}'))
     add_silence(store.engine, "a*", NOW + 10 * 365 * 86400, NOW, "copied")
     firing = AlertState("b", "error_rate", Phase.FIRING, "critical", NOW, NOW, version=1)
     message = Message(
@@ -88,7 +90,8 @@ def test_every_table_is_copied_with_its_ids_and_counts_checked(
         line.split() for line in out.splitlines()[1:] if line.count(" ") and "copied" not in line
     )
     assert rows["runs"] == "181" and rows["rollups"] == "2" and rows["checks"] == "2"
-    for table in ("alert_states", "outbox", "silences", "heartbeats", "pauses", "deprecations"):
+    one = ("alert_states", "outbox", "silences", "heartbeats", "pauses", "deprecations", "shapes")
+    for table in one:
         assert rows[table] == "1", table
     assert "every table's row count matches" in out
     assert PASSWORD not in out and "postgres:***@" in out

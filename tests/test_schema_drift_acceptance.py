@@ -52,7 +52,7 @@ async def orders(serve: Any) -> Orders:
 
 
 def write_config(
-    tmp_path: Path, db: Path, chat: Receiver, orders: Orders, expect: str = ""
+    tmp_path: Path, db: Path | str, chat: Receiver, orders: Orders, expect: str = ""
 ) -> Path:
     path = tmp_path / "monitor.yaml"
     path.write_text(
@@ -101,9 +101,9 @@ def schema_cli(path: Path, *extra: str) -> int:
 
 
 async def test_a_drift_pages_once_naming_both_fields_and_an_accept_from_the_cli_resolves_it(
-    tmp_path: Path, db_path: Path, receiver: Receiver, orders: Orders
+    tmp_path: Path, db_url: str, receiver: Receiver, orders: Orders
 ) -> None:
-    path = write_config(tmp_path, db_path, receiver, orders)
+    path = write_config(tmp_path, db_url, receiver, orders)
     async with daemon(path) as rig:
         await drift_until_paged(rig, orders, receiver)
         await asyncio.sleep(0.5)  # several more drifted runs: still one page
@@ -122,9 +122,9 @@ async def test_a_drift_pages_once_naming_both_fields_and_an_accept_from_the_cli_
 
 
 async def test_a_restart_keeps_the_learned_shape_and_the_drift_without_paging_again(
-    tmp_path: Path, db_path: Path, receiver: Receiver, orders: Orders
+    tmp_path: Path, db_url: str, receiver: Receiver, orders: Orders
 ) -> None:
-    path = write_config(tmp_path, db_path, receiver, orders)
+    path = write_config(tmp_path, db_url, receiver, orders)
     async with daemon(path) as rig:
         await drift_until_paged(rig, orders, receiver)
     async with daemon(path) as rig:

@@ -14,6 +14,13 @@ import sqlalchemy.exc
 from sqlalchemy import Engine, create_engine, text
 
 from monitor.storage.backend import engine_url
+from monitor.storage.shapes import (
+    ShapeRow,
+    load_shapes,
+    save_accepted,
+    save_learning,
+    save_observed,
+)
 from monitor.storage.store import SCHEMA_VERSION, DeprecationRow, RunRecord, SchemaError, Store
 from monitor.storage.writer import Writer
 from tests.postgres import sqlite_only
@@ -146,6 +153,16 @@ def test_a_deprecation_is_stored_once_per_check_and_updated_in_place(store: Stor
         '["/v2"]',
         False,
     )
+
+
+def test_a_learned_shape_and_the_observed_one_never_overwrite_each_other(store: Store) -> None:
+    save_observed(store.engine, "a", '{"o":1}', 10)  # first sight: a new row
+    save_learning(store.engine, ShapeRow(check="a", learned='{"l":1}', samples=3))
+    save_observed(store.engine, "a", '{"o":2}', 20)  # the daemon's: leaves `learned` alone
+    save_accepted(store.engine, "a", '{"l":2}', 5, 30)  # `intmon schema --accept`'s
+    row = load_shapes(store.engine)["a"]
+    assert (row.learned, row.samples, row.accepted_at) == ('{"l":2}', 5, 30)
+    assert (row.observed, row.observed_since) == ('{"o":2}', 20)
 
 
 def test_history_survives_reopening_the_database(db_url: str) -> None:

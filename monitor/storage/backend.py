@@ -67,10 +67,16 @@ def is_postgres(connection: Connection) -> bool:
 
 
 def upsert(
-    connection: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str] = ()
+    connection: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str] = (),
+    only: Sequence[str] = (),
 ) -> None:
     """Insert `rows`, or update the row already there with the same key (default: the primary
-    key): one statement, atomic on both databases, so two writers never collide on the key."""
+    key): one statement, atomic on both databases, so two writers never collide on the key.
+    An existing row gets every other column of the new one, or only the columns `only` names
+    (the others keep what they hold)."""
     if not rows:
         return
     dialect = connection.dialect.name
@@ -83,5 +89,6 @@ def upsert(
         raise StorageError(f"intmon stores its history in SQLite or Postgres, not {dialect}")
     key = list(keys) or [column.name for column in table.primary_key]
     statement = insert(table)
-    changed = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in key}
+    columns = list(only) or [c.name for c in table.columns if c.name not in key]
+    changed = {name: statement.excluded[name] for name in columns}
     connection.execute(statement.on_conflict_do_update(index_elements=key, set_=changed), rows)

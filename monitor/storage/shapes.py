@@ -11,8 +11,10 @@ up at the check's next run. Neither write overwrites what the other owns.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, Table, update
 from sqlmodel import Field, Session, SQLModel, col, select
+
+from monitor.storage.backend import upsert
 
 
 class ShapeRow(SQLModel, table=True):
@@ -24,6 +26,9 @@ class ShapeRow(SQLModel, table=True):
     observed: str | None = None  # the last 2xx JSON body's shape
     observed_since: float | None = None  # unix seconds it was first seen
     accepted_at: float | None = None  # unix seconds of the last accept
+
+
+SHAPES: Table = ShapeRow.__table__  # type: ignore[attr-defined]
 
 
 def load_shapes(engine: Engine) -> dict[str, ShapeRow]:
@@ -39,22 +44,15 @@ def load_shape(engine: Engine, check: str) -> ShapeRow | None:
 
 def save_learning(engine: Engine, row: ShapeRow) -> None:
     """The whole row, while the daemon learns (blocking: on the writer's thread)."""
-    with Session(engine) as session:
-        session.merge(row)
-        session.commit()
+    with engine.begin() as connection:
+        upsert(connection, SHAPES, [row.model_dump()])
 
 
 def save_observed(engine: Engine, check: str, observed: str, since: float) -> None:
     """Only the observed shape: a learned one accepted meanwhile stays as it was."""
-    with Session(engine) as session:
-        changed = session.execute(
-            update(ShapeRow)
-            .where(col(ShapeRow.check) == check)
-            .values(observed=observed, observed_since=since)
-        )
-        if not changed.rowcount:  # type: ignore[attr-defined]
-            session.add(ShapeRow(check=check, observed=observed, observed_since=since))
-        session.commit()
+    row = ShapeRow(check=check, observed=observed, observed_since=since).model_dump()
+    with engine.begin() as connection:
+        upsert(connection, SHAPES, [row], only=["observed", "observed_since"])
 
 
 def save_accepted(engine: Engine, check: str, learned: str, samples: int, at: float) -> None:
