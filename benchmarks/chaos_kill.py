@@ -311,11 +311,10 @@ async def settle(daemon: Intmon, within: float) -> bool:
         except (aiohttp.ClientError, OSError) as exc:
             print(f"  /metrics did not answer ({exc}); asking again")
             continue
-        firing = [
-            line
-            for line in text.splitlines()
-            if line.startswith("intmon_alert_firing") and not line.endswith(" 0.0")
-        ]
-        if "intmon_outbox_pending 0.0" in text and not firing:
+        # By value, not spelling: intmon writes whole numbers as `0`, not `0.0`.
+        samples = [line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#")]
+        firing = [n for n, v in samples if n.startswith("intmon_alert_firing") and float(v)]
+        pending = [float(v) for n, v in samples if n == "intmon_outbox_pending"]
+        if pending == [0.0] and not firing:
             return True
     return False
