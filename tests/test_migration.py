@@ -115,7 +115,7 @@ def test_an_old_database_is_copied_into_the_new_layout_with_every_run_intact(
     # The redundant reasons and empty signals are stored as NULL, not as text.
     [(nulls,)] = query(db_url, "SELECT count(*) FROM runs WHERE reason IS NULL")
     [(empty,)] = query(db_url, "SELECT count(*) FROM runs WHERE signals IS NULL")
-    assert int(str(version[0])) == SCHEMA_VERSION == 6
+    assert int(str(version[0])) == SCHEMA_VERSION == 7
     assert not tables & {"runs_v3", "rollups_v3", "ix_runs_check_ts"}
     assert (nulls, empty) == (3, 5)  # "HTTP <status>" of 200, 429, 200; five "{}"
 
@@ -218,9 +218,24 @@ def test_a_version_3_database_gains_request_ids_without_a_copy(db_url: str) -> N
         (7360.0, False, "HTTP 503 (expected 2xx)", None),
     ]
     assert after[-1] == failed
-    assert columns(db_url, "runs")[-1] == "request_id"
+    assert columns(db_url, "runs")[-2:] == ["request_id", "slot"]
     [version] = query(db_url, "SELECT value FROM meta WHERE key = 'schema_version'")
     assert int(str(version[0])) == SCHEMA_VERSION
+
+
+def test_a_run_of_a_slot_stored_already_is_left_out_and_runs_without_a_slot_are_not(
+    store: Store,
+) -> None:
+    first = RunRecord("api", 10.0, True, None, 200, 0.1, "HTTP 200", {}, slot=10_000)
+    again = RunRecord("api", 10.2, True, None, 200, 0.1, "HTTP 200", {}, slot=10_000)
+    alone = RunRecord("api", 11.0, True, None, 200, 0.1, "HTTP 200", {})
+    store.write_runs([first])
+    store.write_runs([again, alone, alone])  # an unclaimed tie still gets its own seq
+    assert [(r.ts, r.slot) for r in store.runs_since("api", 0)] == [
+        (10.0, 10_000),
+        (11.0, None),
+        (11.0, None),
+    ]
 
 
 def test_only_a_failed_run_keeps_its_request_id_on_disk(db_url: str) -> None:

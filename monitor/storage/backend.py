@@ -1,5 +1,5 @@
-"""The two databases intmon runs on, SQLite and Postgres: what their URLs mean, and the one
-statement whose SQL differs between them (insert-or-update).
+"""The two databases intmon runs on, SQLite and Postgres: what their URLs mean, and the
+statements whose SQL differs between them (insert-or-update, insert-if-new, the clock).
 
 Everything else the store does is standard SQL that both run as it is.
 """
@@ -9,7 +9,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import URL, BigInteger, Connection, Integer, Table, create_engine, make_url
+from sqlalchemy import (
+    URL,
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Integer,
+    Table,
+    create_engine,
+    make_url,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -79,16 +89,39 @@ def upsert(
     (the others keep what they hold)."""
     if not rows:
         return
-    dialect = connection.dialect.name
-    insert: Any
-    if dialect == "postgresql":
-        insert = postgresql.insert
-    elif dialect == "sqlite":
-        insert = sqlite.insert
-    else:
-        raise StorageError(f"intmon stores its history in SQLite or Postgres, not {dialect}")
     key = list(keys) or [column.name for column in table.primary_key]
-    statement = insert(table)
+    statement = _insert(connection)(table)
     columns = list(only) or [c.name for c in table.columns if c.name not in key]
     changed = {name: statement.excluded[name] for name in columns}
     connection.execute(statement.on_conflict_do_update(index_elements=key, set_=changed), rows)
+
+
+def _insert(connection: Connection) -> Any:
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert
+    if dialect == "sqlite":
+        return sqlite.insert
+    raise StorageError(f"intmon stores its history in SQLite or Postgres, not {dialect}")
+
+
+def insert_new(
+    connection: Connection,
+    table: Table,
+    keys: Sequence[str],
+    where: ColumnElement[bool] | None = None,
+) -> Any:
+    """`INSERT … ON CONFLICT (keys) DO NOTHING` into `table`, on the unique index over `keys`
+    (partial: `where`): rows whose key is stored already are left out, atomically, so of two
+    writers racing for one key exactly one gets it. Other unique keys still raise."""
+    return _insert(connection)(table).on_conflict_do_nothing(index_elements=keys, index_where=where)
+
+
+def database_now(connection: Connection) -> float:
+    """The database server's clock, unix seconds: the one clock replicas on different hosts
+    agree on (their own may be skewed)."""
+    if is_postgres(connection):
+        query = "SELECT extract(epoch FROM clock_timestamp())"
+    else:
+        query = "SELECT (julianday('now') - 2440587.5) * 86400.0"
+    return float(connection.execute(text(query)).scalar_one())

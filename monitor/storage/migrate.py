@@ -5,7 +5,9 @@ check and time), so its upgrade copies every row: into new tables beside the old
 are dropped and replaced in the same transaction. A failure anywhere leaves the old database
 exactly as it was. Versions 4 and 5 only add a column (runs.request_id, alert_states.cause),
 which costs no copy; an upgrade from 1 or 2 gets the first with the copy. Version 6 only adds
-a table (shapes), which `Database.open` creates after the upgrade.
+a table (shapes), which `Database.open` creates after the upgrade. Version 7 adds runs.slot
+with its partial unique index (empty until replicas share the database: no copy, no scan
+beyond the index build) and the cluster tables, created on open.
 """
 
 from __future__ import annotations
@@ -49,8 +51,17 @@ def upgrade_legacy(connection: Connection, version: int) -> None:
     columns = {column["name"] for column in tables.get_columns("runs")}
     if "check" in columns:
         _relayout(connection, version)  # the copy makes the runs table as it is today
-    elif "request_id" not in columns:
-        connection.execute(text("ALTER TABLE runs ADD COLUMN request_id VARCHAR"))
+    else:
+        if "request_id" not in columns:
+            connection.execute(text("ALTER TABLE runs ADD COLUMN request_id VARCHAR"))
+        if "slot" not in columns:
+            connection.execute(text("ALTER TABLE runs ADD COLUMN slot BIGINT"))
+            connection.execute(
+                text(
+                    "CREATE UNIQUE INDEX ux_runs_slot ON runs (check_id, slot) "
+                    "WHERE slot IS NOT NULL"
+                )
+            )
 
 
 def _relayout(connection: Connection, version: int) -> None:

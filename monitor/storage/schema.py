@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row
+from sqlalchemy import Index, Row, text
 from sqlmodel import Field, SQLModel
 
 from monitor.core.errors import StorageError
@@ -18,7 +18,9 @@ from monitor.storage.backend import BIG_INTEGER
 # 4: runs.request_id, the provider's id of a failed run's request.
 # 5: alert_states.cause, the error class an alert fired with (notifiers are chosen by it).
 # 6: shapes, the response shape each check learned (created on open; `intmon schema` reads it).
-SCHEMA_VERSION = 6
+# 7: runs.slot, the scheduled slot a replica claimed for the run, unique per check; the
+#    replicas and slot_claims tables of several replicas on one Postgres (created on open).
+SCHEMA_VERSION = 7
 
 
 class CheckRow(SQLModel, table=True):
@@ -39,7 +41,20 @@ class StoredRun(SQLModel, table=True):
     """
 
     __tablename__ = "runs"
-    __table_args__ = {"sqlite_with_rowid": False}
+    __table_args__ = (
+        # Replicas on one database store a (check, slot) once: a second copy of a run (two
+        # replicas that both believed they owned it) is left out on insert, not hoped away.
+        # Partial, so runs without a slot (one process alone) cost the index nothing.
+        Index(
+            "ux_runs_slot",
+            "check_id",
+            "slot",
+            unique=True,
+            sqlite_where=text("slot IS NOT NULL"),
+            postgresql_where=text("slot IS NOT NULL"),
+        ),
+        {"sqlite_with_rowid": False},
+    )
 
     check_id: int = Field(primary_key=True)
     ts: float = Field(primary_key=True)  # unix seconds when the run started
@@ -51,6 +66,8 @@ class StoredRun(SQLModel, table=True):
     reason: str | None = None  # NULL: "HTTP <status>"
     signals: str | None = None  # small JSON object; NULL: {}
     request_id: str | None = None  # failed runs only (see RunRecord.as_row)
+    # Unix milliseconds of the scheduled slot the run was claimed for; NULL with one process.
+    slot: int | None = Field(default=None, sa_type=BIG_INTEGER)
 
 
 class DeprecationRow(SQLModel, table=True):
@@ -143,6 +160,7 @@ class RunRecord:
     reason: str
     signals: dict[str, Any]
     request_id: str | None = None
+    slot: int | None = None  # the claimed slot, with several replicas (see StoredRun)
 
     def as_row(self, check_id: int, seq: int = 0) -> dict[str, Any]:
         """The `runs` row: most runs store no reason and no signals at all.
@@ -162,6 +180,7 @@ class RunRecord:
             "reason": stored_reason(self.reason, self.status),
             "signals": None if signals == "{}" else signals,
             "request_id": None if self.ok else self.request_id,
+            "slot": self.slot,
         }
 
     @classmethod
@@ -177,6 +196,7 @@ class RunRecord:
             reason=read_reason(row.reason, row.status),
             signals=json.loads(row.signals) if row.signals else {},
             request_id=row.request_id,
+            slot=getattr(row, "slot", None),
         )
 
 

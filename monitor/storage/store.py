@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from sqlalchemy import Connection, Engine, Table, func, insert, text
+from sqlalchemy import Connection, Engine, Table, func, text
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from monitor.storage.backend import upsert
+from monitor.storage.backend import insert_new, upsert
 from monitor.storage.checkids import CheckIds
 from monitor.storage.database import Database
 from monitor.storage.rollups import Rollups
@@ -81,7 +81,9 @@ class Store:
                     seen[key] = self._next_seq(connection, *key) - 1
                 seen[key] = seq = seen.get(key, -1) + 1
                 rows.append(record.as_row(key[0], seq))
-            connection.execute(insert(RUNS), rows)
+            # A run of a slot stored already (by another replica) is left out: stored once.
+            claimed = RUNS.c.slot.is_not(None)
+            connection.execute(insert_new(connection, RUNS, ["check_id", "slot"], claimed), rows)
         return ids, late
 
     def _next_seq(self, connection: Connection, check_id: int, ts: float) -> int:
