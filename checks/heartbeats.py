@@ -61,6 +61,14 @@ class HeartbeatBook:
         a restart would restart the wait, so a job that never pushed would look fresh again."""
         self._watching[check] = min(since, self._watching.get(check, since))
 
+    def merge(self, check: str, stored: Heartbeat) -> None:
+        """Take a stored heartbeat where it is newer: a push another replica took."""
+        beat = self._beats.setdefault(check, Heartbeat())
+        if (stored.last_success or 0.0) > (beat.last_success or 0.0):
+            beat.last_success, beat.count = stored.last_success, stored.count
+        if (stored.last_failure or 0.0) > (beat.last_failure or 0.0):
+            beat.last_failure, beat.message = stored.last_failure, stored.message
+
     def restore(self, beats: dict[str, Heartbeat]) -> None:
         """Take the heartbeats persisted before a restart (see monitor.storage.heartbeats)."""
         self._beats.update(beats)

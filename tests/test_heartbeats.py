@@ -19,7 +19,7 @@ from monitor.config.loader import parse_config
 from monitor.core.clock import SystemClock
 from monitor.engine.daemon import Daemon
 from monitor.metrics import Metrics
-from monitor.storage.heartbeats import HeartbeatRow, load_heartbeats, save_heartbeat
+from monitor.storage.heartbeats import HeartbeatRow, load_heartbeat, load_heartbeats, save_heartbeat
 from monitor.storage.store import Store
 from monitor.web import heartbeats
 from monitor.web.flood import PUSH_BURST, PUSH_RATE
@@ -68,7 +68,7 @@ def test_the_last_heartbeat_survives_a_restart(store: Store) -> None:
     book = HeartbeatBook()
     save_heartbeat(store.engine, "sync", book.record("sync", NOW, count=120))
     beat = book.record("sync", NOW + 60, failed=True, message="upstream 503")
-    save_heartbeat(store.engine, "sync", beat)
+    save_heartbeat(store.engine, "sync", beat, failed=True)
     restarted = HeartbeatBook()
     restarted.restore(load_heartbeats(store.engine))
     beat = restarted.last("sync")
@@ -76,6 +76,21 @@ def test_the_last_heartbeat_survives_a_restart(store: Store) -> None:
     assert (beat.last_success, beat.count) == (NOW, 120)
     assert (beat.last_failure, beat.message) == (NOW + 60, "upstream 503")
     assert beat.failing
+
+
+def test_a_push_to_another_replica_keeps_the_half_of_the_heartbeat_it_did_not_change(
+    store: Store,
+) -> None:
+    here, there = HeartbeatBook(), HeartbeatBook()
+    save_heartbeat(store.engine, "sync", here.record("sync", NOW, count=7))
+    # `there` never saw the success: its failure push must not write its stale success back.
+    failed = there.record("sync", NOW + 5, failed=True, message="boom")
+    save_heartbeat(store.engine, "sync", failed, failed=True)
+    stored = load_heartbeat(store.engine, "sync")
+    assert stored is not None and (stored.last_success, stored.count) == (NOW, 7)
+    here.merge("sync", stored)
+    beat = here.last("sync")
+    assert beat is not None and beat.failing and beat.message == "boom"
 
 
 @dataclass

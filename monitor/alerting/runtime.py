@@ -115,6 +115,11 @@ class Alerter:
             asyncio.create_task(self._housekeeping(), name="intmon-alert-housekeeping"),
         ]
 
+    async def reload_states(self) -> None:
+        """The database's alert states (another replica may have moved them): before this
+        replica judges checks it takes over. Raises DatabaseUnavailable like a read."""
+        self.book.replace_all(await self.writer.read(load_states, self.engine))
+
     async def stop(self) -> None:
         self.delivery.stop()
         self._stopping.set()

@@ -23,6 +23,16 @@ from monitor.storage.backend import database_url, engine_url
 from monitor.storage.upkeep import Retention
 
 
+class ReplicaSettings(Model):
+    """`monitor.replica`: this process as one replica of a monitor on a shared Postgres."""
+
+    # Defaults to host name and pid (monitor.cluster.replica.default_id): unique per process.
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,63}$")
+    # How long the replica's claim on its share of the checks lasts without a renewal (renewed
+    # every third of it); a dead replica's checks move elsewhere after about this long.
+    lease: Duration = Field(default=15.0, ge=0.1, le=3600.0)
+
+
 class MonitorSettings(Model):
     database: str = "monitor.db"
     listen: str = "127.0.0.1:9464"
@@ -41,6 +51,7 @@ class MonitorSettings(Model):
     heartbeat_interval: Duration = Field(default=60.0, gt=0)
     # TLS, users and public paths of the HTTP server (monitor.config.web).
     web: WebSettings = Field(default_factory=WebSettings)
+    replica: ReplicaSettings = Field(default_factory=ReplicaSettings)
 
     @field_validator("heartbeat_url")
     @classmethod

@@ -14,6 +14,8 @@ from checks.freshness import heartbeat_secret
 from checks.heartbeats import HeartbeatBook
 from monitor import __version__
 from monitor.alerting.runtime import Alerter
+from monitor.cluster.division import config_digest
+from monitor.cluster.replica import Replica
 from monitor.config.loader import load_config
 from monitor.config.reload import ReloadPlan, plan
 from monitor.config.settings import Config
@@ -37,7 +39,7 @@ from monitor.signals.per_check import (
     DeprecationRecord,
 )
 from monitor.signals.quota import QuotaBook
-from monitor.storage.heartbeats import load_heartbeats
+from monitor.storage.heartbeats import load_heartbeat, load_heartbeats
 from monitor.storage.pauses import PauseRow, load_pauses, save_pause
 from monitor.storage.store import RunRecord, Store
 from monitor.storage.upkeep import Maintenance
@@ -88,12 +90,23 @@ class Daemon:
             on_error=metrics.maintenance_errors.inc,
             on_report=metrics.maintained,
         )
+        self.replica = Replica(
+            config.monitor.replica,
+            self.writer,
+            clock,
+            metrics,
+            clustered=not store.database.sqlite,
+            digest=config_digest(config),
+            checks=self.checks,
+            on_gain=self._adopt,
+        )
+        owns = metrics.owns = self.replica.owns
         metrics.registry.register(
             SignalCollector(
-                self.signals.values,
-                firing=self.alerter.firing,
+                lambda: [s for name, s in self.signals.items() if owns(name)],
+                firing=lambda: [f for f in self.alerter.firing() if owns(f.check)],
                 outbox_depth=lambda: self.alerter.outbox_depth,
-                states=self.state_pairs,
+                states=lambda: [pair for pair in self.state_pairs() if owns(pair[0])],
             )
         )
         self.ready = False
@@ -102,6 +115,7 @@ class Daemon:
         self._scheduler: Scheduler | None = None
         self._scheduler_task: asyncio.Task[None] | None = None
         self._maintenance_task: asyncio.Task[None] | None = None
+        self._replica_task: asyncio.Task[None] | None = None
         self._announcements: set[asyncio.Task[None]] = set()
 
     def _signals_for(self, check: CheckConfig) -> CheckSignals:
@@ -142,6 +156,8 @@ class Daemon:
         self.writer.start()
         self._maintenance_task = asyncio.create_task(self.maintenance.run(), name="intmon-db")
         await self.alerter.start()
+        await self.replica.join()
+        self._replica_task = asyncio.create_task(self.replica.run(), name="intmon-replica")
         schedule = Schedule({n: c.interval for n, c in self.checks.items()}, self.clock.time())
         self._scheduler = Scheduler(schedule, self.clock, self._dispatch, on_skip=self._skipped)
         self._scheduler_task = asyncio.create_task(self._scheduler.run(), name="intmon-scheduler")
@@ -210,11 +226,30 @@ class Daemon:
         if heartbeat_secret(check)[0] and isinstance(age, int | float):
             self.heartbeats.watched_since(check.name, last.ts - age)
 
+    async def _adopt(self, names: set[str]) -> None:
+        """Checks taken over from another replica: windows, streaks and alert states as the
+        database has them, so the first run here goes on from the last owner's instead of
+        paging (or resolving) afresh."""
+        names &= set(self.checks)
+        for name in names:
+            self.signals[name].quota_ledger.forget(name)
+            self.signals[name] = self._signals_for(self.checks[name])
+            self.states[name] = CheckState(name)
+            self.history.forget(name)
+        await asyncio.to_thread(self.restore, names)
+        await self.alerter.reload_states()
+
     async def _dispatch(self, dispatch: Dispatch) -> None:
+        # Of several replicas, the one the slot is claimed by runs it; the others skip it.
+        run, slot = await self.replica.claim(dispatch.name, dispatch.due)
+        if not run:
+            return
         self.metrics.lateness.observe(dispatch.lateness)
         check = self.checks.get(dispatch.name)
         if check is None:
             return  # removed while it waited
+        if self.replica.clustered and heartbeat_secret(check)[0]:
+            await self._fresh_heartbeat(check.name)
         key = throttle_key(check.name, check.provider)
         # The provider asked us to wait (Retry-After, backoff, exhausted quota): sending
         # anyway is how a monitor becomes the cause of the 429s it reports.
@@ -224,7 +259,16 @@ class Daemon:
         if result is None:
             self.metrics.count_throttled(check.name)
             return
-        await self.record(check, result)
+        await self.record(check, result, slot)
+
+    async def _fresh_heartbeat(self, name: str) -> None:
+        """A job may have pushed to another replica: take the newest the database has."""
+        try:
+            beat = await self.writer.read(load_heartbeat, self.store.engine, name)
+        except DatabaseUnavailable:
+            return  # logged once by the writer; the pushes this replica took still count
+        if beat is not None:
+            self.heartbeats.merge(name, beat)
 
     def _dropped(self, in_outage: int) -> None:
         """The writer dropped a result it could not write: count it, and at the first of an
@@ -247,8 +291,9 @@ class Daemon:
         self.metrics.count_skipped(name)
         log.warning("check %s is still running at its next slot; that slot is skipped", name)
 
-    async def record(self, check: CheckConfig, result: Result) -> None:
-        """Fan a result out to signals, throttle, state, metrics, storage and alerting."""
+    async def record(self, check: CheckConfig, result: Result, slot: int | None = None) -> None:
+        """Fan a result out to signals, throttle, state, metrics, storage and alerting.
+        `slot`: the claimed slot, with several replicas (stored once per check)."""
         signals = self.signals[check.name]
         if signals.observe(result):
             assert signals.deprecation is not None  # a change is reported once there is one
@@ -274,6 +319,7 @@ class Daemon:
             reason=result.reason,
             signals=result.signals,
             request_id=result.request_id,
+            slot=slot,
         )
         self.states[check.name].update(record)
         self.history.add(check.name, record.ts, record.ok, record.latency)
@@ -360,6 +406,7 @@ class Daemon:
         await asyncio.to_thread(self._replay_windows, grown)
         await asyncio.to_thread(self._restore_slis, new_slos)
         self.alerter.reload(new)
+        await self.replica.reconfigure(self.checks, config_digest(new))
         for notifier in new.notifiers:
             self.metrics.declare_notifier(notifier.name)
         self.maintenance.retention = new.monitor.retention
@@ -377,6 +424,10 @@ class Daemon:
     async def stop(self, grace: float | None = None) -> None:
         """Graceful: in-flight checks finish (or hit their timeout), pending rows are flushed."""
         self.ready = False
+        # First: the others take this replica's checks over while its last runs finish.
+        await self.replica.leave()
+        if self._replica_task is not None:
+            await self._replica_task
         if self._scheduler is not None and self._scheduler_task is not None:
             self._scheduler.stop()
             await self._scheduler_task

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
@@ -70,6 +70,19 @@ class Metrics:
             "gauge", "intmon_db_size_bytes",
             "Size of the database file after the last maintenance pass.",
         )  # fmt: skip
+        self.cluster_replicas = Values(
+            "gauge", "intmon_cluster_replicas",
+            "Live replicas on the database as this one sees them (1 for a process alone).",
+        )  # fmt: skip
+        self.cluster_replicas.set(1)
+        self.cluster_config_mismatch = Values(
+            "gauge", "intmon_cluster_config_mismatch",
+            "1 while a live replica runs with a config digest other than this one's.",
+        )  # fmt: skip
+        self.cluster_config_mismatch.set(0)
+        # Per-check gauges are exported by the replica that runs the check only, so summing or
+        # taking max by `check` across replicas stays right; counters stay per replica.
+        self.owns: Callable[[str], bool] = lambda check: True
         self.build_info = Values(
             "gauge", "intmon_build_info", "Always 1; labels say which intmon runs.", ("version",)
         )
@@ -149,7 +162,7 @@ class Metrics:
             key = s.key
             runs.add((name, "success"), s.success)
             runs.add((name, "failure"), s.failure)
-            if s.up is not None:
+            if s.up is not None and self.owns(name):
                 up.add(key, s.up)
             s.duration.add_to(duration, key)
             for code, count in s.codes.items():
@@ -170,7 +183,7 @@ class _Counted(TextCollector):
         for values in (
             m.notifications, m.notifier_up, m.db_write_errors, m.db_up, m.db_dropped_rows,
             m.heartbeat_pings, m.maintenance_errors, m.rows_pruned, m.rollup_rows, m.db_size,
-            m.build_info,
+            m.cluster_replicas, m.cluster_config_mismatch, m.build_info,
         ):  # fmt: skip
             yield values.family()
         yield m.lateness.family()

@@ -37,7 +37,19 @@ def load_heartbeats(engine: Engine) -> dict[str, Heartbeat]:
         }
 
 
-def save_heartbeat(engine: Engine, check: str, beat: Heartbeat) -> None:
-    """Persist one check's heartbeat (blocking: call from a thread)."""
+def load_heartbeat(engine: Engine, check: str) -> Heartbeat | None:
+    """One check's persisted heartbeat: a push may have reached another replica."""
+    with Session(engine) as session:
+        row = session.get(HeartbeatRow, check)
+    if row is None:
+        return None
+    return Heartbeat(row.last_success, row.count, row.last_failure, row.message)
+
+
+def save_heartbeat(engine: Engine, check: str, beat: Heartbeat, failed: bool = False) -> None:
+    """Persist what one push changed of a check's heartbeat (blocking: call from a thread).
+    Only that half of the row: with several replicas, this one's idea of the other half may be
+    older than what another replica stored."""
+    changed = ("last_failure", "message") if failed else ("last_success", "count")
     with engine.begin() as connection:
-        upsert(connection, HEARTBEATS, [{"check": check, **asdict(beat)}])
+        upsert(connection, HEARTBEATS, [{"check": check, **asdict(beat)}], only=changed)

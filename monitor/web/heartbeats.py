@@ -113,7 +113,7 @@ async def receive(
     beat = book.record(check, push.ts, push.count, failed, message)
     if writer is not None:
         try:
-            await writer.submit(save_heartbeat, writer.store.engine, check, beat)
+            await writer.submit(save_heartbeat, writer.store.engine, check, beat, failed)
         except DatabaseUnavailable:
             # The writer logged the outage once; the push counts in memory (see below).
             log.debug("heartbeat of %s kept in memory: the database is unavailable", check)

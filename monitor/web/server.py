@@ -1,7 +1,8 @@
 """The HTTP surface: the status page at / with a page per check at /checks/{name}, the public
 status page at /status, /metrics, /healthz, /readyz, /api/status and its schema,
-/api/checks/{name}, /api/alerts, POST /-/reload and POST /api/checks/{name}/schema/accept, and
-the heartbeat push, POST /heartbeat/{check}. Who may use which: monitor/web/guard.py."""
+/api/checks/{name}, /api/alerts, /api/cluster, POST /-/reload and
+POST /api/checks/{name}/schema/accept, and the heartbeat push, POST /heartbeat/{check}.
+Who may use which: monitor/web/guard.py."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from checks.freshness import heartbeat_secret
+from monitor.cluster.status import cluster_report
 from monitor.config.reload import ReloadPlan
 from monitor.core.errors import ConfigError
 from monitor.core.model import StatusModel
@@ -51,6 +53,7 @@ def build_app(daemon: Daemon, reload: Reload | None = None) -> web.Application:
     app.router.add_get("/api/status", api_status)
     app.router.add_get("/api/status/schema", api_status_schema)
     app.router.add_get("/api/alerts", api_alerts)
+    app.router.add_get("/api/cluster", api_cluster)
     app.router.add_post("/-/reload", reload_config)
     app.router.add_post("/api/checks/{name}/schema/accept", accept_schema)
     app.router.add_post("/heartbeat/{check}", heartbeat)
@@ -68,7 +71,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready = request.app[DAEMON].ready
+    daemon = request.app[DAEMON]
+    # A replica that cannot renew its lease (the database is out of reach) runs no checks.
+    ready = daemon.ready and daemon.replica.ready
     return web.json_response({"ready": ready}, status=200 if ready else 503)
 
 
@@ -83,6 +88,11 @@ async def api_status_schema(request: web.Request) -> web.Response:
 
 async def api_alerts(request: web.Request) -> web.Response:
     return _model_response(request.app[DAEMON].alerter.status())
+
+
+async def api_cluster(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    return _model_response(cluster_report(daemon.replica, daemon.clock.time()))
 
 
 def _model_response(model: StatusModel) -> web.Response:

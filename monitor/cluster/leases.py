@@ -1,0 +1,77 @@
+"""The cluster's two tables and their statements (blocking: run them from a thread).
+
+`replicas`: one row per live process, its lease renewed on the database's clock, so hosts
+whose clocks disagree still agree on who is alive. `slot_claims`: one row per (check, slot)
+some replica has taken; the primary key is what makes a slot run at most once.
+The tables exist on SQLite too (created with the rest), where one process owns everything.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, Table, delete
+from sqlmodel import Field, SQLModel, col, select
+
+from monitor.storage.backend import BIG_INTEGER, database_now, insert_new, upsert
+
+
+class ReplicaRow(SQLModel, table=True):
+    __tablename__ = "replicas"
+
+    id: str = Field(primary_key=True)
+    host: str
+    pid: int
+    started_at: float  # unix seconds, the replica's own clock
+    lease_until: float  # unix seconds, the database's clock
+    config_digest: str
+    checks_owned: int = 0
+
+
+class SlotClaimRow(SQLModel, table=True):
+    __tablename__ = "slot_claims"
+
+    check: str = Field(primary_key=True)
+    slot: int = Field(primary_key=True, sa_type=BIG_INTEGER)  # unix milliseconds of the slot
+    replica: str
+
+
+REPLICAS: Table = ReplicaRow.__table__  # type: ignore[attr-defined]
+CLAIMS: Table = SlotClaimRow.__table__  # type: ignore[attr-defined]
+# Only the lease and what the replica reports change on renewal; `started_at` stays.
+RENEWED = ("host", "pid", "lease_until", "config_digest", "checks_owned")
+
+
+def renew(engine: Engine, me: ReplicaRow, lease: float) -> tuple[float, list[ReplicaRow]]:
+    """Extend `me`'s lease to the database's now + `lease` (joining if its row is gone),
+    delete the rows whose lease has run out, and return (database now, the live replicas)."""
+    with engine.begin() as connection:
+        now = database_now(connection)
+        row = {**me.model_dump(), "lease_until": now + lease}
+        upsert(connection, REPLICAS, [row], only=RENEWED)
+        # Whoever sees an expired row deletes it: a replica killed with -9 leaves one behind.
+        connection.execute(delete(REPLICAS).where(col(ReplicaRow.lease_until) <= now))
+        query = select(ReplicaRow).order_by(col(ReplicaRow.id))
+        live = [ReplicaRow.model_validate(dict(r._mapping)) for r in connection.execute(query)]
+    return now, live
+
+
+def leave(engine: Engine, replica: str) -> None:
+    """A graceful stop: the others divide this replica's checks at their next renewal."""
+    with engine.begin() as connection:
+        connection.execute(delete(REPLICAS).where(col(ReplicaRow.id) == replica))
+
+
+def claim(engine: Engine, check: str, slot: int, replica: str) -> bool:
+    """Take (check, slot) for `replica`: True for exactly one of any number of claimers."""
+    with engine.begin() as connection:
+        statement = insert_new(connection, CLAIMS, ["check", "slot"]).values(
+            check=check, slot=slot, replica=replica
+        )
+        return connection.execute(statement.returning(CLAIMS.c.slot)).first() is not None
+
+
+def prune_claims(engine: Engine, before: int) -> int:
+    """Forget claims of slots before `before` (unix ms): by then no replica can still be
+    deciding whether to run them."""
+    with engine.begin() as connection:
+        result = connection.execute(delete(CLAIMS).where(col(SlotClaimRow.slot) < before))
+        return int(result.rowcount)

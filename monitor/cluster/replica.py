@@ -1,0 +1,199 @@
+"""This process as one replica: its lease, its share of the checks, and slot claims.
+
+On Postgres every `intmon run` on the same database is a replica. Each renews its lease every
+third of it; the live set is the rows whose lease (on the database's clock) has not run out,
+and each replica runs the checks rendezvous hashing gives it among the live replicas with its
+config digest (monitor.cluster.division). Before a run, the owner claims the (check, slot):
+of replicas that disagree for a moment about the live set, exactly one runs the slot.
+
+A replica that could not renew stops running checks when its lease runs out on its own clock,
+measured from before the renewal it last got through: by then the others may have taken its
+checks. On SQLite there is one process: it owns everything and claims nothing.
+
+Leases are real time, not the injected Clock: they are a contract with the database's clock,
+which no test's fake clock moves. So renewals wait with asyncio and validity is measured on
+`monotonic` (time.monotonic unless a test passes its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitor.cluster import leases
+from monitor.cluster.division import owned_by
+from monitor.cluster.leases import ReplicaRow
+from monitor.config.settings import ReplicaSettings
+from monitor.core.clock import Clock
+from monitor.metrics import Metrics
+from monitor.storage.writer import DatabaseUnavailable, Writer
+
+log = logging.getLogger(__name__)
+CLAIM_RETENTION = 3600.0  # seconds of slot claims kept; a slot is decided within a second
+PRUNE_EVERY = 60.0
+
+
+def default_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"[-63:]
+
+
+class Replica:
+    def __init__(
+        self,
+        settings: ReplicaSettings,
+        writer: Writer,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        clustered: bool,
+        digest: str,
+        checks: Iterable[str],
+        on_gain: Callable[[set[str]], Awaitable[None]],
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.id = settings.id or default_id()
+        self.host = socket.gethostname()
+        self.lease = settings.lease
+        self.writer = writer
+        self.engine = writer.store.engine
+        self.clock = clock
+        self.monotonic = monotonic
+        self.metrics = metrics
+        self.clustered = clustered
+        self.digest = digest
+        self.checks = set(checks)
+        self.on_gain = on_gain  # before this replica runs checks it did not run until now
+        self.started_at = clock.time()
+        self.replicas: tuple[ReplicaRow, ...] = ()  # as of the last renewal
+        self.db_now = 0.0  # the database's clock at the last renewal
+        self.owned: frozenset[str] = frozenset()
+        self.reachable = True  # the last renewal got through
+        self._valid_until = -math.inf  # clock.monotonic() until which the lease holds
+        self._pruned_at = -math.inf
+        self._stopping = asyncio.Event()
+
+    def owns(self, check: str) -> bool:
+        return not self.clustered or check in self.owned
+
+    def may_run(self) -> bool:
+        """False once the lease has run out without a renewal: better a missed slot than two."""
+        return not self.clustered or self.monotonic() < self._valid_until
+
+    @property
+    def digests_agree(self) -> bool:
+        return all(row.config_digest == self.digest for row in self.replicas)
+
+    @property
+    def ready(self) -> bool:
+        return not self.clustered or (self.reachable and self.may_run())
+
+    async def reconfigure(self, checks: Iterable[str], digest: str) -> None:
+        """After a reload: divide the new checks among the replicas known now (the next
+        renewal reports the new digest to the others)."""
+        self.checks, self.digest = set(checks), digest
+        if self.clustered:
+            await self._divide(adopt=True)
+
+    async def join(self) -> None:
+        """The first renewal, before scheduling starts: the share is known from the first slot.
+        Everything was just restored from the database, so nothing is adopted."""
+        if self.clustered:
+            await self._renew(adopt=False)
+
+    async def run(self) -> None:
+        while self.clustered and not self._stopping.is_set():
+            sleeper = asyncio.ensure_future(asyncio.sleep(self.lease / 3))
+            stopper = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (sleeper, stopper):
+                task.cancel()
+            if self._stopping.is_set():
+                return
+            try:
+                await self._renew(adopt=True)
+            except DatabaseUnavailable:
+                self.reachable = False  # the writer logs the outage once
+            except SQLAlchemyError as exc:
+                self.reachable = False
+                log.warning("replica %s could not renew its lease: %s", self.id, exc)
+            if self.reachable and self.monotonic() - self._pruned_at > PRUNE_EVERY:
+                await self._prune()
+
+    async def _renew(self, adopt: bool) -> None:
+        sent = self.monotonic()
+        row = ReplicaRow(
+            id=self.id,
+            host=self.host,
+            pid=os.getpid(),
+            started_at=self.started_at,
+            lease_until=0.0,
+            config_digest=self.digest,
+            checks_owned=len(self.owned),
+        )
+        # A thread of its own, not the writer's: a renewal must not queue behind a batch.
+        # Concurrent writers are fine on Postgres, the only database replicas share.
+        self.db_now, live = await self.writer.read(leases.renew, self.engine, row, self.lease)
+        self._valid_until = sent + self.lease
+        self.reachable = True
+        self.replicas = tuple(live)
+        await self._divide(adopt)
+
+    async def _divide(self, adopt: bool) -> None:
+        self.metrics.cluster_replicas.set(len(self.replicas))
+        self.metrics.cluster_config_mismatch.set(int(not self.digests_agree))
+        peers = [r.id for r in self.replicas if r.config_digest == self.digest]
+        share = owned_by(self.id, self.checks, peers)
+        gained = set(share - self.owned)
+        if share != self.owned:
+            log.info(
+                "replica %s runs %d of %d checks (%d replicas with this config)",
+                self.id, len(share), len(self.checks), len({*peers, self.id}),
+            )  # fmt: skip
+        self.owned = self.owned & share  # what moved away stops at once
+        if gained and adopt:
+            # Windows and alert states first, so the first run here judges what the last
+            # owner saw instead of paging afresh.
+            await self.on_gain(gained)
+        self.owned = share
+
+    async def claim(self, check: str, due: float) -> tuple[bool, int | None]:
+        """(run it, slot to store it under) for `check`'s slot due at `due`."""
+        if not self.clustered:
+            return True, None
+        if check not in self.owned or not self.may_run():
+            return False, None
+        slot = round(due * 1000)
+        try:
+            won = await self.writer.read(leases.claim, self.engine, check, slot, self.id)
+        except DatabaseUnavailable:
+            # Run anyway while the lease holds: the others agree this check is ours, and the
+            # runs' unique key stores the slot once should one of them disagree.
+            return True, slot
+        return won, slot
+
+    async def _prune(self) -> None:
+        self._pruned_at = self.monotonic()
+        before = round((self.db_now - CLAIM_RETENTION) * 1000)
+        try:
+            await self.writer.read(leases.prune_claims, self.engine, before)
+        except (DatabaseUnavailable, SQLAlchemyError) as exc:
+            log.debug("slot claims not pruned, next time then: %s", exc)
+
+    async def leave(self) -> None:
+        """A graceful stop: stop claiming and drop the row, so the others divide at once."""
+        self._stopping.set()
+        if not self.clustered:
+            return
+        self.owned = frozenset()
+        try:
+            await self.writer.read(leases.leave, self.engine, self.id)
+        except (DatabaseUnavailable, SQLAlchemyError) as exc:
+            log.warning("replica %s left without removing its row (its lease runs out): %s",
+                        self.id, exc)  # fmt: skip

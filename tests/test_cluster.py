@@ -1,0 +1,104 @@
+"""Replicas on one database: the division of the checks, slot claims and leases."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from monitor.cluster.division import config_digest, owned_by, owner
+from monitor.cluster.leases import ReplicaRow, claim, leave, renew
+from monitor.cluster.replica import Replica
+from monitor.config.loader import parse_config
+from monitor.config.settings import ReplicaSettings
+from monitor.core.clock import FakeClock
+from monitor.metrics import Metrics
+from monitor.storage.store import Store
+from monitor.storage.writer import Writer
+from tests.postgres import postgres_only
+
+CHECKS = [f"check-{i}" for i in range(1000)]
+
+
+def test_every_check_has_exactly_one_owner_whichever_replica_computes_it() -> None:
+    replicas = ["a", "b", "c"]
+    shares = [owned_by(me, CHECKS, replicas) for me in replicas]
+    assert sum(len(share) for share in shares) == len(CHECKS)
+    assert set().union(*shares) == set(CHECKS)
+    assert all(250 < len(share) < 420 for share in shares), [len(s) for s in shares]
+
+
+def test_a_replica_joining_takes_about_a_quarter_and_moves_nothing_else() -> None:
+    before = {check: owner(check, ["a", "b", "c"]) for check in CHECKS}
+    after = {check: owner(check, ["a", "b", "c", "d"]) for check in CHECKS}
+    moved = [check for check in CHECKS if before[check] != after[check]]
+    assert all(after[check] == "d" for check in moved)
+    assert 0.18 < len(moved) / len(CHECKS) < 0.32
+
+
+def test_the_division_does_not_depend_on_the_order_replicas_are_listed_in() -> None:
+    assert owned_by("b", CHECKS, ["c", "a", "b"]) == owned_by("b", CHECKS, ["a", "b", "c"])
+
+
+def test_the_config_digest_ignores_the_replica_id_but_not_the_checks() -> None:
+    text = "monitor: {{replica: {{id: {id}}}}}\nchecks:\n  - {{name: a, request: {{url: {url}}}}}"
+    one = parse_config(text.format(id="one", url="http://x/"), env={})
+    two = parse_config(text.format(id="two", url="http://x/"), env={})
+    other = parse_config(text.format(id="one", url="http://y/"), env={})
+    assert config_digest(one) == config_digest(two) != config_digest(other)
+
+
+def test_of_two_replicas_claiming_one_slot_exactly_one_wins(store: Store) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(lambda r: claim(store.engine, "api", 1000, r), ["a", "b"] * 4))
+    assert won.count(True) == 1
+    assert claim(store.engine, "api", 2000, "b")  # the next slot is a new claim
+
+
+def row(replica: str, digest: str = "d") -> ReplicaRow:
+    return ReplicaRow(
+        id=replica, host="h", pid=1, started_at=0.0, lease_until=0.0, config_digest=digest
+    )
+
+
+def test_a_lease_not_renewed_runs_out_on_the_database_clock_and_its_row_goes(store: Store) -> None:
+    renew(store.engine, row("a"), lease=0.2)
+    now, live = renew(store.engine, row("b"), lease=30.0)
+    assert [r.id for r in live] == ["a", "b"]
+    assert live[0].lease_until == pytest.approx(now + 0.2, abs=0.1)
+    time.sleep(0.3)  # past a's lease, on the database's clock
+    _, live = renew(store.engine, row("b"), lease=30.0)
+    assert [r.id for r in live] == ["b"]
+    leave(store.engine, "b")
+    _, live = renew(store.engine, row("c"), lease=30.0)
+    assert [r.id for r in live] == ["c"]
+
+
+@postgres_only
+async def test_a_replica_whose_lease_ran_out_claims_nothing_until_it_renews(store: Store) -> None:
+    now = [100.0]
+    writer = Writer(store)
+    replica = Replica(
+        ReplicaSettings(id="solo", lease=5.0),
+        writer,
+        FakeClock(),
+        Metrics(),
+        clustered=True,
+        digest="d",
+        checks=["api"],
+        on_gain=lambda names: asyncio.sleep(0),
+        monotonic=lambda: now[0],
+    )
+    await replica.join()
+    assert replica.owned == {"api"} and replica.ready
+    assert await replica.claim("api", 10.0) == (True, 10_000)
+    assert await replica.claim("api", 10.0) == (False, 10_000)  # claimed already
+    now[0] += 5.0
+    assert not replica.may_run() and not replica.ready
+    assert await replica.claim("api", 20.0) == (False, None)
+    await replica.join()
+    assert await replica.claim("api", 20.0) == (True, 20_000)
+    await replica.leave()
+    await writer.close()
