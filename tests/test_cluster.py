@@ -52,9 +52,10 @@ def test_the_config_digest_ignores_the_replica_id_but_not_the_checks() -> None:
 
 def test_of_two_replicas_claiming_one_slot_exactly_one_wins(store: Store) -> None:
     with ThreadPoolExecutor(8) as pool:
-        won = list(pool.map(lambda r: claim(store.engine, "api", 1000, r), ["a", "b"] * 4))
-    assert won.count(True) == 1
-    assert claim(store.engine, "api", 2000, "b")  # the next slot is a new claim
+        won = list(pool.map(lambda r: claim(store.engine, [("api", 1000)], r), ["a", "b"] * 4))
+    assert [len(w) for w in won].count(1) == 1
+    both = claim(store.engine, [("api", 1000), ("api", 2000), ("db", 1000)], "b")
+    assert both == {("api", 2000), ("db", 1000)}  # the next slot, another check: new claims
 
 
 def row(replica: str, digest: str = "d") -> ReplicaRow:

@@ -60,13 +60,16 @@ def leave(engine: Engine, replica: str) -> None:
         connection.execute(delete(REPLICAS).where(col(ReplicaRow.id) == replica))
 
 
-def claim(engine: Engine, check: str, slot: int, replica: str) -> bool:
-    """Take (check, slot) for `replica`: True for exactly one of any number of claimers."""
+def claim(engine: Engine, slots: list[tuple[str, int]], replica: str) -> set[tuple[str, int]]:
+    """Take each (check, slot) of `slots` for `replica`; returns those it got. Of any number
+    of replicas claiming one slot, exactly one gets it. One statement for the whole batch."""
+    if not slots:
+        return set()
+    rows = [{"check": check, "slot": slot, "replica": replica} for check, slot in slots]
     with engine.begin() as connection:
-        statement = insert_new(connection, CLAIMS, ["check", "slot"]).values(
-            check=check, slot=slot, replica=replica
-        )
-        return connection.execute(statement.returning(CLAIMS.c.slot)).first() is not None
+        statement = insert_new(connection, CLAIMS, ["check", "slot"]).values(rows)
+        won = connection.execute(statement.returning(CLAIMS.c.check, CLAIMS.c.slot))
+        return {(str(row[0]), int(row[1])) for row in won}
 
 
 def prune_claims(engine: Engine, before: int) -> int:

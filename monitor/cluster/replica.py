@@ -78,6 +78,10 @@ class Replica:
         self._valid_until = -math.inf  # clock.monotonic() until which the lease holds
         self._pruned_at = -math.inf
         self._stopping = asyncio.Event()
+        # Claims wait here while one batch is in flight, and go together in the next: a
+        # claim costs one round trip to the database at most after the one under way.
+        self._claims: list[tuple[str, int, asyncio.Future[bool]]] = []
+        self._claiming: asyncio.Task[None] | None = None
 
     def owns(self, check: str) -> bool:
         return not self.clustered or check in self.owned
@@ -109,7 +113,7 @@ class Replica:
 
     async def run(self) -> None:
         while self.clustered and not self._stopping.is_set():
-            sleeper = asyncio.ensure_future(asyncio.sleep(self.lease / 3))
+            sleeper = asyncio.ensure_future(asyncio.sleep(self._next_look()))
             stopper = asyncio.ensure_future(self._stopping.wait())
             await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
             for task in (sleeper, stopper):
@@ -125,6 +129,14 @@ class Replica:
                 log.warning("replica %s could not renew its lease: %s", self.id, exc)
             if self.reachable and self.monotonic() - self._pruned_at > PRUNE_EVERY:
                 await self._prune()
+
+    def _next_look(self) -> float:
+        """A third of the lease, or sooner: just after the first peer's lease runs out. A live
+        peer renews long before; a dead one's checks are then taken over one lease after its
+        last renewal, not up to a third of a lease later."""
+        peers = [r.lease_until for r in self.replicas if r.id != self.id]
+        first_expiry = min(peers, default=math.inf) - self.db_now + 0.01
+        return max(min(self.lease / 3, first_expiry), 0.01)
 
     async def _renew(self, adopt: bool) -> None:
         sent = self.monotonic()
@@ -170,13 +182,29 @@ class Replica:
         if check not in self.owned or not self.may_run():
             return False, None
         slot = round(due * 1000)
+        won: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._claims.append((check, slot, won))
+        if self._claiming is None or self._claiming.done():
+            self._claiming = asyncio.create_task(self._send_claims(), name="intmon-claims")
         try:
-            won = await self.writer.read(leases.claim, self.engine, check, slot, self.id)
+            return await won, slot
         except DatabaseUnavailable:
             # Run anyway while the lease holds: the others agree this check is ours, and the
             # runs' unique key stores the slot once should one of them disagree.
             return True, slot
-        return won, slot
+
+    async def _send_claims(self) -> None:
+        while self._claims:
+            batch, self._claims = self._claims, []
+            slots = [(check, slot) for check, slot, _ in batch]
+            try:
+                won = await self.writer.read(leases.claim, self.engine, slots, self.id)
+            except Exception as exc:  # each claimer decides what the failure means for it
+                for *_, future in batch:
+                    future.set_exception(exc)
+                continue
+            for check, slot, future in batch:
+                future.set_result((check, slot) in won)
 
     async def _prune(self) -> None:
         self._pruned_at = self.monotonic()

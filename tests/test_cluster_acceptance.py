@@ -1,0 +1,224 @@
+"""Three replicas on one Postgres database, end to end: each slot runs and is stored once,
+a dead replica's checks move on, an alert pages once, a heartbeat counts wherever it lands."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from sqlalchemy import create_engine, text
+
+from monitor.cluster.division import owned_by
+from monitor.config.loader import parse_config
+from monitor.core.clock import SystemClock
+from monitor.engine.daemon import Daemon
+from monitor.metrics import Metrics
+from monitor.storage.backend import engine_url
+from monitor.storage.store import Store
+from monitor.web.heartbeats import signature
+from monitor.web.server import build_app
+from tests.conftest import start_app
+from tests.postgres import postgres_only
+from tests.receiver import Receiver
+from tests.test_cli import free_port
+from tests.waiting import eventually
+
+pytestmark = postgres_only
+CHECKS = [f"c{i:02d}" for i in range(30)]
+EVERYTHING = [*CHECKS, "flaky", "job"]
+SECRET = "s3cret-s3cret-s3cret"
+
+
+@dataclass
+class Target:
+    """Every request, by path, with when it arrived; paths in `broken` answer 503."""
+
+    hits: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    broken: set[str] = field(default_factory=set)
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.hits[request.path].append(time.monotonic())
+        return web.Response(status=503 if request.path in self.broken else 200)
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[Target]:
+    t = Target()
+    app = web.Application()
+    app.router.add_get("/{name}", t.handle)
+    runner, t.url = await start_app(app)
+    yield t
+    await runner.cleanup()
+
+
+def config_text(db_url: str, target: Target, receiver: Receiver, replica: str, **kw: str) -> str:
+    interval, lease = kw.get("interval", "300ms"), kw.get("lease", "500ms")
+    lines = [
+        f"monitor: {{database: '{db_url}', listen: '127.0.0.1:{kw.get('port', 9464)}',",
+        f"  replica: {{id: {replica}, lease: {lease}}}}}",
+        "alerting: {group_wait: 0s}",
+        f"notifiers: [{{name: chat, urls: ['{receiver.url}']}}]",
+        "checks:",
+        *(
+            f"  - {{name: {n}, interval: {interval}, request: {{url: '{target.url}/{n}'}}}}"
+            for n in CHECKS
+        ),
+        f"  - {{name: flaky, interval: 100ms, request: {{url: '{target.url}/flaky'}},",
+        "     alerts: {error_rate: {window: 1s, min_runs: 3, resolve_after: 2}}, notify: [chat]}",
+        "  - {name: job, type: freshness, interval: 100ms, max_age: 1h,",
+        f"     source: {{type: heartbeat, secret: '{SECRET}'}}}}",
+    ]
+    return "\n".join(lines)
+
+
+class Replicas:
+    def __init__(self, db_url: str, target: Target, receiver: Receiver) -> None:
+        self.args = db_url, target, receiver
+        self.daemons: dict[str, Daemon] = {}
+        self.urls: dict[str, str] = {}
+        self._runners: list[web.AppRunner] = []
+
+    async def start(self, replica: str, lease: str = "500ms", interval: str = "300ms") -> Daemon:
+        config = parse_config(
+            config_text(*self.args, replica=replica, lease=lease, interval=interval), env={}
+        )
+        daemon = Daemon(config, Store(config.monitor.database_url), Metrics(), SystemClock())
+        runner, self.urls[replica] = await start_app(build_app(daemon))
+        self._runners.append(runner)
+        await daemon.start()
+        self.daemons[replica] = daemon
+        return daemon
+
+    async def cluster(self, replica: str) -> dict[str, object]:
+        url = f"{self.urls[replica]}/api/cluster"
+        async with aiohttp.ClientSession() as client, client.get(url) as response:
+            return dict(await response.json())
+
+    def settled(self, *live: str) -> bool:
+        """Every replica here sees the replicas `live` and runs its share of them."""
+        return all(
+            [r.id for r in d.replica.replicas] == list(live)
+            and d.replica.owned == owned_by(name, EVERYTHING, live)
+            for name, d in self.daemons.items()
+        )
+
+    async def stop(self) -> None:
+        for daemon in self.daemons.values():
+            await daemon.stop(grace=1.0)
+        for runner in self._runners:
+            await runner.cleanup()
+
+
+async def test_three_replicas_run_and_store_each_slot_once_and_page_once(
+    db_url: str, target: Target, receiver: Receiver
+) -> None:
+    replicas = Replicas(db_url, target, receiver)
+    try:
+        for name in ("r1", "r2", "r3"):
+            await replicas.start(name)
+        await eventually(
+            "three replicas dividing the checks", lambda: replicas.settled("r1", "r2", "r3")
+        )
+        report = await replicas.cluster("r2")
+        assert [r["id"] for r in report["replicas"]] == ["r1", "r2", "r3"]  # type: ignore[index]
+        assert report["digests_agree"] is True
+
+        # One request per check and interval, not three.
+        before = sum(len(target.hits.pop(f"/{n}", [])) for n in CHECKS)
+        await asyncio.sleep(1.5)
+        for name in CHECKS:
+            hits = target.hits[f"/{name}"]
+            assert 3 <= len(hits) <= 6, (name, len(hits))  # three replicas would make ~15
+
+        # A broken target: one FIRING and, once fixed, one RESOLVED, whoever runs it.
+        target.broken.add("/flaky")
+        await eventually("FIRING", lambda: any("FIRING" in p["title"] for p in receiver.posts))
+        target.broken.clear()
+        await eventually("RESOLVED", lambda: any("RESOLVED" in p["title"] for p in receiver.posts))
+        await asyncio.sleep(0.5)  # time for a duplicate to show up, if there were one
+        pages = [p["title"] for p in receiver.posts if "flaky error_rate" in p["title"]]
+        assert [title.split(":")[0] for title in pages] == ["FIRING", "RESOLVED"], pages
+
+        # A heartbeat pushed to a replica that does not run the check freshens it.
+        owner = next(n for n, d in replicas.daemons.items() if "job" in d.replica.owned)
+        other = next(n for n in replicas.daemons if n != owner)
+        stamp = str(int(time.time()))
+        headers = {"X-Timestamp": stamp, "X-Signature": signature(SECRET, stamp, b"")}
+        push = f"{replicas.urls[other]}/heartbeat/job"
+        async with aiohttp.ClientSession() as client, client.post(push, headers=headers) as r:
+            assert r.status == 202
+        state = replicas.daemons[owner].states["job"]
+
+        def fresh() -> bool:
+            last = state.last
+            return last is not None and last.ok and last.signals.get("freshness_age", 99) < 5
+
+        await eventually("the owner's run sees the push", fresh)
+    finally:
+        await replicas.stop()
+
+    engine = create_engine(engine_url(db_url))
+    with engine.connect() as connection:
+        twice = connection.execute(
+            text("SELECT check_id, slot FROM runs GROUP BY 1, 2 HAVING count(*) > 1")
+        ).all()
+        stored = connection.execute(
+            text(
+                "SELECT count(*) FROM runs r JOIN checks c ON c.id = r.check_id "
+                "WHERE c.name LIKE 'c%' AND r.slot IS NOT NULL"
+            )
+        ).scalar_one()
+    engine.dispose()
+    assert twice == []
+    # Every request any replica sent to the 30 checks' paths is stored, and once.
+    assert stored == sum(len(target.hits[f"/{n}"]) for n in CHECKS) + before
+
+
+async def test_a_killed_replicas_checks_resume_elsewhere_within_two_leases(
+    db_url: str, target: Target, receiver: Receiver, tmp_path: Path
+) -> None:
+    interval, lease = 0.2, 0.6
+    replicas = Replicas(db_url, target, receiver)
+    config = tmp_path / "r3.yaml"
+    port = free_port()
+    config.write_text(
+        config_text(db_url, target, receiver, "r3", interval="200ms", lease="600ms", port=str(port))
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monitor", "run", "--config", str(config),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for name in ("r1", "r2"):
+            await replicas.start(name, lease="600ms", interval="200ms")
+        await eventually("r3 joining", lambda: replicas.settled("r1", "r2", "r3"), within=20.0)
+        theirs = owned_by("r3", CHECKS, ["r1", "r2", "r3"])
+        assert theirs
+        await asyncio.sleep(0.5)
+        os.kill(process.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        assert await process.wait() == -signal.SIGKILL
+
+        def resumed() -> bool:
+            return all(any(t > killed for t in target.hits[f"/{n}"]) for n in theirs)
+
+        await eventually("r3's checks resuming", resumed, within=5.0)
+        worst = max(min(t for t in target.hits[f"/{n}"] if t > killed) for n in theirs)
+        assert worst - killed <= 2 * max(interval, lease), worst - killed
+        assert replicas.settled("r1", "r2")
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await replicas.stop()
