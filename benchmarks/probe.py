@@ -45,6 +45,7 @@ from harness import (
     Processes,
     Samples,
     descendants,
+    fetch,
     free_port,
     rss_bytes,
     scrape,
@@ -94,7 +95,9 @@ def measure_truth(port: int, count: int = 400) -> dict[str, float]:
 # --- intmon --------------------------------------------------------------------------------
 
 
-def intmon_config(tmp: Path, nginx: Nginx, checks: int, interval: float, window: float) -> Path:
+def intmon_config(
+    tmp: Path, nginx: Nginx, checks: int, interval: float, window: float, event_loop: str = "auto"
+) -> Path:
     port = free_port()
     concurrency = max(100, checks // 10)
     config = {
@@ -105,6 +108,7 @@ def intmon_config(tmp: Path, nginx: Nginx, checks: int, interval: float, window:
             "per_host_concurrency": concurrency,  # every target is the one nginx
             "log_level": "warning",
             "shutdown_grace": "2s",
+            "event_loop": event_loop,
         },
         "defaults": {
             "interval": f"{round(interval * 1000)}ms",
@@ -138,7 +142,9 @@ def start_intmon(processes: Processes, config: Path) -> tuple[Child, str, float]
 
 
 def run_intmon(args: argparse.Namespace, tmp: Path, nginx: Nginx, processes: Processes) -> Side:
-    config = intmon_config(tmp, nginx, args.checks, args.interval, args.period)
+    config = intmon_config(
+        tmp, nginx, args.checks, args.interval, args.period, event_loop=args.event_loop
+    )
     child, base, startup = start_intmon(processes, config)
     print(f"intmon: ready in {startup:.1f} s; warming up {args.warmup:g} s", flush=True)
     time.sleep(args.warmup)
@@ -147,7 +153,7 @@ def run_intmon(args: argparse.Namespace, tmp: Path, nginx: Nginx, processes: Pro
     before = scrape(f"{base}/metrics")
     start = Reading.take(pids, nginx)
     profiler = start_profiler(args, child.pid, processes)
-    time.sleep(args.period)
+    scrapes = scrape_during(f"{base}/metrics", args.period, args.scrape_every)
     end = Reading.take(pids, nginx)
     child.check_alive()
     rss = rss_bytes(pids)
@@ -155,6 +161,7 @@ def run_intmon(args: argparse.Namespace, tmp: Path, nginx: Nginx, processes: Pro
     after = scrape(f"{base}/metrics")
     side = window("intmon", start, end, args)
     side.rss, side.rss_parts = rss, {"intmon": rss}
+    side.scrape_ms = statistics.median(scrapes) * 1000 if scrapes else None
     runs = {
         res: total(after, before, "intmon_check_runs_total", result=res)
         for res in ("success", "failure")
@@ -172,6 +179,23 @@ def run_intmon(args: argparse.Namespace, tmp: Path, nginx: Nginx, processes: Pro
     finish_profiler(profiler, processes)
     processes.stop(child)
     return side
+
+
+def scrape_during(url: str, period: float, every: float) -> list[float]:
+    """Sleep through the measured period, scraping `url` every `every` seconds (the first half
+    a period in) as Prometheus would: the pair's figure includes its scrapes, so intmon's
+    includes serving them. Returns each scrape's wall time."""
+    started = time.monotonic()
+    took: list[float] = []
+    at = every / 2
+    while at < period:
+        time.sleep(max(at - (time.monotonic() - started), 0.0))
+        t0 = time.monotonic()
+        fetch(url, timeout=30.0)
+        took.append(time.monotonic() - t0)
+        at += every
+    time.sleep(max(period - (time.monotonic() - started), 0.0))
+    return took
 
 
 def total(after: Samples, before: Samples, name: str, **match: str) -> float:
@@ -217,7 +241,7 @@ def bucket_share(buckets: list[tuple[float, float]], bound: float) -> float | No
 
 
 def rss_only(args: argparse.Namespace, tmp: Path, nginx: Nginx, processes: Processes) -> None:
-    config = intmon_config(tmp, nginx, args.checks, args.interval, 900.0)
+    config = intmon_config(tmp, nginx, args.checks, args.interval, 900.0, args.event_loop)
     child, _, startup = start_intmon(processes, config)
     pids = descendants(child.pid)
     print(
@@ -261,6 +285,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baseline", type=Path, default=BASELINE, help="baseline JSON to compare")
     parser.add_argument("--profile", metavar="FILE", help="py-spy intmon's period to FILE (raw)")
     parser.add_argument("--py-spy", help="py-spy binary (default: from PATH)")
+    parser.add_argument(
+        "--scrape-every", type=float, default=10.0, help="scrape intmon's /metrics (seconds)"
+    )
+    parser.add_argument(
+        "--event-loop", default="auto", choices=("auto", "asyncio", "uvloop"),
+        help="intmon's monitor.event_loop (for an A/B)",
+    )  # fmt: skip
     parser.add_argument("--rss-only", action="store_true", help="intmon's RSS with many checks")
     parser.add_argument("--rss-wait", type=float, help="seconds after startup (one interval)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")

@@ -43,6 +43,7 @@ class Side:
     truth_p95: float | None = None  # the idle client's p95, kept-alive or fresh as the side
     rss: int = 0
     rss_parts: dict[str, int] = field(default_factory=dict)
+    scrape_ms: float | None = None  # median wall time of a /metrics scrape in the period
 
     def figures(self) -> dict[str, float | None]:
         ms = lambda v: None if v is None else v * 1000  # noqa: E731
@@ -67,6 +68,7 @@ class Side:
                 else (self.p95_median - self.truth_p95) * 1000
             ),
             "rss_mb": self.rss / MB,
+            "scrape_ms": self.scrape_ms,
         }
 
 

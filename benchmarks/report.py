@@ -27,6 +27,7 @@ ROWS: list[tuple[str, str, Callable[[float], str]]] = [
     ("p95_max_ms", "reported p95 ms (worst chk)", lambda v: f"{v:.3f}"),
     ("p95_error_ms", "p95 (median chk) - truth ms", lambda v: f"{v:+.3f}"),
     ("rss_mb", "RSS MB", lambda v: f"{v:.1f}"),
+    ("scrape_ms", "/metrics scrape ms (median)", lambda v: f"{v:.1f}"),
 ]
 
 

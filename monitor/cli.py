@@ -42,7 +42,7 @@ from monitor.engine.shapes import accept_now, restore_tracker
 from monitor.engine.status import CheckStatus
 from monitor.metrics import Metrics
 from monitor.sandbox import run_sandbox
-from monitor.service import Service
+from monitor.service import Service, run_service
 from monitor.signals.headers import Quota
 from monitor.signals.shapes import ShapeTracker
 from monitor.storage.backend import database_url, engine_url, shown
@@ -275,7 +275,8 @@ def cmd_validate(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_run(config: Config, args: argparse.Namespace, redactor: Redactor) -> int:
-    return asyncio.run(Service(config, redactor, SystemClock(), os.environ).run())
+    service = Service(config, redactor, SystemClock(), os.environ)
+    return run_service(service, config.monitor.event_loop)
 
 
 def cmd_check(config: Config, args: argparse.Namespace) -> int:

@@ -7,9 +7,11 @@ and watchdog, and the dead-man's switch. The daemon itself knows none of these.
 from __future__ import annotations
 
 import asyncio
+import gc
+import importlib
 import logging
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
@@ -33,6 +35,27 @@ from monitor.web.tls import ServerTls
 
 log = logging.getLogger("intmon")
 EXIT_OK, EXIT_FAIL = 0, 1
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop `monitor.event_loop` asks for; `auto` takes uvloop when it is installed.
+
+    The loop is chosen before it starts, so a reload cannot change it (it needs a restart)."""
+    if choice != "asyncio":
+        try:
+            uvloop = importlib.import_module("uvloop")
+        except ImportError:
+            if choice == "uvloop":  # the config check said it was there: a broken install
+                raise
+        else:
+            factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+            return factory
+    return asyncio.new_event_loop
+
+
+def run_service(service: Service, choice: str) -> int:
+    with asyncio.Runner(loop_factory=loop_factory(choice)) as runner:
+        return runner.run(service.run())
 
 
 class Service:
@@ -85,6 +108,7 @@ class Service:
             await web_runner.cleanup()
             return EXIT_FAIL
         self._start_deadman()
+        self.freeze_startup_objects()
         self.systemd.ready(status=self._status_line())
         scheme = "https" if self.tls is not None else "http"
         log.info("intmon %s serving on %s://%s/", __version__, scheme, settings.listen)
@@ -97,6 +121,21 @@ class Service:
         await web_runner.cleanup()
         log.info("stopped")
         return EXIT_OK
+
+    @staticmethod
+    def freeze_startup_objects() -> None:
+        """Move what start-up built (config models, per-check state, imported modules) out of
+        the collector's reach: it lives as long as the process, and every full collection
+        would otherwise walk it again, and write to the pages of memory it sits on."""
+        gc.collect()
+        gc.freeze()
+
+    @staticmethod
+    def refreeze() -> None:
+        """After a reload: frozen objects it dropped that sit in reference cycles (config
+        models do) would never be collected, so thaw, collect once, and freeze again."""
+        gc.unfreeze()
+        Service.freeze_startup_objects()
 
     def _status_line(self) -> str:
         config = self.daemon.config
@@ -119,6 +158,7 @@ class Service:
         before = self.daemon.config.monitor
         try:
             change = await self.daemon.reload()
+            self.refreeze()
         except ConfigError as exc:
             log.error("reload refused, the running config stays:\n%s", exc)
             self.systemd.ready(status=f"reload failed (old config running); {self._status_line()}")

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from monitor.config.settings import Config
 
 # Settings the running process cannot take over without a restart (sockets, pools, the file).
-RESTART_ONLY = ("database", "listen", "concurrency", "per_host_concurrency", "replica")
+RESTART_ONLY = (
+    "database", "listen", "concurrency", "per_host_concurrency", "replica", "event_loop",
+)
 
 
 @dataclass
