@@ -61,7 +61,8 @@ from report import report, verdict
 
 def measure_truth(port: int, count: int = 400) -> dict[str, float]:
     """Sequential GETs from an idle client: p50/p95 on one kept-alive connection and on a fresh
-    connection per request (intmon pools connections; blackbox_exporter connects per probe)."""
+    connection per request (blackbox_exporter and intmon connect per probe; intmon's checks
+    with `keep_alive: true` reuse pooled connections)."""
     request = f"GET /health?check=truth HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
 
     def exchange(sock: socket.socket) -> None:
@@ -96,7 +97,13 @@ def measure_truth(port: int, count: int = 400) -> dict[str, float]:
 
 
 def intmon_config(
-    tmp: Path, nginx: Nginx, checks: int, interval: float, window: float, event_loop: str = "auto"
+    tmp: Path,
+    nginx: Nginx,
+    checks: int,
+    interval: float,
+    window: float,
+    event_loop: str = "auto",
+    keep_alive: bool = False,
 ) -> Path:
     port = free_port()
     concurrency = max(100, checks // 10)
@@ -120,7 +127,7 @@ def intmon_config(
             {
                 "name": f"probe-{i:05d}",
                 "type": "http",
-                "request": {"url": nginx.url(i)},
+                "request": {"url": nginx.url(i), "keep_alive": keep_alive},
                 "expect": {"status": 200},
             }
             for i in range(checks)
@@ -143,7 +150,7 @@ def start_intmon(processes: Processes, config: Path) -> tuple[Child, str, float]
 
 def run_intmon(args: argparse.Namespace, tmp: Path, nginx: Nginx, processes: Processes) -> Side:
     config = intmon_config(
-        tmp, nginx, args.checks, args.interval, args.period, event_loop=args.event_loop
+        tmp, nginx, args.checks, args.interval, args.period, args.event_loop, args.keep_alive
     )
     child, base, startup = start_intmon(processes, config)
     print(f"intmon: ready in {startup:.1f} s; warming up {args.warmup:g} s", flush=True)
@@ -241,7 +248,9 @@ def bucket_share(buckets: list[tuple[float, float]], bound: float) -> float | No
 
 
 def rss_only(args: argparse.Namespace, tmp: Path, nginx: Nginx, processes: Processes) -> None:
-    config = intmon_config(tmp, nginx, args.checks, args.interval, 900.0, args.event_loop)
+    config = intmon_config(
+        tmp, nginx, args.checks, args.interval, 900.0, args.event_loop, args.keep_alive
+    )
     child, _, startup = start_intmon(processes, config)
     pids = descendants(child.pid)
     print(
@@ -292,6 +301,9 @@ def parse_args() -> argparse.Namespace:
         "--event-loop", default="auto", choices=("auto", "asyncio", "uvloop"),
         help="intmon's monitor.event_loop (for an A/B)",
     )  # fmt: skip
+    parser.add_argument(
+        "--keep-alive", action="store_true", help="intmon's checks with request.keep_alive"
+    )
     parser.add_argument("--rss-only", action="store_true", help="intmon's RSS with many checks")
     parser.add_argument("--rss-wait", type=float, help="seconds after startup (one interval)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
@@ -327,7 +339,8 @@ def main() -> None:
         runners = {"intmon": run_intmon, "pair": run_pair}
         results = {name: runners[name](args, tmp, nginx, processes) for name in args.sides}
         for name, side in results.items():
-            side.truth_p95 = truth["keepalive_p95" if name == "intmon" else "fresh_p95"]
+            kept = name == "intmon" and args.keep_alive  # the pair connects per probe
+            side.truth_p95 = truth["keepalive_p95" if kept else "fresh_p95"]
         base = json.loads(args.baseline.read_text()) if args.baseline.exists() else {}
         figures = report(results, truth, args, base)
         print(

@@ -60,6 +60,9 @@ class Result:
     # The shape (paths and types, no values) of a 2xx JSON body, for schema drift; the
     # runner masks secrets in its paths.
     shape: Shape | None = None
+    # Seconds per phase of the request (dns, connect, first_byte, total; see checks/timing.py),
+    # for the status of the last run; None for check types that send no single request.
+    phases: dict[str, float] | None = None
 
     @classmethod
     def failure(cls, error_class: str, reason: str, **kwargs: Any) -> Result:
@@ -84,6 +87,8 @@ class RunContext:
     # What this run's requests carried (credentials, the tokens it obtained): the runner masks
     # them, with the config's secrets, in everything the run's result holds.
     secrets: set[str] = field(default_factory=set)
+    # The pooled session for requests with `keep_alive: true`; None: they use `session`.
+    kept_alive: aiohttp.ClientSession | None = None
 
     def for_run(self) -> RunContext:
         return dataclasses.replace(self, secrets=set())

@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from checks.assertions import Expect, check_response, envelope_request_id, is_json_type
 from checks.auth import AuthConfig, AuthError, Credentials, authorize, secrets_of
 from checks.base import CheckConfig, Result, RunContext
+from checks.timing import Timing
 from checks.transport import HttpTransport
 from monitor.core.jsonshape import Shape, shape_of
 from monitor.core.model import Model
@@ -39,6 +40,9 @@ class RequestSpec(Model):
     # A fresh UUID Idempotency-Key per run, reused across that run's retries, so a retried
     # create cannot create twice.
     idempotency_key: bool = False
+    # Reuse a pooled connection: cheaper for intmon and the provider, but the run then no
+    # longer measures DNS, connect and TLS, which a client's first request pays.
+    keep_alive: bool = False
 
     @field_validator("method", mode="before")
     @classmethod
@@ -153,9 +157,10 @@ async def exchange(
     Timeouts propagate: the runner owns the deadline."""
     headers = {"User-Agent": ctx.user_agent, **request.headers, **(extra_headers or {})}
     started_at = ctx.clock.time()
-    start = time.perf_counter()
+    timing = Timing()
+    session = ctx.kept_alive if request.keep_alive and ctx.kept_alive else ctx.session
     try:
-        async with ctx.session.request(
+        async with session.request(
             request.method,
             request.url,
             headers=headers,
@@ -165,14 +170,16 @@ async def exchange(
             allow_redirects=transport.max_redirects > 0,
             max_redirects=max(transport.max_redirects, 1),
             ssl=transport.ssl_context,
+            trace_request_ctx=timing,
         ) as response:
             body, truncated = await read_capped(response, transport.max_body)
-            latency = time.perf_counter() - start
+            phases = timing.phases(time.perf_counter())
+            latency = phases["total"]
     except TimeoutError:
         raise
     except aiohttp.ClientError as exc:
         error_class, reason = classify_client_error(exc, transport.max_redirects)
-        latency = time.perf_counter() - start
+        latency = time.perf_counter() - timing.started
         return Result.failure(error_class, reason, latency=latency, started_at=started_at), b""
     not_after = await ctx.certificates.not_after(request.url, transport.ssl_context, ctx.clock)
     documents: list[Any] = []
@@ -200,6 +207,7 @@ async def exchange(
         headers=response.headers,
         tls_not_after=not_after,
         request_id=envelope_id,
+        phases=phases,
         shape=_body_shape(response.status, response.headers, body, truncated, documents),
     ), body
 

@@ -311,8 +311,12 @@ def _check_row(name: str, result: Result, now: float) -> list[object]:
 
 
 async def _check_once(config: Config, checks: list[CheckConfig]) -> list[Result]:
-    async with make_session(config.monitor.concurrency) as session:
-        ctx = RunContext(session, SystemClock(), Redactor(config.secrets), f"intmon/{__version__}")
+    concurrency = config.monitor.concurrency
+    async with make_session(concurrency) as session, make_session(concurrency, True) as kept:
+        ctx = RunContext(
+            session, SystemClock(), Redactor(config.secrets), f"intmon/{__version__}",
+            kept_alive=kept,
+        )  # fmt: skip
         runner = Runner(ctx, config.monitor.concurrency, config.monitor.per_host_concurrency)
         results = await asyncio.gather(*(runner.execute(c) for c in checks))
         return [r for r in results if r is not None]  # nothing refuses a one-shot run

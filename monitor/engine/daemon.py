@@ -112,6 +112,7 @@ class Daemon:
         self.ready = False
         self._reloading = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
+        self._kept_alive: aiohttp.ClientSession | None = None  # for `keep_alive: true`
         self._scheduler: Scheduler | None = None
         self._scheduler_task: asyncio.Task[None] | None = None
         self._maintenance_task: asyncio.Task[None] | None = None
@@ -143,8 +144,10 @@ class Daemon:
         for notifier in self.config.notifiers:
             self.metrics.declare_notifier(notifier.name)
         self._session = make_session(self.config.monitor.concurrency)
+        self._kept_alive = make_session(self.config.monitor.concurrency, keep_alive=True)
         ctx = RunContext(
             session=self._session,
+            kept_alive=self._kept_alive,
             clock=self.clock,
             redactor=self.redactor,
             user_agent=f"intmon/{__version__}",
@@ -321,7 +324,7 @@ class Daemon:
             request_id=result.request_id,
             slot=slot,
         )
-        self.states[check.name].update(record)
+        self.states[check.name].update(record, result.phases)
         self.history.add(check.name, record.ts, record.ok, record.latency)
         self.metrics.observe(check.name, result)
         self.writer.record(record)
@@ -439,8 +442,9 @@ class Daemon:
             self.maintenance.stop()
             await self._maintenance_task
         await self.writer.close()
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._kept_alive):
+            if session is not None:
+                await session.close()
         await asyncio.to_thread(self.store.close)
 
     def check_states(self) -> dict[str, StateView]:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 import aiohttp
 
 from checks.base import CheckConfig, Result, RunContext
+from checks.timing import trace_config
 from checks.transport import HttpTransport
 from monitor.core.redact import Redactor
 from monitor.core.units import format_duration
@@ -25,9 +26,13 @@ from monitor.signals.headers import (
 log = logging.getLogger(__name__)
 
 
-def make_session(concurrency: int) -> aiohttp.ClientSession:
-    """One pooled session for every check: keep-alive is cheaper for us and for providers."""
-    connector = aiohttp.TCPConnector(limit=concurrency, ttl_dns_cache=300)
+def make_session(concurrency: int, keep_alive: bool = False) -> aiohttp.ClientSession:
+    """A session for every check. Without keep-alive each request makes its own connection
+    (and closes it), so a run measures what a client's first request sees: DNS, connect, TLS.
+    With it, connections are pooled and reused (`request.keep_alive: true`)."""
+    connector = aiohttp.TCPConnector(
+        limit=concurrency, ttl_dns_cache=300, force_close=not keep_alive
+    )
     return aiohttp.ClientSession(
         connector=connector,
         # The runner owns each check's deadline; a session-wide default would fight it.
@@ -38,6 +43,8 @@ def make_session(concurrency: int) -> aiohttp.ClientSession:
         # on every request: most of a check's cost. Only pay for it when a proxy is set.
         # (NO_PROXY alone, common on corporate machines, is not a proxy.)
         trust_env=any(scheme != "no" for scheme in urllib.request.getproxies()),
+        # Each request's phases, timed where aiohttp does them (checks/timing.py).
+        trace_configs=[trace_config()],
     )
 
 

@@ -31,10 +31,12 @@ class CheckState:
     last_success: float | None = None
     last_failure: float | None = None
     runs: int = 0  # since this process started
+    phases: dict[str, float] | None = None  # of the last run of this process (not stored)
 
-    def update(self, record: RunRecord) -> None:
+    def update(self, record: RunRecord, phases: dict[str, float] | None = None) -> None:
         """Take the result of a run of this process."""
         self.seed(record)
+        self.phases = phases
         self.runs += 1
 
     def seed(self, record: RunRecord) -> None:
@@ -47,7 +49,7 @@ class CheckState:
 
     @property
     def last_run(self) -> LastRun | None:
-        return None if self.last is None else LastRun.of(self.last)
+        return None if self.last is None else LastRun.of(self.last, self.phases)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import JsonValue
+from pydantic import MISSING, JsonValue
 
 from monitor.core.model import StatusModel
 from monitor.signals.status import SignalsStatus
@@ -36,11 +36,17 @@ class LastRun(StatusModel):
     """The provider's id for the request (X-Request-Id, CF-Ray, an error envelope's
     `request_id`, ...), which its support asks for; null when it sent none. The history keeps
     it for failed runs only, so after a restart a passing run shows null."""
+    phases: dict[str, float] | MISSING = MISSING
+    """Seconds per phase of the request, as the run timed them: `dns` and `connect` (TCP
+    connect and TLS handshake; absent on a reused connection), `first_byte` (request sent to
+    response headers) and `total`. Left out for runs of other check types and after a restart
+    (phases are not stored)."""
 
     @classmethod
-    def of(cls, record: RunRecord) -> LastRun:
+    def of(cls, record: RunRecord, phases: dict[str, float] | None = None) -> LastRun:
         # By attribute name: the record's other fields (check, signals) are not part of it.
-        return cls.model_validate(record, from_attributes=True)
+        last = cls.model_validate(record, from_attributes=True)
+        return last if phases is None else last.model_copy(update={"phases": phases})
 
 
 class ThrottleStatus(StatusModel):
