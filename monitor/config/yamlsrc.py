@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
 from yaml.events import AliasEvent, MappingStartEvent, SequenceStartEvent
+from yaml.resolver import Resolver
 
 from monitor.core.units import brief
 
@@ -57,7 +60,18 @@ class SourceMap:
 def load_yaml(text: str) -> tuple[Any, SourceMap]:
     """Parse YAML text; raises yaml.YAMLError (with a mark) on malformed input and SourceError
     on YAML that is too deep, expands too far, or has keys that are not text."""
-    loader = _Loader(text)
+    try:
+        return _load(text, _Loader)
+    except yaml.YAMLError:
+        if _Loader is _PyLoader:
+            raise
+    # PyYAML's own parser says what it found where libyaml's says only what it expected:
+    # read the broken file again with it, for its message (this raises).
+    return _load(text, _PyLoader)
+
+
+def _load(text: str, kind: type[_Bounds]) -> tuple[Any, SourceMap]:
+    loader = kind(text)
     try:
         node = loader.get_single_node()
         source = SourceMap()
@@ -83,11 +97,20 @@ def _index(node: yaml.Node, path: Path, source: SourceMap, paths: dict[int, Path
             _index(item, (*path, index), source, paths)
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with bounds: nesting depth, alias expansion, text keys, no duplicate keys."""
+# The mixin below calls what a loader has; at run time it must not bring PyYAML's pure-Python
+# parser in ahead of libyaml's.
+if TYPE_CHECKING:
+    _Loading = yaml.SafeLoader
+else:
+    _Loading = object
 
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
+
+class _Bounds(_Loading):
+    """A loader with bounds: nesting depth, alias expansion, text keys, no duplicate keys.
+    Mixed into either parser."""
+
+    def _start(self) -> None:
+        """The bounds' own state; each loader calls it after its parser's __init__."""
         self.trail: list[str | int] = []  # the key path of the node being composed
         self.open_anchors: set[str] = set()  # anchors whose node is still being composed
         self.sizes: dict[int, int] = {}  # id(node) -> how many nodes it expands to
@@ -176,6 +199,34 @@ class _Loader(yaml.SafeLoader):
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
+
+class _PyLoader(_Bounds, yaml.SafeLoader):
+    def __init__(self, text: str) -> None:
+        yaml.SafeLoader.__init__(self, text)
+        self._start()
+
+
+def _fast_loader() -> type[_Bounds]:
+    """libyaml's scanner and parser with PyYAML's composer: scanning in pure Python is most of
+    the time a config takes to load (5 s at 10,000 checks), while composing in Python keeps
+    the bounds above, which libyaml's own composer would skip. Without libyaml: PyYAML's."""
+    try:
+        from yaml._yaml import CParser  # noqa: PLC0415 (only where libyaml is built)
+    except ImportError:
+        return _PyLoader
+
+    class FastLoader(_Bounds, Composer, CParser, SafeConstructor, Resolver):
+        def __init__(self, text: str) -> None:
+            CParser.__init__(self, text)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            self._start()
+
+    return FastLoader
+
+
+_Loader = _fast_loader()
 
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
