@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SANDBOX_LISTEN ?= 127.0.0.1:8765
 
-.PHONY: demo test lint format status-schema bench bench-storage bench-scale chaos clean system-deps
+.PHONY: demo test lint format status-schema bench bench-storage bench-scale bench-startup profile \
+	chaos clean system-deps
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -37,9 +38,23 @@ status-schema: $(STAMP)
 	$(BIN)/python -c 'from monitor.engine.status import schema_json; print(schema_json(), end="")' \
 		> docs/status.schema.json
 
-# intmon against Prometheus + blackbox_exporter probing the same nginx at the same rate.
+# intmon against Prometheus + blackbox_exporter probing the same nginx at the same rate, then
+# the scale figures (2,000 checks: /metrics, /api/status, the page): one run, both tables.
 bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/probe.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
+
+# Where intmon's CPU goes at 500 checks/s: py-spy over the measured period, summarised, and
+# the raw profile in $(PROFILE) (py-spy's own tools read it; e.g. flamegraph.pl).
+PROFILE ?= intmon-profile.txt
+profile: $(STAMP) system-deps
+	$(BIN)/python -m pip install --quiet py-spy
+	$(BIN)/python benchmarks/probe.py --sides intmon --profile $(PROFILE) \
+		--py-spy $(BIN)/py-spy $(BENCH_ARGS)
+
+# `intmon validate` on 1,000, 10,000 and 100,000 checks: time, peak RSS, cost per check.
+bench-startup: $(STAMP)
+	$(BIN)/python benchmarks/startup.py $(BENCH_ARGS)
 
 # 30 days of 1,000 checks at 60 s: database size and query times against the named baseline.
 bench-storage: $(STAMP)

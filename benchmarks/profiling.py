@@ -69,11 +69,13 @@ def summarize_profile(raw: Path, top: int = 15) -> None:
             continue
         count = int(count_text)
         samples += count
-        frames = [_frame(f) for f in stack.split(";")]
+        raw_frames = stack.split(";")
+        frames = [_frame(f) for f in raw_frames]
         leaf[frames[-1]] = leaf.get(frames[-1], 0) + count
-        for frame in set(frames):
-            if any(src in frame for src in PROFILE_SOURCES):
-                inclusive[frame] = inclusive.get(frame, 0) + count
+        # Matched on the full path: the short names drop the package's top directory.
+        own = {_frame(f) for f in raw_frames if any(src in f for src in PROFILE_SOURCES)}
+        for frame in own:
+            inclusive[frame] = inclusive.get(frame, 0) + count
     if not samples:
         print("profile: no samples")
         return
