@@ -124,16 +124,19 @@ class Scheduler:
         self._start = start
         self._on_skip = on_skip
         self.tasks: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
+        self._sleeper: asyncio.Task[None] | None = None
+        self._poked = False
         self._stopping = False
 
     def poke(self) -> None:
         """Re-evaluate the next wake-up (after checks are added or removed)."""
-        self._wake.set()
+        self._poked = True
+        if self._sleeper is not None:
+            self._sleeper.cancel()
 
     def stop(self) -> None:
         self._stopping = True
-        self._wake.set()
+        self.poke()
 
     async def run(self) -> None:
         while not self._stopping:
@@ -146,12 +149,24 @@ class Scheduler:
                 self._on_skip(name)
             wakeup = self.schedule.next_wakeup()
             delay = 3600.0 if wakeup is None else max(wakeup - self.clock.time(), 0.0)
-            self._wake.clear()
-            sleeper = asyncio.create_task(self.clock.sleep(delay))
-            waker = asyncio.create_task(self._wake.wait())
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-            for pending in (sleeper, waker):
-                pending.cancel()
+            await self._sleep(delay)
+
+    async def _sleep(self, delay: float) -> None:
+        """Until `delay` passes or `poke()`. One task a wake-up, and at 500 checks a second
+        the loop wakes about that often: a second task and asyncio.wait showed in profiles."""
+        if self._poked:  # poked since the last wake-up: the schedule is already re-read
+            self._poked = False
+            return
+        self._sleeper = asyncio.create_task(self.clock.sleep(delay))
+        try:
+            await self._sleeper
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not self._poked or (current is not None and current.cancelling()):
+                raise  # run() itself is cancelled, not merely poked
+        finally:
+            self._sleeper = None
+            self._poked = False
 
     async def _run_one(self, dispatch: Dispatch) -> None:
         try:
