@@ -102,7 +102,7 @@ def intmon_config(
     checks: int,
     interval: float,
     window: float,
-    event_loop: str = "auto",
+    event_loop: str = "asyncio",
     keep_alive: bool = False,
 ) -> Path:
     port = free_port()
@@ -299,7 +299,7 @@ def parse_args() -> argparse.Namespace:
         "--scrape-every", type=float, default=10.0, help="scrape intmon's /metrics (seconds)"
     )
     parser.add_argument(
-        "--event-loop", default="auto", choices=("auto", "asyncio", "uvloop"),
+        "--event-loop", default="asyncio", choices=("auto", "asyncio", "uvloop"),
         help="intmon's monitor.event_loop (for an A/B)",
     )  # fmt: skip
     parser.add_argument(

@@ -43,7 +43,8 @@ SWITCH_INTERVAL = 0.0005
 
 
 def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    """The event loop `monitor.event_loop` asks for; `auto` takes uvloop when it is installed.
+    """The event loop `monitor.event_loop` asks for (asyncio's by default); `auto` takes uvloop
+    when it is installed.
 
     The loop is chosen before it starts, so a reload cannot change it (it needs a restart)."""
     if choice != "asyncio":

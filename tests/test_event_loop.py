@@ -46,7 +46,7 @@ def test_changing_the_loop_needs_a_restart(tmp_path: Path) -> None:
     db = str(tmp_path / "m.db")
     old = parse_config(config_text(Path(db), []), env={})
     new = parse_config(
-        config_text(Path(db), [], monitor={"database": db, "event_loop": "asyncio"}), env={}
+        config_text(Path(db), [], monitor={"database": db, "event_loop": "uvloop"}), env={}
     )
     assert plan(old, new).needs_restart == ["event_loop"]
 

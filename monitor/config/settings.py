@@ -53,9 +53,10 @@ class MonitorSettings(Model):
     # TLS, users and public paths of the HTTP server (monitor.config.web).
     web: WebSettings = Field(default_factory=WebSettings)
     replica: ReplicaSettings = Field(default_factory=ReplicaSettings)
-    # auto: uvloop where it is installed (Linux), else asyncio's own loop. uvloop spends less
-    # CPU per check and adds less of its own delay to the latencies measured (README, Benchmarks).
-    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
+    # asyncio's own loop, or uvloop (pip install 'integration-monitor[uvloop]'); auto: uvloop
+    # when it is installed. asyncio is the default: uvloop did not spend less CPU per check in
+    # `make bench` (README, Benchmarks).
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "asyncio"
 
     @field_validator("heartbeat_url")
     @classmethod
@@ -69,7 +70,9 @@ class MonitorSettings(Model):
     @classmethod
     def _event_loop(cls, value: str) -> str:
         if value == "uvloop" and importlib.util.find_spec("uvloop") is None:
-            raise ValueError("uvloop is not installed (pip install uvloop), or use auto")
+            raise ValueError(
+                "uvloop is not installed (pip install 'integration-monitor[uvloop]'), or use auto"
+            )
         return value
 
     @field_validator("database")
