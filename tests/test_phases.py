@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -14,6 +15,21 @@ from monitor.engine.runner import make_session
 from tests.conftest import start_app
 
 FIRST_BYTE_DELAY = 0.2
+
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+async def run_at(routes: dict[str, Handler], path: str) -> dict[str, float]:
+    """Serve `routes` on loopback and run an http check of `path` once: its phases."""
+    app = web.Application()
+    for route, handler in routes.items():
+        app.router.add_get(route, handler)
+    runner, base = await start_app(app)
+    try:
+        return await run_once(base + path)
+    finally:
+        await runner.cleanup()
 
 
 async def run_once(url: str) -> dict[str, float]:
@@ -35,13 +51,7 @@ async def test_a_target_that_delays_its_first_byte_shows_it_in_the_first_byte_ph
         await asyncio.sleep(FIRST_BYTE_DELAY)
         return web.json_response({"status": "ok"})
 
-    app = web.Application()
-    app.router.add_get("/slow", slow)
-    runner, base = await start_app(app)
-    try:
-        phases = await run_once(base + "/slow")
-    finally:
-        await runner.cleanup()
+    phases = await run_at({"/slow": slow}, "/slow")
     assert phases["first_byte"] >= FIRST_BYTE_DELAY
     assert phases["connect"] < FIRST_BYTE_DELAY  # a fresh connection, made at once
     assert phases["first_byte"] <= phases["total"]
@@ -54,14 +64,7 @@ async def test_phases_are_left_out_of_a_redirected_request_but_the_total() -> No
     async def ok(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    app = web.Application()
-    app.router.add_get("/moved", moved)
-    app.router.add_get("/ok", ok)
-    runner, base = await start_app(app)
-    try:
-        phases = await run_once(base + "/moved")
-    finally:
-        await runner.cleanup()
+    phases = await run_at({"/moved": moved, "/ok": ok}, "/moved")
     assert set(phases) == {"total"}
 
 
