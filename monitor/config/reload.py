@@ -8,7 +8,12 @@ from monitor.config.settings import Config
 
 # Settings the running process cannot take over without a restart (sockets, pools, the file).
 RESTART_ONLY = (
-    "database", "listen", "concurrency", "per_host_concurrency", "replica", "event_loop",
+    "database",
+    "listen",
+    "concurrency",
+    "per_host_concurrency",
+    "replica",
+    "event_loop",
 )
 
 
