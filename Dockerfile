@@ -18,7 +18,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY monitor ./monitor
 COPY checks ./checks
-RUN /opt/intmon/bin/pip install .
+# With psycopg: the same image runs on SQLite or as one of several replicas on Postgres.
+RUN /opt/intmon/bin/pip install ".[postgres]"
 
 FROM python:3.12-slim
 ENV PATH=/opt/intmon/bin:$PATH \
