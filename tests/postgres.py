@@ -57,8 +57,10 @@ def _free_port() -> int:
 class PostgresServer:
     """One cluster: `start`, `database()` per test, `stop`."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: dict[str, str] | None = None) -> None:
+        """`settings`: server options over the test defaults (benchmarks turn durability on)."""
         self.bin = _binaries()
+        self.settings = settings or {}
         self.root = Path(tempfile.mkdtemp(prefix="intmon-pg-"))
         self.data = self.root / "data"
         self.port = 0
@@ -82,7 +84,7 @@ class PostgresServer:
             str(self.bin / "initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres",
             "--no-sync", "--no-instructions", "-E", "UTF8", "--locale=C",
         )  # fmt: skip
-        options = {
+        self.options = {
             "listen_addresses": "127.0.0.1",
             "unix_socket_directories": str(self.root),
             "fsync": "off",
@@ -90,17 +92,13 @@ class PostgresServer:
             "full_page_writes": "off",
             # Every test's engines hold a few pooled connections until it ends.
             "max_connections": "200",
+            **self.settings,
         }
         # A port taken between picking and binding is unlikely, but then pick another.
         for attempt in range(3):
             self.port = _free_port()
-            flags = " ".join(f"-c {k}={v}" for k, v in options.items())
             try:
-                # -w: pg_ctl returns once the server accepts connections (it polls, no sleep).
-                self._run(
-                    str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-t", "30",
-                    "-l", str(self.root / "server.log"), "-o", f"-p {self.port} {flags}", "start",
-                )  # fmt: skip
+                self.pg_ctl("start")
                 break
             except RuntimeError:
                 if attempt == 2:
@@ -109,6 +107,15 @@ class PostgresServer:
         self._admin = psycopg.connect(
             f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
         )
+
+    def pg_ctl(self, action: str) -> None:
+        """`start`, `stop` or `restart` the server on its port; returns once it is done (-w),
+        so a benchmark can take the database away and give it back."""
+        flags = " ".join(f"-c {k}={v}" for k, v in self.options.items())
+        self._run(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-t", "30", "-m", "fast",
+            "-l", str(self.root / "server.log"), "-o", f"-p {self.port} {flags}", action,
+        )  # fmt: skip
 
     def url(self, database: str) -> str:
         # The plain scheme, as users write it: intmon normalises it to psycopg 3.
