@@ -86,7 +86,8 @@ async def measure(args: argparse.Namespace, tmp: Path, processes: Processes) -> 
 
         sent = [0] * args.replicas
         requests: dict[str, list[float]] = {}
-        for name, at, replica in target.log:
+        for name, at, port in target.log:
+            replica = target.replica(port)
             if start.at <= at < end.at and replica >= 0:
                 sent[replica] += 1
             requests.setdefault(name, []).append(at)
@@ -98,7 +99,9 @@ async def measure(args: argparse.Namespace, tmp: Path, processes: Processes) -> 
                 used * 1000 / sent[index] if sent[index] else 0
             )
         total_runs = sum(sent)
-        figures["cpu_ms_per_run"] = sum(b - a for a, b in zip(cpu0, cpu1)) * 1000 / total_runs
+        figures["cpu_ms_per_run"] = (
+            sum(b - a for a, b in zip(cpu0, cpu1, strict=True)) * 1000 / max(total_runs, 1)
+        )
         figures["runs_per_s"] = total_runs / span
 
         stored = slot_figures(
@@ -122,11 +125,12 @@ async def takeover(
     """SIGKILL replica 0; for the checks it had run last, the gap until someone runs them."""
     bound = 2 * max(args.interval, args.lease)
     last: dict[str, tuple[float, int]] = {}
+    target.resolve()  # connections opened in the last second too
     killed_at = time.time()
     os.kill(pid, signal.SIGKILL)
-    for name, at, replica in target.log:
+    for name, at, port in target.log:
         if at < killed_at:
-            last[name] = (at, replica)
+            last[name] = (at, target.replica(port))
     await asyncio.sleep(bound + 2 * args.interval)
     processes.stop(child)
     first: dict[str, float] = {}
@@ -184,7 +188,8 @@ def report(args: argparse.Namespace, figures: dict[str, float], base: dict[str, 
     for key, label, fmt in ROWS:
         prev = old.get(key)
         print(
-            f"{label:<34}{fmt.format(figures[key]):>12}  {'-' if prev is None else fmt.format(prev):>24}"
+            f"{label:<34}{fmt.format(figures[key]):>12}"
+            f"  {'-' if prev is None else fmt.format(prev):>24}"
         )
     checks = [
         ("each (check, slot) stored at most once", figures["stored_max"] <= 1),

@@ -7,6 +7,7 @@ what the `runs` table holds, so the figures mean the same before and after repli
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sys
@@ -42,7 +43,7 @@ def slot(name: str, at: float, interval: float) -> int:
 
 
 def slots_within(name: str, start: float, end: float, interval: float) -> range:
-    """Slots of `name` due in [start, end - interval/2): runs whose results have had time to land."""
+    """Slots of `name` due in [start, end - interval/2): their results have had time to land."""
     phase = phase_of(name, interval)
     first = int((start - phase) // interval) + 1
     last = int((end - interval / 2 - phase) // interval)
@@ -53,62 +54,64 @@ def slots_within(name: str, start: float, end: float, interval: float) -> range:
 class Target:
     """An HTTP API for N checks (`/c/<name>`) that logs (name, arrival, replica) per request.
     The replica is found from the client's port: the socket's inode in /proc/net/tcp and which
-    replica process holds that inode, looked up once per connection (intmon keeps them alive)."""
+    replica process holds that inode (intmon keeps connections alive, so few are new)."""
 
     failing: set[str] = field(default_factory=set)
-    log: list[tuple[str, float, int]] = field(default_factory=list)  # name, time, replica index
+    log: list[tuple[str, float, int]] = field(default_factory=list)  # name, time, client port
     pids: list[int] = field(default_factory=list)
     port: int = 0
     _owners: dict[int, int] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
+    _resolver: asyncio.Task[None] | None = None
 
     async def start(self) -> str:
         app = web.Application()
         app.router.add_get("/c/{name}", self._hit)
         self._runner, base = await start_app(app)
         self.port = int(base.rsplit(":", 1)[1])
+        self._resolver = asyncio.create_task(self._resolve_forever())
         return base
 
     async def stop(self) -> None:
+        if self._resolver is not None:
+            self._resolver.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
 
     async def _hit(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         peer = request.transport.get_extra_info("peername") if request.transport else None
-        replica = self._owner(int(peer[1])) if peer else -1
-        self.log.append((name, time.time(), replica))
+        self.log.append((name, time.time(), int(peer[1]) if peer else -1))
         if name in self.failing:
             return web.Response(status=500, text="failing on purpose")
         return web.json_response({"status": "ok"})
 
-    def _owner(self, client_port: int) -> int:
-        if client_port not in self._owners:
-            self._owners[client_port] = self._find_owner(client_port)
-        return self._owners[client_port]
+    def replica(self, client_port: int) -> int:
+        """Which replica sent from `client_port` (-1: not known)."""
+        return self._owners.get(client_port, -1)
 
-    def _find_owner(self, client_port: int) -> int:
-        inode = None
+    async def _resolve_forever(self) -> None:
+        # Once a second, not per request: a scan of every replica's sockets costs milliseconds
+        # per thousand connections, which per request would stall the target itself.
+        while True:
+            await asyncio.sleep(1.0)
+            self.resolve()
+
+    def resolve(self) -> None:
+        inodes: dict[str, int] = {}
         with contextlib.suppress(OSError):
             for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
                 fields = line.split()
-                local, remote = fields[1], fields[2]
-                if int(local.split(":")[1], 16) == client_port and (
-                    int(remote.split(":")[1], 16) == self.port
-                ):
-                    inode = fields[9]
-                    break
-        if inode is None:
-            return -1
-        wanted = f"socket:[{inode}]"
+                if int(fields[2].split(":")[1], 16) == self.port:
+                    inodes[f"socket:[{fields[9]}]"] = int(fields[1].split(":")[1], 16)
         for index, pid in enumerate(self.pids):
             fd_dir = Path(f"/proc/{pid}/fd")
             with contextlib.suppress(OSError):
                 for fd in os.listdir(fd_dir):
                     with contextlib.suppress(OSError):
-                        if os.readlink(fd_dir / fd) == wanted:
-                            return index
-        return -1
+                        port = inodes.get(os.readlink(fd_dir / fd))
+                        if port is not None:
+                            self._owners[port] = index
 
 
 @dataclass
@@ -136,7 +139,8 @@ class PgReading:
             ).fetchone()
             wal = conn.execute("SELECT wal_bytes FROM pg_stat_wal").fetchone()
             runs = conn.execute("SELECT count(*) FROM runs").fetchone()
-        assert db and written and wal and runs
+        if not (db and written and wal and runs):
+            raise RuntimeError("Postgres statistics views returned no row")
         return cls(time.time(), *db, written[0], float(wal[0]), runs[0])
 
     def rates(self, later: PgReading) -> dict[str, float]:
