@@ -324,7 +324,8 @@ def test_the_copied_files_are_what_pip_install_needs() -> None:
     found = project["tool"]["setuptools"]["packages"]["find"]["include"]
     needed |= {pkg.split(".")[0] for pkg in found}
     assert needed <= set(copy_sources())
-    assert any("pip install ." in run for run in instructions("RUN"))
+    # With the postgres extra: the image must be able to run as one of several replicas.
+    assert any('pip install ".[postgres]"' in run for run in instructions("RUN"))
 
 
 @pytest.mark.parametrize(
