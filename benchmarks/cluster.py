@@ -35,7 +35,6 @@ from typing import Any
 
 import baselines
 from cluster_common import (
-    HAS_REPLICAS,
     PgReading,
     Target,
     config,
@@ -175,8 +174,6 @@ def report(args: argparse.Namespace, figures: dict[str, float], base: dict[str, 
         f"\n{args.replicas} replicas x {args.checks} checks every {args.interval:g} s "
         f"(lease {args.lease:g} s) on one Postgres, {cores} cores, measured {args.duration:g} s"
     )
-    if not HAS_REPLICAS:
-        print("this intmon has no replicas: every replica runs every check (duplicates expected)")
     old, name = base.get("figures", {}), base.get("name", "-")
     print(f"\n{'':<34}{'now':>12}  {'baseline ' + name:>24}")
     for index in range(args.replicas):

@@ -26,13 +26,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # for the tests' Postgres and intmon's own schedule math
 
-from monitor.config.settings import MonitorSettings  # noqa: E402
 from monitor.engine.scheduler import phase_of  # noqa: E402
 from tests.postgres import PostgresServer  # noqa: E402
 
 INTMON = Path(sys.executable).with_name("intmon")
-# A replica knows its lease only once intmon has replicas; before that every daemon runs all.
-HAS_REPLICAS = "replica" in MonitorSettings.model_fields
 
 
 def slot(name: str, at: float, interval: float) -> int:
@@ -205,8 +202,7 @@ def config(
         "log_level": "warning",
         "shutdown_grace": "3s",
     }
-    if HAS_REPLICAS:
-        monitor["replica"] = {"lease": f"{lease:g}s"}
+    monitor["replica"] = {"lease": f"{lease:g}s"}
     spec: dict[str, Any] = {
         "monitor": monitor,
         "defaults": {

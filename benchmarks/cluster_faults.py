@@ -5,22 +5,20 @@ while the replicas run. The promises, checked from outside:
   the replicas have stopped gracefully (SIGTERM writes what waited in memory);
 - no duplicate page: a json:// receiver counts FIRING per (check, rule), at most one each, for
   checks failing from the start and for checks that start failing while Postgres is down;
-- the cluster re-forms: /api/cluster lists every replica again (skipped where it does not exist).
+- the cluster re-forms: every replica's /api/cluster (read with intmon's ClusterReport) lists
+  every replica again, with one config digest, and their shares add up to every check.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
-import urllib.error
 from collections import Counter
 from pathlib import Path
 
 from chaos_common import TimedReceiver
 from cluster_common import (
-    HAS_REPLICAS,
     Target,
     config,
     fresh_postgres,
@@ -31,20 +29,36 @@ from cluster_common import (
 )
 from harness import Processes, fetch
 
+from monitor.cluster.status import ClusterReport
+
 # Writes retry with backoff up to 30 s after the database answers again (README, Storage).
 RECOVERY_S = 40.0
 
 
-def cluster_size(base: str) -> int | None:
-    """How many replicas /api/cluster lists; None when this intmon has no such endpoint."""
+def cluster_view(base: str) -> ClusterReport | None:
+    """What one replica's `GET /api/cluster` answers, read with intmon's own model (unknown or
+    missing keys fail loudly); None when the replica does not answer."""
     try:
-        body = json.loads(fetch(f"{base}/api/cluster"))
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise
-    listed = body.get("replicas", body) if isinstance(body, dict) else body
-    return len(listed)
+        return ClusterReport.model_validate_json(fetch(f"{base}/api/cluster"))
+    except OSError:
+        return None
+
+
+def re_formed(views: list[ClusterReport | None], replicas: int, checks: int) -> tuple[bool, str]:
+    """Every replica answers, is clustered, lists the same `replicas` live replicas with one
+    config, and their shares add up to every check."""
+    answered = [v for v in views if v is not None]
+    ids = {tuple(r.id for r in v.replicas) for v in answered}
+    owned = [sum(r.checks_owned for r in v.replicas) for v in answered]
+    met = (
+        len(answered) == len(views)
+        and all(v.clustered and v.digests_agree for v in answered)
+        and len(ids) == 1
+        and all(len(v.replicas) == replicas for v in answered)
+        and all(total == checks for total in owned)
+    )
+    listed = [len(v.replicas) if v else None for v in views]
+    return met, f"replicas listed per answer: {listed}, checks owned in all: {owned}"
 
 
 async def run_faults(args: argparse.Namespace, tmp: Path, processes: Processes) -> int:
@@ -71,7 +85,7 @@ async def run_faults(args: argparse.Namespace, tmp: Path, processes: Processes) 
         await asyncio.sleep(args.outage)
         server.pg_ctl("start")
         await asyncio.sleep(RECOVERY_S)
-        sizes = [cluster_size(b) for _, b in replicas]
+        views = [cluster_view(b) for _, b in replicas]
         end = time.time()
         for child, _ in replicas:
             processes.stop(child)
@@ -111,14 +125,9 @@ async def run_faults(args: argparse.Namespace, tmp: Path, processes: Processes) 
         f"\n{args.replicas} replicas x {args.checks} checks every {args.interval:g} s; "
         f"Postgres restarted, then down {args.outage:g} s"
     )
-    if not HAS_REPLICAS:
-        print("this intmon has no replicas: every replica runs every check (duplicates expected)")
     for label, met in outcomes:
         print(f"  {label}  {'met' if met else 'BROKEN'}")
-    if any(size is None for size in sizes):
-        print("  cluster re-formed: skipped, this intmon has no /api/cluster")
-    else:
-        met = all(size == args.replicas for size in sizes)
-        outcomes.append(("cluster", met))
-        print(f"  cluster re-formed, replicas listed: {sizes}  {'met' if met else 'BROKEN'}")
+    met, detail = re_formed(views, args.replicas, args.checks)
+    outcomes.append(("cluster", met))
+    print(f"  cluster re-formed, {detail}  {'met' if met else 'BROKEN'}")
     return 0 if all(met for _, met in outcomes) else 1
