@@ -11,7 +11,8 @@ second, so a short run measures a lot). After a warm-up of two intervals it meas
   requests the target saw (more than one per check per interval is a duplicate);
 
 then kills one replica with SIGKILL and takes, for each check that replica had run last, the
-gap between its last request before the kill and the first after, against 2 x max(I, lease).
+gap between its last request before the kill and the first after, against 2 x max(I, lease),
+and the time from the kill to that first request (README: one lease plus one interval).
 
 `--faults` instead restarts Postgres and stops it for `--outage` seconds (cluster_faults.py).
 Figures are compared with benchmarks/baseline-cluster.json; exit 1 when a guarantee breaks.
@@ -138,10 +139,14 @@ async def takeover(
             first[name] = at
     owned = [name for name, (_, replica) in last.items() if replica == 0]
     gaps = [first.get(n, time.time()) - last[n][0] for n in owned]
+    # From the kill itself: what README's "one lease plus one interval" is measured from.
+    since_kill = [first.get(n, time.time()) - killed_at for n in owned]
     return {
         "takeover_checks": float(len(owned)),
         "takeover_p50_s": statistics.median(gaps) if gaps else 0.0,
         "takeover_max_s": max(gaps, default=0.0),
+        "takeover_after_kill_p50_s": statistics.median(since_kill) if since_kill else 0.0,
+        "takeover_after_kill_max_s": max(since_kill, default=0.0),
         "takeover_never": float(sum(1 for n in owned if n not in first)),
         "takeover_bound_s": bound,
     }
@@ -164,6 +169,8 @@ ROWS = [
     ("takeover_checks", "checks of the killed replica", "{:,.0f}"),
     ("takeover_p50_s", "takeover gap p50 s", "{:.1f}"),
     ("takeover_max_s", "takeover gap max s", "{:.1f}"),
+    ("takeover_after_kill_p50_s", "kill to next run p50 s", "{:.1f}"),
+    ("takeover_after_kill_max_s", "kill to next run max s", "{:.1f}"),
     ("takeover_never", "checks never taken over", "{:.0f}"),
 ]
 
@@ -196,6 +203,10 @@ def report(args: argparse.Namespace, figures: dict[str, float], base: dict[str, 
             f"takeover within {figures['takeover_bound_s']:g} s",
             figures["takeover_never"] == 0
             and figures["takeover_max_s"] <= figures["takeover_bound_s"],
+        ),
+        (
+            f"next run within lease + interval ({args.lease + args.interval:g} s) of the kill",
+            figures["takeover_after_kill_max_s"] <= args.lease + args.interval,
         ),
     ]
     print()

@@ -1,10 +1,17 @@
 """`benchmarks/cluster.py --faults`: Postgres restarted, then stopped for `--outage` seconds,
 while the replicas run. The promises, checked from outside:
 
-- no result lost: every (check, slot) the target served in the window has a stored run, once
-  the replicas have stopped gracefully (SIGTERM writes what waited in memory);
-- no duplicate page: a json:// receiver counts FIRING per (check, rule), at most one each, for
-  checks failing from the start and for checks that start failing while Postgres is down;
+- no result lost: every (check, slot) due while the cluster was meant to run has a stored run,
+  once the replicas have stopped gracefully (SIGTERM writes what waited in memory). Slots due
+  after the replicas' leases ran out with the database away are the documented pause (README,
+  Running several replicas: a replica then stops running checks rather than risk running them
+  twice) and are counted apart; a slot the target served still needs its stored run, pause
+  or not;
+- each (check, slot) requested from the target and stored at most once;
+- no duplicate page: a json:// receiver counts each FIRING message (check, rule, severity;
+  an escalation is a message of its own) by notification id, at most one each, for checks
+  failing from the start and for checks that start failing while Postgres is down; the same
+  id twice is the documented at-least-once send and shown apart;
 - the cluster re-forms: every replica's /api/cluster (read with intmon's ClusterReport) lists
   every replica again, with one config digest, and their shares add up to every check.
 """
@@ -13,23 +20,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from chaos_common import TimedReceiver
+from chaos_common import TimedReceiver, post_id
 from cluster_common import (
     Target,
     config,
     fresh_postgres,
     per_slot,
     slot_figures,
+    slots_within,
     start_replicas,
     stored_runs,
 )
 from harness import Processes, fetch
 
 from monitor.cluster.status import ClusterReport
+from monitor.engine.scheduler import phase_of
 
 # Writes retry with backoff up to 30 s after the database answers again (README, Storage).
 RECOVERY_S = 40.0
@@ -61,6 +73,61 @@ def re_formed(views: list[ClusterReport | None], replicas: int, checks: int) -> 
     return met, f"replicas listed per answer: {listed}, checks owned in all: {owned}"
 
 
+def paused(stopped_at: float, back_at: float, lease: float, interval: float) -> tuple[float, float]:
+    """Slots due in [first, last) may go unrun by design (README, Running several replicas): a
+    replica that cannot renew stops running checks when its lease runs out, and its last
+    renewal may have been up to a third of a lease before the database went, so from
+    stop + 2/3 lease; it runs them again after its next renewal, at most a third of a lease
+    after the database is back, plus one interval for the re-division and the slot's start."""
+    return stopped_at + lease * 2 / 3, back_at + lease / 3 + interval
+
+
+def lost_results(
+    names: list[str],
+    served: dict[str, list[float]],
+    stored: dict[str, list[float]],
+    window: tuple[float, float],
+    pause: tuple[float, float],
+    interval: float,
+) -> dict[str, Any]:
+    """Results that should exist and do not. Expected: every (check, slot) due in `window`
+    outside the deliberate `pause`. Lost: an expected slot with no stored run, or any slot the
+    target served with no stored run, pause or not (a result produced and then not stored is
+    lost whenever it happened)."""
+    stored_slots = per_slot(stored, interval)
+    served_slots = per_slot(served, interval)
+    due = {(n, k) for n in names for k in slots_within(n, *window, interval)}
+    in_pause = {
+        (n, k) for n, k in due if pause[0] <= phase_of(n, interval) + k * interval < pause[1]
+    }
+    expected = due - in_pause
+    not_stored = {key for key in expected if key not in stored_slots}
+    served_not_stored = {key for key in served_slots if key in due and key not in stored_slots}
+    missed = sorted(phase_of(n, interval) + k * interval for n, k in not_stored)
+    return {
+        "missed_due": missed,
+        "expected": len(expected),
+        "not_run": sum(1 for key in expected if key not in served_slots),
+        "lost": len(not_stored | served_not_stored),
+        "served_not_stored": len(served_not_stored),
+        "paused_slots": len(in_pause),
+        "paused_run_anyway": sum(1 for key in in_pause if key in served_slots),
+    }
+
+
+def observed_pause(log: list[tuple[str, float, int]], after: float, before: float) -> float:
+    """The longest time between two requests the target saw in [after, before): how long the
+    cluster actually ran nothing."""
+    moments = sorted(at for _, at, _ in log if after <= at < before)
+    return max((b - a for a, b in itertools.pairwise(moments)), default=0.0)
+
+
+def alert_of(post: dict[str, object]) -> str:
+    """What one page announces: the whole title, e.g. `FIRING: c-00001 error_rate (warning)`.
+    An escalation (`(critical, escalated)`) is a page of its own, not a repeat of the first."""
+    return str(post.get("title", ""))
+
+
 async def run_faults(args: argparse.Namespace, tmp: Path, processes: Processes) -> int:
     server, url = fresh_postgres()
     target, receiver = Target(), TimedReceiver()
@@ -79,11 +146,14 @@ async def run_faults(args: argparse.Namespace, tmp: Path, processes: Processes) 
         server.pg_ctl("restart")
         print(f"Postgres restarted at +{time.time() - start:.1f} s")
         await asyncio.sleep(2 * args.interval)
+        stopped_at = time.time()
         server.pg_ctl("stop")
         target.failing |= set(flipping)  # these alerts are decided while the database is down
-        print(f"Postgres stopped for {args.outage:g} s")
+        print(f"Postgres stopped at +{stopped_at - start:.1f} s for {args.outage:g} s")
         await asyncio.sleep(args.outage)
         server.pg_ctl("start")
+        back_at = time.time()
+        print(f"Postgres back at +{back_at - start:.1f} s")
         await asyncio.sleep(RECOVERY_S)
         views = [cluster_view(b) for _, b in replicas]
         end = time.time()
@@ -95,39 +165,108 @@ async def run_faults(args: argparse.Namespace, tmp: Path, processes: Processes) 
             if start <= at < end:
                 served.setdefault(name, []).append(at)
         stored = stored_runs(url, start - 1, end + 5)
-        stored_slots = per_slot(stored, args.interval)
-        lost = [key for key in per_slot(served, args.interval) if key not in stored_slots]
+        pause = paused(stopped_at, back_at, args.lease, args.interval)
+        lost = lost_results(names, served, stored, (start, end), pause, args.interval)
+        gap = observed_pause(target.log, stopped_at, back_at + RECOVERY_S)
         stored_fig = slot_figures(names, stored, start, end, args.interval)
-        firing = Counter(
-            str(p.get("title", "")).split(" (")[0]
-            for p in receiver.posts
-            if str(p.get("title", "")).startswith("FIRING")
-        )
+        sent_fig = slot_figures(names, served, start, end, args.interval)
+        fired = [p for p in receiver.posts if str(p.get("title", "")).startswith("FIRING")]
+        firing = Counter(alert_of(p) for p in fired)
+        # The same notification id twice is the documented at-least-once send, not a new page.
+        pages = Counter(alert_of(p) for p in {post_id(p): p for p in fired}.values())
+        zero = time.monotonic() - (time.time() - start)
+        posts = [
+            (at - zero, f"{p.get('title', '')} [{post_id(p)}]")
+            for at, p in zip(receiver.arrivals, receiver.posts, strict=False)
+        ]
     finally:
         await receiver.stop()
         await target.stop()
         server.stop()
 
+    return report(
+        args,
+        Outcome(
+            start=start,
+            pause=pause,
+            gap=gap,
+            lost=lost,
+            posts=posts,
+            stored_max=stored_fig["max"],
+            sent_max=sent_fig["max"],
+            firing=firing,
+            pages=pages,
+            flipping=flipping,
+            views=views,
+        ),
+    )
+
+
+@dataclass
+class Outcome:
+    start: float
+    pause: tuple[float, float]
+    gap: float
+    lost: dict[str, Any]
+    posts: list[tuple[float, str]]
+    stored_max: float
+    sent_max: float
+    firing: Counter[str]
+    pages: Counter[str]
+    flipping: list[str]
+    views: list[ClusterReport | None]
+
+
+def report(args: argparse.Namespace, o: Outcome) -> int:
+    print(
+        f"\n{args.replicas} replicas x {args.checks} checks every {args.interval:g} s"
+        f" (lease {args.lease:g} s); Postgres restarted, then down {args.outage:g} s"
+    )
+    print(
+        f"  paused by design (leases out, database away): slots due +{o.pause[0] - o.start:.1f} s"
+        f" to +{o.pause[1] - o.start:.1f} s, {o.lost['paused_slots']:,} slots, of which"
+        f" {o.lost['paused_run_anyway']:,} ran anyway; longest time without a request:"
+        f" {o.gap:.1f} s"
+    )
+    print(
+        f"  slots expected (the window outside the pause): {o.lost['expected']:,};"
+        f" not run: {o.lost['not_run']:,}"
+    )
     outcomes = [
-        (f"results lost (slots served, none stored): {len(lost)}", not lost),
-        (f"runs stored per slot, max: {stored_fig['max']:.0f}", stored_fig["max"] <= 1),
         (
-            f"FIRING per alert, max: {max(firing.values(), default=0)} over {len(firing)} alerts",
-            bool(firing) and max(firing.values()) == 1,
+            f"results lost (expected or served, none stored): {o.lost['lost']:,}"
+            f" (served, none stored: {o.lost['served_not_stored']:,})",
+            o.lost["lost"] == 0,
+        ),
+        (f"runs stored per slot, max: {o.stored_max:.0f}", o.stored_max <= 1),
+        (f"requests per slot at the target, max: {o.sent_max:.0f}", o.sent_max <= 1),
+        (
+            f"pages per FIRING message, max: {max(o.pages.values(), default=0)} over"
+            f" {len(o.pages)} messages (deliveries, same id counted: "
+            f"{max(o.firing.values(), default=0)})",
+            bool(o.pages) and max(o.pages.values()) == 1,
         ),
         (
             "alerts decided during the outage paged: "
-            f"{sum(1 for n in flipping if any(n in t for t in firing))} of {len(flipping)}",
-            all(any(n in t for t in firing) for n in flipping),
+            f"{sum(1 for n in o.flipping if any(n in t for t in o.firing))} of {len(o.flipping)}",
+            all(any(n in t for t in o.firing) for n in o.flipping),
         ),
     ]
-    print(
-        f"\n{args.replicas} replicas x {args.checks} checks every {args.interval:g} s; "
-        f"Postgres restarted, then down {args.outage:g} s"
-    )
-    for label, met in outcomes:
-        print(f"  {label}  {'met' if met else 'BROKEN'}")
-    met, detail = re_formed(views, args.replicas, args.checks)
-    outcomes.append(("cluster", met))
-    print(f"  cluster re-formed, {detail}  {'met' if met else 'BROKEN'}")
-    return 0 if all(met for _, met in outcomes) else 1
+    if o.lost["missed_due"]:
+        offsets = Counter(round(due - o.start) for due in o.lost["missed_due"])
+        print(
+            "  expected slots with no stored run, due at (+s: count):",
+            dict(sorted(offsets.items())),
+        )
+    for alert, count in o.pages.items():
+        if count > 1:
+            print(f"  {alert} paged {count} times; what the receiver got for its check:")
+            check = alert.split()[1] if len(alert.split()) > 1 else alert
+            for at, title in o.posts:
+                if f" {check} " in title:
+                    print(f"    +{at:.1f} s  {title}")
+    met, detail = re_formed(o.views, args.replicas, args.checks)
+    outcomes.append((f"cluster re-formed, {detail}", met))
+    for label, ok in outcomes:
+        print(f"  {label}  {'met' if ok else 'BROKEN'}")
+    return 0 if all(ok for _, ok in outcomes) else 1
