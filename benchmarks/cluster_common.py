@@ -210,7 +210,11 @@ def config(
             "timeout": "2s",
             "alerts": {"error_rate": {"window": f"{interval * 4:g}s", "min_runs": 2}},
         },
-        "checks": [{"name": n, "request": {"url": f"{target}/c/{n}"}} for n in names],
+        # keep_alive: the target tells replicas apart by their pooled connections (a fresh
+        # connection per run, the default, closes before the once-a-second scan sees it).
+        "checks": [
+            {"name": n, "request": {"url": f"{target}/c/{n}", "keep_alive": True}} for n in names
+        ],
     }
     if receiver:
         spec["notifiers"] = [{"name": "hook", "urls": [receiver]}]
