@@ -190,14 +190,14 @@ class Daemon:
         # Finished hours come from the hourly rollups, the rest of the week from raw runs.
         week_ago = now - BASELINE_HISTORY
         for check, hours in itertools.groupby(
-            self.store.rollups.hourly_p95s(week_ago), key=lambda row: row[0]
+            self.store.rollups.hourly_p95s(week_ago, only), key=lambda row: row[0]
         ):
             if check in names:
                 for _, hour, p95 in hours:
                     self.signals[check].baseline.seed_hour(hour, p95)
         raw_since = max(week_ago, self.store.rollups.rolled_up_until() or week_ago)
         for check, samples in itertools.groupby(
-            self.store.healthy_latencies(raw_since), key=lambda row: row[0]
+            self.store.healthy_latencies(raw_since, only), key=lambda row: row[0]
         ):
             if check in names:
                 self.signals[check].seed_baseline((ts, latency) for _, ts, latency in samples)

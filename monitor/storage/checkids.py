@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Select, Table, insert
@@ -50,9 +50,13 @@ class CheckIds:
         return {int(row[0]): row[1] for row in connection.execute(sa_select(CHECKS))}
 
     def stream(
-        self, engine: Engine, query: Callable[[int], Select[*tuple[Any, ...]]]
+        self,
+        engine: Engine,
+        query: Callable[[int], Select[*tuple[Any, ...]]],
+        only: Collection[str] | None = None,
     ) -> Iterator[tuple[str, Row[*tuple[Any, ...]]]]:
-        """(name, row) of `query(check_id)` for every check, by name, rows in query order.
+        """(name, row) of `query(check_id)` for every check (or those named in `only`), by
+        name, rows in query order.
 
         One short query per check, streamed: reading a week of history never holds it all in
         memory, and each query is a key range of one check.
@@ -61,5 +65,7 @@ class CheckIds:
             names = self.names(connection)
             streaming = connection.execution_options(stream_results=True)
             for check_id, name in sorted(names.items(), key=lambda item: item[1]):
+                if only is not None and name not in only:
+                    continue  # a takeover or a reload reads its own checks, not everyone's
                 for row in streaming.execute(query(check_id)):
                     yield name, row

@@ -6,7 +6,7 @@ Run on the writer's thread only (see monitor/storage/upkeep.py), one short trans
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Table, text
@@ -189,7 +189,9 @@ class Rollups:
             params.update(before=before, limit=limit)
             return int(connection.execute(query, params).rowcount)
 
-    def hourly_p95s(self, since: float) -> Iterator[tuple[str, int, float]]:
+    def hourly_p95s(
+        self, since: float, only: Collection[str] | None = None
+    ) -> Iterator[tuple[str, int, float]]:
         """(check, hour start, p95 of passing runs) of every rolled-up hour starting at or
         after `since`, by check then hour: what the baseline is seeded from."""
         rows = self.checks.stream(
@@ -200,6 +202,7 @@ class Rollups:
                 .where(ROLLUPS.c.p95_ok.is_not(None))
                 .order_by(ROLLUPS.c.hour)
             ),
+            only,
         )
         return ((name, int(row[0]), float(row[1])) for name, row in rows)
 

@@ -3,7 +3,7 @@ call it from worker threads so the event loop never waits on disk."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from sqlalchemy import Connection, Engine, Table, func, text
 from sqlalchemy import select as sa_select
@@ -117,7 +117,9 @@ class Store:
         with self.engine.connect() as connection:
             return [(r[0], r[1], bool(r[2]), r[3], r[4], r[5]) for r in connection.execute(query)]
 
-    def healthy_latencies(self, since: float) -> Iterator[tuple[str, float, float]]:
+    def healthy_latencies(
+        self, since: float, only: Collection[str] | None = None
+    ) -> Iterator[tuple[str, float, float]]:
         """(check, ts, latency) of every passing run since `since`, by check then time.
 
         Streamed, so seeding baselines from a week of history never holds it all in memory.
@@ -130,6 +132,7 @@ class Store:
                 .where(RUNS.c.ok.is_(True), RUNS.c.latency.is_not(None))
                 .order_by(RUNS.c.ts)
             ),
+            only,
         )
         return ((name, row[0], row[1]) for name, row in rows)
 
