@@ -15,7 +15,7 @@ from aiohttp import web
 from monitor.alerting.machine import AlertState, Phase
 from monitor.alerting.rules import Evaluation
 from monitor.alerting.status import AlertReport, AlertStatus
-from monitor.cli import _status_row
+from monitor.cli.status import status_row
 from monitor.config.loader import parse_config
 from monitor.core.clock import SystemClock
 from monitor.engine.daemon import Daemon
@@ -173,7 +173,7 @@ SUNSET_AND_QUOTA = [
 def test_intmon_status_shows_quota_and_sunset_from_the_model(
     metrics: dict[str, Any], quota_cell: str, sunset_cell: str
 ) -> None:
-    row = _status_row(check("api", "down", "http_5xx", "HTTP 503", **metrics), NOW)
+    row = status_row(check("api", "down", "http_5xx", "HTTP 503", **metrics), NOW)
 
     assert row[:3] == ["api", "DOWN", "12s ago"]
     assert row[6:8] == [quota_cell, sunset_cell]
@@ -187,9 +187,9 @@ def test_intmon_status_shows_until_freshness_firing_alerts_request_id_and_the_re
     throttled = throttled.model_copy(
         update={"state": "throttled", "until": NOW + 300, "state_reason": reason, "last": last}
     )
-    row = _status_row(throttled, NOW, ["error_rate critical", "rate_limited warning"])
+    row = status_row(throttled, NOW, ["error_rate critical", "rate_limited warning"])
 
     assert row[:2] == ["api", "THROTTLED (5m left)"]
     assert row[8:] == ["2h", "error_rate critical, rate_limited warning", "req-9", reason]
-    idle = _status_row(check("new", "unknown"), NOW)
+    idle = status_row(check("new", "unknown"), NOW)
     assert idle[2] == "never" and idle[8:11] == ["-", "-", "-"]
