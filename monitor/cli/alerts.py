@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import fnmatch
 import sys
 
 from monitor.alerting.notify import Notify
 from monitor.alerting.silences import add_silence, expire_silence, list_silences
-from monitor.cli.common import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, database, table
+from monitor.cli.common import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, opened_store, table
 from monitor.config.settings import Config
 from monitor.core.clock import SystemClock
 from monitor.core.redact import Redactor
 from monitor.core.units import format_duration, parse_duration
-from monitor.storage.store import Store
 
 
 def cmd_notify_test(config: Config, args: argparse.Namespace) -> int:
@@ -42,11 +40,8 @@ async def _notify_test(config: Config, names: list[str]) -> list[bool]:
 
 
 def cmd_silence(config: Config, args: argparse.Namespace) -> int:
-    store = Store(config.monitor.database_url)
     now = SystemClock().time()
-    # Direct writes: another process than the daemon's, so its writer is not here to use.
-    with database(config, "use"), contextlib.closing(store):
-        store.open()
+    with opened_store(config, writing=True) as store:
         if args.expire is not None:
             if not expire_silence(store.engine, args.expire, now):
                 print(f"no active silence {args.expire}", file=sys.stderr)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 
 from checks.base import CheckConfig, Result, RunContext
@@ -14,7 +13,7 @@ from monitor.cli.common import (
     EXIT_CONFIG,
     EXIT_FAIL,
     EXIT_OK,
-    database,
+    opened_store,
     quota_cell,
     sunset_cell,
     table,
@@ -27,7 +26,6 @@ from monitor.engine.runner import Runner, make_session
 from monitor.engine.shapes import accept_now, restore_tracker
 from monitor.signals.shapes import ShapeTracker
 from monitor.storage.shapes import load_shape, save_accepted
-from monitor.storage.store import Store
 
 
 def cmd_check(config: Config, args: argparse.Namespace) -> int:
@@ -77,12 +75,10 @@ def cmd_schema(config: Config, args: argparse.Namespace) -> int:
     if args.name not in {c.name for c in config.checks}:
         print(f"no check named {args.name} in {config.source}", file=sys.stderr)
         return EXIT_CONFIG
-    # Printing only reads (a daemon may be writing); accepting writes from this process, as
-    # `intmon silence` does, and the daemon takes it up at the check's next run.
-    store = Store(config.monitor.database_url, read_only=not args.accept)
+    # Printing only reads; accepting writes from this process, as `intmon silence` does, and
+    # the daemon takes it up at the check's next run.
     tracker = ShapeTracker()
-    with database(config, "use" if args.accept else "read"), contextlib.closing(store):
-        store.open()
+    with opened_store(config, writing=args.accept) as store:
         row = load_shape(store.engine, args.name)
         if row is not None:
             restore_tracker(tracker, row)

@@ -12,6 +12,7 @@ from monitor.config.settings import Config
 from monitor.core.errors import StorageError
 from monitor.core.redact import redact
 from monitor.core.units import format_duration
+from monitor.storage.store import Store
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
@@ -26,6 +27,17 @@ def database(config: Config, doing: str) -> Iterator[None]:
         message = f"cannot {doing} the database {config.monitor.database}: {exc}"
         # The URL may carry a password, written literally or through ${ENV}.
         raise StorageError(redact(message, config.secrets)) from exc
+
+
+@contextlib.contextmanager
+def opened_store(config: Config, *, writing: bool) -> Iterator[Store]:
+    """The configured database, opened by this process rather than the daemon's, and closed
+    after. Reading never creates, upgrades or vacuums: a daemon may be writing. Writing goes
+    straight to the database, since the daemon's writer is not in this process to use."""
+    store = Store(config.monitor.database_url, read_only=not writing)
+    with database(config, "use" if writing else "read"), contextlib.closing(store):
+        store.open()
+        yield store
 
 
 def table(header: list[str], rows: Sequence[Sequence[object]]) -> str:

@@ -10,7 +10,7 @@ from pydantic import MISSING
 from sqlalchemy import inspect
 
 from monitor.alerting.outbox import AlertStateRow, load_states
-from monitor.cli.common import EXIT_OK, database, quota_cell, sunset_cell, table
+from monitor.cli.common import EXIT_OK, opened_store, quota_cell, sunset_cell, table
 from monitor.config.settings import Config
 from monitor.core.clock import SystemClock
 from monitor.core.units import DAY, format_duration
@@ -18,26 +18,22 @@ from monitor.engine.daemon import Daemon
 from monitor.engine.status import CheckStatus
 from monitor.metrics import Metrics
 from monitor.signals.headers import Quota
-from monitor.storage.store import Store
 
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
     """The same view as /api/status, rebuilt from the database by a daemon that never starts.
 
     Read-only: a daemon may be writing, and a look must never create, upgrade or vacuum."""
-    store = Store(config.monitor.database_url, read_only=True)
-    daemon = Daemon(config, store, Metrics(), SystemClock())
-    try:
-        with database(config, "read"):
-            daemon.store.open()
+    with opened_store(config, writing=False) as store:
+        daemon = Daemon(config, store, Metrics(), SystemClock())
+        try:
             daemon.restore()
             # Firing alerts make a passing check degraded, as in the daemon; the table is
             # there once the daemon has run (an older database may not have it yet).
             if inspect(store.engine).has_table(AlertStateRow.__tablename__):
                 daemon.alerter.book.replace_all(load_states(store.engine))
-    finally:
-        daemon.store.close()
-        daemon.alerter.notify.close()
+        finally:
+            daemon.alerter.notify.close()
     report = daemon.status()
     if args.json:
         # The checks of /api/status, without its `generated_at`: the shape this always printed.
