@@ -112,6 +112,26 @@ CASES = {
         lambda d: f"no check named nope in {config(d)}\n",
         config=GOOD,
     ),
+    "schema-unknown-name": Case(
+        lambda d: ["schema", "nope", "--config", config(d)],
+        2,
+        lambda d: f"no check named nope in {config(d)}\n",
+        config=GOOD,
+    ),
+    "schema-newer-schema": Case(
+        lambda d: ["schema", "orders-api", "--config", config(d)],
+        1,
+        newer_schema("read"),
+        config=GOOD,
+        newer_database=True,
+    ),
+    "schema-accept-newer-schema": Case(
+        lambda d: ["schema", "orders-api", "--accept", "--config", config(d)],
+        1,
+        newer_schema("use"),
+        config=GOOD,
+        newer_database=True,
+    ),
     "status-newer-schema": Case(
         lambda d: ["status", "--config", config(d)],
         1,
