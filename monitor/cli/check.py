@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Sequence
 
 from checks.base import CheckConfig, Result, RunContext
 from monitor import __version__
@@ -29,9 +30,7 @@ from monitor.storage.shapes import load_shape, save_accepted
 
 
 def cmd_check(config: Config, args: argparse.Namespace) -> int:
-    unknown = [n for n in args.names if n not in {c.name for c in config.checks}]
-    if unknown:
-        print(f"no check named {', '.join(unknown)} in {config.source}", file=sys.stderr)
+    if _unknown_checks(config, args.names):
         return EXIT_CONFIG
     selected = [c for c in config.checks if not args.names or c.name in args.names]
     results = asyncio.run(_check_once(config, selected))
@@ -40,6 +39,15 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
     header = ["CHECK", "RESULT", "STATUS", "LATENCY", "QUOTA", "SUNSET", "REQUEST ID", "ERROR"]
     print(table([*header, "REASON"], rows))
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAIL
+
+
+def _unknown_checks(config: Config, names: Sequence[str]) -> bool:
+    """Says on stderr which of `names` the config does not hold; True if any."""
+    known = {c.name for c in config.checks}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        print(f"no check named {', '.join(unknown)} in {config.source}", file=sys.stderr)
+    return bool(unknown)
 
 
 def _check_row(name: str, result: Result, now: float) -> list[object]:
@@ -72,8 +80,7 @@ async def _check_once(config: Config, checks: list[CheckConfig]) -> list[Result]
 
 
 def cmd_schema(config: Config, args: argparse.Namespace) -> int:
-    if args.name not in {c.name for c in config.checks}:
-        print(f"no check named {args.name} in {config.source}", file=sys.stderr)
+    if _unknown_checks(config, [args.name]):
         return EXIT_CONFIG
     # Printing only reads; accepting writes from this process, as `intmon silence` does, and
     # the daemon takes it up at the check's next run.
