@@ -179,7 +179,12 @@ async def test_states_request_ids_and_their_metric_from_a_running_daemon_to_intm
     assert len(samples) == 5 * len(states)  # every state of every check, 0 but for one
 
     # A restart on the same file: the last failure keeps its request id, and `intmon status`
-    # (a reader of the database) derives the same states with the same function.
+    # (a reader of the database) derives the same states with the same function. broken runs
+    # every 100ms, so it may have run again after /api/status answered: the last run stored is
+    # the daemon's last, not necessarily the one the API showed.
+    last = daemon.states["broken"].last
+    assert last is not None and last.request_id is not None
+    request_id = last.request_id
     code, table = await intmon("status", "--config", str(config_file))
     assert code == 0
     rows = {line.split()[0]: line for line in table.splitlines()[1:]}
