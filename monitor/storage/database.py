@@ -65,6 +65,9 @@ def _read_only(url: URL, path: Path) -> URL:
     return url.set(database=path.absolute().as_uri(), query=query)
 
 
+CONNECTION_TIMEOUTS = {"connect_timeout": "10", "tcp_user_timeout": "30000"}
+
+
 def _postgres_options(url: URL, busy_timeout: float, read_only: bool) -> URL:
     """Session settings through libpq's `options` (kept if the URL has its own): a statement
     waits at most `busy_timeout` for a lock, as SQLite's busy timeout, and a read-only open has
@@ -74,7 +77,11 @@ def _postgres_options(url: URL, busy_timeout: float, read_only: bool) -> URL:
     options.append(f"-c lock_timeout={int(busy_timeout * 1000)}")
     if read_only:
         options.append("-c default_transaction_read_only=on")
-    return url.update_query_dict({"options": " ".join(options)})
+    # A server out of reach (not refusing: gone from the network) fails a connection attempt
+    # after 10 s and a request it never acknowledges after 30 s, instead of the system's
+    # minutes, so a replica notices the outage in time (monitor.cluster.replica).
+    unset = {k: v for k, v in CONNECTION_TIMEOUTS.items() if k not in url.query}
+    return url.update_query_dict({"options": " ".join(options), **unset})
 
 
 def _refuse_newer(version: int | None) -> None:
