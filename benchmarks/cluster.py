@@ -18,7 +18,7 @@ and the time from the kill to that first request (README: one lease plus one int
 Figures are compared with benchmarks/baseline-cluster.json; exit 1 when a guarantee breaks.
 
 Run: .venv/bin/python benchmarks/cluster.py [--checks 1000] [--interval 5] [--replicas 3]
-     [--duration 30] [--lease 15] [--faults --outage 60] [--write-baseline NAME]
+     [--duration 30] [--lease 15] [--faults --outage 60 --outage-hold 120] [--write-baseline NAME]
 """
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--lease", type=float, default=15.0, help="monitor.replica.lease, s")
     parser.add_argument("--faults", action="store_true", help="Postgres restart and outage")
     parser.add_argument("--outage", type=float, default=60.0, help="seconds Postgres is down")
+    parser.add_argument(
+        "--outage-hold", type=float, default=120.0, help="monitor.replica.outage_hold, s"
+    )
     parser.add_argument("--write-baseline", metavar="NAME")
     return parser.parse_args()
 

@@ -191,7 +191,13 @@ def slot_figures(
 
 
 def config(
-    url: str, target: str, names: list[str], interval: float, lease: float, receiver: str | None
+    url: str,
+    target: str,
+    names: list[str],
+    interval: float,
+    lease: float,
+    receiver: str | None,
+    outage_hold: float = 120.0,
 ) -> dict[str, Any]:
     """One replica's config: identical for all but the port, as a real deployment's would be."""
     monitor: dict[str, Any] = {
@@ -202,7 +208,7 @@ def config(
         "log_level": "warning",
         "shutdown_grace": "3s",
     }
-    monitor["replica"] = {"lease": f"{lease:g}s"}
+    monitor["replica"] = {"lease": f"{lease:g}s", "outage_hold": f"{outage_hold:g}s"}
     spec: dict[str, Any] = {
         "monitor": monitor,
         "defaults": {

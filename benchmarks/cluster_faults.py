@@ -2,11 +2,11 @@
 while the replicas run. The promises, checked from outside:
 
 - no result lost: every (check, slot) due while the cluster was meant to run has a stored run,
-  once the replicas have stopped gracefully (SIGTERM writes what waited in memory). Slots due
-  after the replicas' leases ran out with the database away are the documented pause (README,
-  Running several replicas: a replica then stops running checks rather than risk running them
-  twice) and are counted apart; a slot the target served still needs its stored run, pause
-  or not;
+  once the replicas have stopped gracefully (SIGTERM writes what waited in memory). A replica
+  without the database runs its checks for `outage_hold` after its last renewal (README,
+  Running several replicas); slots due after that, with the database still away, are the
+  documented pause and are counted apart (none when the outage is shorter than the hold); a
+  slot the target served still needs its stored run, pause or not;
 - each (check, slot) requested from the target and stored at most once;
 - no duplicate page: a json:// receiver counts each FIRING message (check, rule, severity;
   an escalation is a message of its own) by notification id, at most one each, for checks
@@ -73,13 +73,19 @@ def re_formed(views: list[ClusterReport | None], replicas: int, checks: int) -> 
     return met, f"replicas listed per answer: {listed}, checks owned in all: {owned}"
 
 
-def paused(stopped_at: float, back_at: float, lease: float, interval: float) -> tuple[float, float]:
+def paused(
+    stopped_at: float, back_at: float, lease: float, hold: float, interval: float
+) -> tuple[float, float]:
     """Slots due in [first, last) may go unrun by design (README, Running several replicas): a
-    replica that cannot renew stops running checks when its lease runs out, and its last
-    renewal may have been up to a third of a lease before the database went, so from
-    stop + 2/3 lease; it runs them again after its next renewal, at most a third of a lease
-    after the database is back, plus one interval for the re-division and the slot's start."""
-    return stopped_at + lease * 2 / 3, back_at + lease / 3 + interval
+    replica without the database stops running checks `max(lease, hold)` after its last
+    renewal, which may have been up to a third of a lease before the database went; it runs
+    them again after its next renewal, at most a second (its retry while the database is
+    away) after the database is back, plus one interval for the slot's start. Empty when the
+    database is back before anyone stops."""
+    first = stopped_at + max(lease, hold) - lease / 3
+    if first >= back_at:
+        return back_at, back_at
+    return first, back_at + min(lease / 3, 1.0) + interval
 
 
 def lost_results(
@@ -137,7 +143,7 @@ async def run_faults(args: argparse.Namespace, tmp: Path, processes: Processes) 
         names = [f"c-{i:05d}" for i in range(args.checks)]
         broken, flipping = names[:3], names[3:6]
         target.failing |= set(broken)
-        spec = config(url, base, names, args.interval, args.lease, receiver.url)
+        spec = config(url, base, names, args.interval, args.lease, receiver.url, args.outage_hold)
         replicas = start_replicas(processes, tmp, spec, args.replicas)
         target.pids = [child.pid for child, _ in replicas]
         await asyncio.sleep(4 * args.interval)  # the broken checks fire before any fault
@@ -165,7 +171,7 @@ async def run_faults(args: argparse.Namespace, tmp: Path, processes: Processes) 
             if start <= at < end:
                 served.setdefault(name, []).append(at)
         stored = stored_runs(url, start - 1, end + 5)
-        pause = paused(stopped_at, back_at, args.lease, args.interval)
+        pause = paused(stopped_at, back_at, args.lease, args.outage_hold, args.interval)
         lost = lost_results(names, served, stored, (start, end), pause, args.interval)
         gap = observed_pause(target.log, stopped_at, back_at + RECOVERY_S)
         stored_fig = slot_figures(names, stored, start, end, args.interval)
@@ -220,10 +226,11 @@ class Outcome:
 def report(args: argparse.Namespace, o: Outcome) -> int:
     print(
         f"\n{args.replicas} replicas x {args.checks} checks every {args.interval:g} s"
-        f" (lease {args.lease:g} s); Postgres restarted, then down {args.outage:g} s"
+        f" (lease {args.lease:g} s, outage_hold {args.outage_hold:g} s); Postgres restarted,"
+        f" then down {args.outage:g} s"
     )
     print(
-        f"  paused by design (leases out, database away): slots due +{o.pause[0] - o.start:.1f} s"
+        f"  paused by design (hold out, database away): slots due +{o.pause[0] - o.start:.1f} s"
         f" to +{o.pause[1] - o.start:.1f} s, {o.lost['paused_slots']:,} slots, of which"
         f" {o.lost['paused_run_anyway']:,} ran anyway; longest time without a request:"
         f" {o.gap:.1f} s"

@@ -104,18 +104,24 @@ class PostgresServer:
                 if attempt == 2:
                     log = (self.root / "server.log").read_text(errors="replace")
                     raise RuntimeError(f"postgres did not start:\n{log}") from None
+        self._connect_admin()
+
+    def _connect_admin(self) -> None:
         self._admin = psycopg.connect(
             f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
         )
 
     def pg_ctl(self, action: str) -> None:
         """`start`, `stop` or `restart` the server on its port; returns once it is done (-w),
-        so a benchmark can take the database away and give it back."""
+        so a benchmark or a test can take the database away and give it back."""
         flags = " ".join(f"-c {k}={v}" for k, v in self.options.items())
         self._run(
             str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-t", "30", "-m", "fast",
             "-l", str(self.root / "server.log"), "-o", f"-p {self.port} {flags}", action,
         )  # fmt: skip
+        if action != "stop" and self._admin is not None:
+            self._admin.close()  # the server it spoke to is gone
+            self._connect_admin()
 
     def url(self, database: str) -> str:
         # The plain scheme, as users write it: intmon normalises it to psycopg 3.

@@ -64,9 +64,10 @@ async def target() -> AsyncIterator[Target]:
 
 def config_text(db_url: str, target: Target, receiver: Receiver, replica: str, **kw: str) -> str:
     interval, lease = kw.get("interval", "300ms"), kw.get("lease", "500ms")
+    hold = f", outage_hold: {kw['outage_hold']}" if "outage_hold" in kw else ""
     lines = [
         f"monitor: {{database: '{db_url}', listen: '127.0.0.1:{kw.get('port', 9464)}',",
-        f"  replica: {{id: {replica}, lease: {lease}}}}}",
+        f"  replica: {{id: {replica}, lease: {lease}{hold}}}}}",
         "alerting: {group_wait: 0s}",
         f"notifiers: [{{name: chat, urls: ['{receiver.url}']}}]",
         "checks:",
@@ -89,10 +90,11 @@ class Replicas:
         self.urls: dict[str, str] = {}
         self._runners: list[web.AppRunner] = []
 
-    async def start(self, replica: str, lease: str = "500ms", interval: str = "300ms") -> Daemon:
-        config = parse_config(
-            config_text(*self.args, replica=replica, lease=lease, interval=interval), env={}
-        )
+    async def start(
+        self, replica: str, lease: str = "500ms", interval: str = "300ms", **kw: str
+    ) -> Daemon:
+        text = config_text(*self.args, replica=replica, lease=lease, interval=interval, **kw)
+        config = parse_config(text, env={})
         daemon = Daemon(config, Store(config.monitor.database_url), Metrics(), SystemClock())
         runner, self.urls[replica] = await start_app(build_app(daemon))
         self._runners.append(runner)

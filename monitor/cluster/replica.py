@@ -6,9 +6,17 @@ and each replica runs the checks rendezvous hashing gives it among the live repl
 config digest (monitor.cluster.division). Before a run, the owner claims the (check, slot):
 of replicas that disagree for a moment about the live set, exactly one runs the slot.
 
-A replica that could not renew stops running checks when its lease runs out on its own clock,
-measured from before the renewal it last got through: by then the others may have taken its
-checks. On SQLite there is one process: it owns everything and claims nothing.
+A replica whose lease runs out on its own clock (measured from before the renewal it last got
+through) while the database answers stops running checks: by then the others may have taken
+them. One whose renewals fail because the database is out of reach keeps running the checks it
+had for `outage_hold` from that renewal, retrying every second, and its results wait in the
+writer: when the database is down for everyone, every replica goes on with its own share and
+nothing is lost. Were it cut off alone, the others take its checks over after its lease, and
+for the rest of the hold a slot may be requested twice; it is still stored once (the runs'
+unique (check, slot) key) and alert transitions, compare-and-set in the database, page once.
+The first renewal after an outage keeps the share it had: the others are back within a
+second, and re-dividing with the ones that happened to renew first would move checks away
+and back. On SQLite there is one process: it owns everything and claims nothing.
 
 Leases are real time, not the injected Clock: they are a contract with the database's clock,
 which no test's fake clock moves. So renewals wait with asyncio and validity is measured on
@@ -38,6 +46,7 @@ from monitor.storage.writer import DatabaseUnavailable, Writer
 log = logging.getLogger(__name__)
 CLAIM_RETENTION = 3600.0  # seconds of slot claims kept; a slot is decided within a second
 PRUNE_EVERY = 60.0
+OUTAGE_RETRY = 1.0  # seconds between renewals while the database is out of reach (at most)
 
 
 def default_id() -> str:
@@ -61,6 +70,7 @@ class Replica:
         self.id = settings.id or default_id()
         self.host = socket.gethostname()
         self.lease = settings.lease
+        self.hold = max(settings.lease, settings.outage_hold)
         self.writer = writer
         self.engine = writer.store.engine
         self.clock = clock
@@ -75,7 +85,9 @@ class Replica:
         self.db_now = 0.0  # the database's clock at the last renewal
         self.owned: frozenset[str] = frozenset()
         self.reachable = True  # the last renewal got through
-        self._valid_until = -math.inf  # clock.monotonic() until which the lease holds
+        self._renewed_at = -math.inf  # monotonic() before the last renewal that got through
+        self._settling = False  # the next renewal is the first after an outage
+        self._settled = False  # that renewal was just made: the next look waits for the others
         self._pruned_at = -math.inf
         self._stopping = asyncio.Event()
         # Claims wait here while one batch is in flight, and go together in the next: a
@@ -87,8 +99,12 @@ class Replica:
         return not self.clustered or check in self.owned
 
     def may_run(self) -> bool:
-        """False once the lease has run out without a renewal: better a missed slot than two."""
-        return not self.clustered or self.monotonic() < self._valid_until
+        """False once the lease has run out without a renewal, better a missed slot than two;
+        unless the database is out of reach, then only after `outage_hold` (module doc)."""
+        if not self.clustered:
+            return True
+        held = self.monotonic() - self._renewed_at
+        return held < self.lease or (not self.reachable and held < self.hold)
 
     @property
     def digests_agree(self) -> bool:
@@ -123,17 +139,35 @@ class Replica:
             try:
                 await self._renew(adopt=True)
             except DatabaseUnavailable:
-                self.reachable = False  # the writer logs the outage once
+                self._lost()  # the writer logs the outage once
             except SQLAlchemyError as exc:
-                self.reachable = False
+                self._lost()
                 log.warning("replica %s could not renew its lease: %s", self.id, exc)
             if self.reachable and self.monotonic() - self._pruned_at > PRUNE_EVERY:
                 await self._prune()
 
+    def _lost(self) -> None:
+        if self.reachable and self.may_run() and self.hold > self.lease:
+            log.warning(
+                "replica %s cannot reach the database: it keeps running its %d checks for up to "
+                "%.0fs, their results waiting in memory", self.id, len(self.owned), self.hold,
+            )  # fmt: skip
+        self.reachable = False
+        self._settling = True
+
     def _next_look(self) -> float:
         """A third of the lease, or sooner: just after the first peer's lease runs out. A live
         peer renews long before; a dead one's checks are then taken over one lease after its
-        last renewal, not up to a third of a lease later."""
+        last renewal, not up to a third of a lease later. Every second at most while the
+        database is out of reach, so the replicas are all back soon after it is."""
+        retry = min(self.lease / 3, OUTAGE_RETRY)
+        if not self.reachable:
+            return retry
+        if self._settled:
+            # Twice the others' retry: each of them has renewed once more since the database
+            # was back when this one did, so the next division counts them all.
+            self._settled = False
+            return max(self.lease / 3, 2 * retry)
         peers = [r.lease_until for r in self.replicas if r.id != self.id]
         first_expiry = min(peers, default=math.inf) - self.db_now + 0.01
         return max(min(self.lease / 3, first_expiry), 0.01)
@@ -152,14 +186,23 @@ class Replica:
         # A thread of its own, not the writer's: a renewal must not queue behind a batch.
         # Concurrent writers are fine on Postgres, the only database replicas share.
         self.db_now, live = await self.writer.read(leases.renew, self.engine, row, self.lease)
-        self._valid_until = sent + self.lease
+        self._renewed_at = sent
         self.reachable = True
         self.replicas = tuple(live)
+        if self._settling:
+            # The first renewal after an outage: the others come back within OUTAGE_RETRY, and
+            # the next look (a third of a lease, or a peer's lease) divides with them all.
+            self._settling, self._settled = False, True
+            self._count()
+            return
         await self._divide(adopt)
 
-    async def _divide(self, adopt: bool) -> None:
+    def _count(self) -> None:
         self.metrics.cluster_replicas.set(len(self.replicas))
         self.metrics.cluster_config_mismatch.set(int(not self.digests_agree))
+
+    async def _divide(self, adopt: bool) -> None:
+        self._count()
         peers = [r.id for r in self.replicas if r.config_digest == self.digest]
         share = owned_by(self.id, self.checks, peers)
         gained = set(share - self.owned)
@@ -182,6 +225,10 @@ class Replica:
         if check not in self.owned or not self.may_run():
             return False, None
         slot = round(due * 1000)
+        if not self.reachable:
+            # The renewals, every second, find out when the database is back; a claim per
+            # run meanwhile would only knock on it (and fail) more often.
+            return True, slot
         won: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._claims.append((check, slot, won))
         if self._claiming is None or self._claiming.done():
@@ -189,9 +236,10 @@ class Replica:
         try:
             return await won, slot
         except DatabaseUnavailable:
-            # Run anyway while the lease holds: the others agree this check is ours, and the
-            # runs' unique key stores the slot once should one of them disagree.
-            return True, slot
+            # Run anyway if the check is still ours (the claim may have waited while the
+            # division changed) and the lease or the outage hold allows: the others agree the
+            # check is ours, and the runs' unique key stores the slot once should one disagree.
+            return check in self.owned and self.may_run(), slot
 
     async def _send_claims(self) -> None:
         while self._claims:

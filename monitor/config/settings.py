@@ -32,6 +32,10 @@ class ReplicaSettings(Model):
     # How long the replica's claim on its share of the checks lasts without a renewal (renewed
     # every third of it); a dead replica's checks move elsewhere after about this long.
     lease: Duration = Field(default=15.0, ge=0.1, le=3600.0)
+    # How long a replica that cannot reach the database keeps running the checks it had, from
+    # its last renewal, buffering their results: a database outage shorter than this loses no
+    # run. 0s (or anything up to `lease`) stops at the lease instead.
+    outage_hold: Duration = Field(default=120.0, ge=0.0, le=86400.0)
 
 
 class MonitorSettings(Model):
