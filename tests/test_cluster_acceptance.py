@@ -6,28 +6,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import time
-from collections import defaultdict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 from sqlalchemy import create_engine, text
 
 from monitor.cluster.division import owned_by
-from monitor.config.loader import parse_config
-from monitor.core.clock import SystemClock
-from monitor.engine.daemon import Daemon
-from monitor.metrics import Metrics
 from monitor.storage.backend import engine_url
-from monitor.storage.store import Store
 from monitor.web.heartbeats import signature
-from monitor.web.server import build_app
-from tests.conftest import start_app
+from tests.cluster import Replicas, Target, intmon_run
 from tests.postgres import postgres_only
 from tests.receiver import Receiver
 from tests.test_cli import free_port
@@ -39,27 +29,10 @@ EVERYTHING = [*CHECKS, "flaky", "job"]
 SECRET = "s3cret-s3cret-s3cret"
 
 
-@dataclass
-class Target:
-    """Every request, by path, with when it arrived; paths in `broken` answer 503."""
-
-    hits: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    broken: set[str] = field(default_factory=set)
-    url: str = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.hits[request.path].append(time.monotonic())
-        return web.Response(status=503 if request.path in self.broken else 200)
-
-
 @pytest.fixture
 async def target() -> AsyncIterator[Target]:
-    t = Target()
-    app = web.Application()
-    app.router.add_get("/{name}", t.handle)
-    runner, t.url = await start_app(app)
-    yield t
-    await runner.cleanup()
+    async with Target.serving() as t:
+        yield t
 
 
 def config_text(db_url: str, target: Target, receiver: Receiver, replica: str, **kw: str) -> str:
@@ -83,49 +56,10 @@ def config_text(db_url: str, target: Target, receiver: Receiver, replica: str, *
     return "\n".join(lines)
 
 
-class Replicas:
-    def __init__(self, db_url: str, target: Target, receiver: Receiver) -> None:
-        self.args = db_url, target, receiver
-        self.daemons: dict[str, Daemon] = {}
-        self.urls: dict[str, str] = {}
-        self._runners: list[web.AppRunner] = []
-
-    async def start(
-        self, replica: str, lease: str = "500ms", interval: str = "300ms", **kw: str
-    ) -> Daemon:
-        text = config_text(*self.args, replica=replica, lease=lease, interval=interval, **kw)
-        config = parse_config(text, env={})
-        daemon = Daemon(config, Store(config.monitor.database_url), Metrics(), SystemClock())
-        runner, self.urls[replica] = await start_app(build_app(daemon))
-        self._runners.append(runner)
-        await daemon.start()
-        self.daemons[replica] = daemon
-        return daemon
-
-    async def cluster(self, replica: str) -> dict[str, object]:
-        url = f"{self.urls[replica]}/api/cluster"
-        async with aiohttp.ClientSession() as client, client.get(url) as response:
-            return dict(await response.json())
-
-    def settled(self, *live: str) -> bool:
-        """Every replica here sees the replicas `live` and runs its share of them."""
-        return all(
-            [r.id for r in d.replica.replicas] == list(live)
-            and d.replica.owned == owned_by(name, EVERYTHING, live)
-            for name, d in self.daemons.items()
-        )
-
-    async def stop(self) -> None:
-        for daemon in self.daemons.values():
-            await daemon.stop(grace=1.0)
-        for runner in self._runners:
-            await runner.cleanup()
-
-
 async def test_three_replicas_run_and_store_each_slot_once_and_page_once(
     db_url: str, target: Target, receiver: Receiver
 ) -> None:
-    replicas = Replicas(db_url, target, receiver)
+    replicas = Replicas(lambda r: config_text(db_url, target, receiver, r), EVERYTHING)
     try:
         for name in ("r1", "r2", "r3"):
             await replicas.start(name)
@@ -168,7 +102,7 @@ async def test_three_replicas_run_and_store_each_slot_once_and_page_once(
 
         await eventually("the owner's run sees the push", fresh)
     finally:
-        await replicas.stop()
+        await replicas.close()
 
     engine = create_engine(engine_url(db_url))
     with engine.connect() as connection:
@@ -193,19 +127,14 @@ async def test_a_killed_replicas_checks_resume_elsewhere_within_two_leases(
     # The lease dominates, as in production (15 s against a few ms of takeover): the takeover's
     # own cost (reading the checks' history) is then a small part of the bound.
     interval, lease = 0.2, 1.0
-    replicas = Replicas(db_url, target, receiver)
+    timing = {"interval": "200ms", "lease": "1s"}
+    replicas = Replicas(lambda r: config_text(db_url, target, receiver, r, **timing), EVERYTHING)
     config = tmp_path / "r3.yaml"
-    port = free_port()
-    config.write_text(
-        config_text(db_url, target, receiver, "r3", interval="200ms", lease="1s", port=str(port))
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor", "run", "--config", str(config),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+    config.write_text(config_text(db_url, target, receiver, "r3", port=str(free_port()), **timing))
+    process = await intmon_run(config, tmp_path / "r3.log")
     try:
         for name in ("r1", "r2"):
-            await replicas.start(name, lease="1s", interval="200ms")
+            await replicas.start(name)
         await eventually("r3 joining", lambda: replicas.settled("r1", "r2", "r3"), within=20.0)
         theirs = owned_by("r3", CHECKS, ["r1", "r2", "r3"])
         assert theirs
@@ -225,4 +154,4 @@ async def test_a_killed_replicas_checks_resume_elsewhere_within_two_leases(
         if process.returncode is None:
             process.kill()
             await process.wait()
-        await replicas.stop()
+        await replicas.close()

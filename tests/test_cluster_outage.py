@@ -23,9 +23,10 @@ from monitor.metrics import Metrics
 from monitor.storage.backend import engine_url
 from monitor.storage.store import Store
 from monitor.storage.writer import Writer
+from tests.cluster import Replicas, Target
 from tests.postgres import PostgresServer
 from tests.receiver import Receiver
-from tests.test_cluster_acceptance import CHECKS, Replicas, Target, target  # noqa: F401
+from tests.test_cluster_acceptance import CHECKS, EVERYTHING, config_text, target  # noqa: F401
 from tests.waiting import eventually
 
 LEASE = 1.5  # seconds: retries every 0.5 s while the database is away
@@ -59,11 +60,12 @@ async def test_an_outage_longer_than_the_lease_loses_no_run_and_pages_once(
     receiver: Receiver,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    replicas = Replicas(outage_db, target, receiver)
+    timing = {"lease": f"{LEASE}s", "interval": "200ms", "outage_hold": "30s"}
+    replicas = Replicas(lambda r: config_text(outage_db, target, receiver, r, **timing), EVERYTHING)
     caplog.set_level(logging.INFO, logger="monitor.cluster.replica")
     try:
         for name in ("r1", "r2"):
-            await replicas.start(name, lease=f"{LEASE}s", interval="200ms", outage_hold="30s")
+            await replicas.start(name)
         await eventually("two replicas dividing", lambda: replicas.settled("r1", "r2"))
         shares = {name: d.replica.owned for name, d in replicas.daemons.items()}
         caplog.clear()
@@ -122,7 +124,7 @@ async def test_an_outage_longer_than_the_lease_loses_no_run_and_pages_once(
         report = await replicas.cluster("r1")
         assert [r["id"] for r in report["replicas"]] == ["r1", "r2"]  # type: ignore[index]
     finally:
-        await replicas.stop()
+        await replicas.close()
 
     engine = create_engine(engine_url(outage_db))
     with engine.connect() as connection:
