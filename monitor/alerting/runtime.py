@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col
 
 from checks.base import CheckConfig
-from monitor.alerting.machine import AlertBook, Outcome, Phase
+from monitor.alerting.machine import AlertBook, Intent, Kind, Outcome, Phase
 from monitor.alerting.notify import Notify, notification_id
 from monitor.alerting.outbox import (
     UNSENT,
@@ -38,7 +38,9 @@ from monitor.signals.per_check import CheckSignals
 from monitor.storage.writer import DatabaseUnavailable, Writer
 
 log = logging.getLogger(__name__)
-SILENCE_RELOAD = 15.0  # `intmon silence` writes from another process; pick it up this often
+# `intmon silence` writes from another process: its silences are read this often (for the
+# status and an early end), and before any page (Alerter.evaluate).
+SILENCE_RELOAD = 15.0
 
 
 class Alerter:
@@ -132,14 +134,22 @@ class Alerter:
         if not rules:
             return
         now = self.clock.time()
-        outcome = self.book.evaluate(
-            signals,
-            rules,
-            now,
-            silenced=self.silences.is_silenced(check.name, now),
-            provider=check.provider,
-            inhibit=self._inhibit,
-        )
+
+        def judge(silenced: bool) -> Outcome:
+            return self.book.evaluate(
+                signals, rules, now, silenced=silenced, provider=check.provider,
+                inhibit=self._inhibit,
+            )  # fmt: skip
+
+        outcome = judge(self.silences.is_silenced(check.name, now))
+        if self.writer.available and any(_silenceable(i) for i in outcome.intents):
+            # About to page: `intmon silence` writes from its own process, and the periodic
+            # reload may not have seen a silence set since. Read them again, so a silence
+            # holds from the moment the command returns, on every replica. (With the database
+            # away nothing is committed, see _commit, so there is nothing to read for.)
+            await self._reload_silences()
+            if self.silences.is_silenced(check.name, now):
+                outcome = judge(True)
         if not outcome.changes and not outcome.intents:
             return
         await self._commit(outcome)
@@ -268,3 +278,8 @@ class Alerter:
             if self._configured(held.check, held.rule)
         ]
         return AlertReport(generated_at=now, alerts=tuple(alerts), inhibited=tuple(inhibited))
+
+
+def _silenceable(intent: Intent) -> bool:
+    """A page a silence would hold back: not RESOLVED, which goes to whoever heard the FIRING."""
+    return not intent.silenced and intent.kind is not Kind.RESOLVED

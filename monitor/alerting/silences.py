@@ -1,7 +1,8 @@
 """Silences and maintenance windows: alerts that match are tracked but not sent.
 
 Two sources: `silences:` in the config (one-off or weekly) and runtime silences that
-`intmon silence` writes to the database, which the daemon reloads (`load_active`).
+`intmon silence` writes to the database, which the daemon reloads (`load_active`) every 15 s
+and before it commits a page, so a new silence holds at once on every replica.
 """
 
 from __future__ import annotations
