@@ -1,14 +1,15 @@
 """Replicas of one monitor on one Postgres database, for the cluster tests: in-process daemons,
-`intmon run` processes and the target they watch."""
+`intmon run` processes, the target they watch, and which process sent a request."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,6 +97,20 @@ class Replicas:
             await self.stop(replica)
 
 
+def shares(prefix: str, replicas: Sequence[str], each: int) -> dict[str, list[str]]:
+    """Check names `{prefix}{n}` such that, with all of `replicas` live, each of them runs
+    `each`: the division is a hash, so which names land where is found, not chosen."""
+    found: dict[str, list[str]] = {r: [] for r in replicas}
+    n = 0
+    while any(len(names) < each for names in found.values()):
+        name = f"{prefix}{n}"
+        (owner,) = (r for r in replicas if name in owned_by(r, [name], replicas))
+        if len(found[owner]) < each:
+            found[owner].append(name)
+        n += 1
+    return found
+
+
 async def intmon_run(config: Path, log: Path) -> asyncio.subprocess.Process:
     """`intmon run --config config` as a process of its own, its output in `log`."""
     with log.open("ab") as output:
@@ -103,3 +118,22 @@ async def intmon_run(config: Path, log: Path) -> asyncio.subprocess.Process:
             sys.executable, "-m", "monitor", "run", "--config", str(config),
             stdout=output, stderr=output,
         )  # fmt: skip
+
+
+def sender(port: int, pids: Iterable[int]) -> int | None:
+    """Which of `pids` holds the IPv4 TCP socket with local port `port`: the process that
+    made a request a server sees coming from that port. Linux only (/proc)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        columns = line.split()
+        if int(columns[1].rsplit(":", 1)[1], 16) == port:
+            inodes.add(f"socket:[{columns[9]}]")
+    for pid in pids:
+        fds = Path(f"/proc/{pid}/fd")
+        for fd in fds.iterdir() if fds.exists() else ():
+            try:
+                if os.readlink(fd) in inodes:
+                    return pid
+            except FileNotFoundError:
+                continue  # closed while we looked
+    return None

@@ -12,6 +12,8 @@ from aiohttp import web
 @dataclass
 class Receiver:
     posts: list[dict[str, Any]] = field(default_factory=list)
+    # The client port each post came from: which process sent it (tests/cluster.py `sender`).
+    ports: list[int] = field(default_factory=list)
     failing: bool = False  # answer 503 (and record nothing) while set
     refused: int = 0
     port: int = 0
@@ -29,6 +31,8 @@ class Receiver:
             self.refused += 1
             return web.Response(status=503)
         self.posts.append(await request.json())
+        assert request.transport is not None  # the request is being answered on it
+        self.ports.append(int(request.transport.get_extra_info("peername")[1]))
         if self.on_post is not None:
             self.on_post(self.posts[-1])
         return web.Response(text="ok")
