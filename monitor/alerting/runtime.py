@@ -142,7 +142,7 @@ class Alerter:
             )  # fmt: skip
 
         outcome = judge(self.silences.is_silenced(check.name, now))
-        if self.writer.available and any(_silenceable(i) for i in outcome.intents):
+        if self.writer.available and any(self._pages(i) for i in outcome.intents):
             # About to page: `intmon silence` writes from its own process, and the periodic
             # reload may not have seen a silence set since. Read them again, so a silence
             # holds from the moment the command returns, on every replica. (With the database
@@ -153,6 +153,13 @@ class Alerter:
         if not outcome.changes and not outcome.intents:
             return
         await self._commit(outcome)
+
+    def _pages(self, intent: Intent) -> bool:
+        """Whether `intent` goes to some notifier, and a silence would hold it back (not a
+        RESOLVED, which goes to whoever heard the FIRING)."""
+        if intent.silenced or intent.kind is Kind.RESOLVED:
+            return False
+        return bool(self.notify.route(intent, self._routes.get(intent.check, ())))
 
     async def _commit(self, outcome: Outcome) -> None:
         if not self.writer.available:
@@ -278,8 +285,3 @@ class Alerter:
             if self._configured(held.check, held.rule)
         ]
         return AlertReport(generated_at=now, alerts=tuple(alerts), inhibited=tuple(inhibited))
-
-
-def _silenceable(intent: Intent) -> bool:
-    """A page a silence would hold back: not RESOLVED, which goes to whoever heard the FIRING."""
-    return not intent.silenced and intent.kind is not Kind.RESOLVED
