@@ -254,6 +254,17 @@ def test_the_book_reports_only_changed_states_with_their_next_version() -> None:
     assert book.evaluations[("orders-api", "error_rate")].severity == "critical"
 
 
+def test_taking_checks_over_replaces_their_states_and_keeps_the_others() -> None:
+    mine = AlertState("mine", "error_rate", Phase.FIRING, "critical", version=4)
+    theirs = AlertState("taken", "error_rate", Phase.FIRING, "warning", version=2)
+    book = AlertBook([mine, theirs, AlertState("taken", "latency_p95", Phase.PENDING)])
+    resolved = AlertState("taken", "error_rate", Phase.OK, version=3)  # as the last owner left it
+    book.replace({"taken"}, [resolved])
+    assert book.get("mine", "error_rate") == mine
+    assert book.get("taken", "error_rate") == resolved
+    assert book.get("taken", "latency_p95") == AlertState("taken", "latency_p95")  # none stored
+
+
 def at(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 

@@ -13,6 +13,8 @@ import pytest
 import sqlalchemy.exc
 from sqlalchemy import Engine, create_engine, text
 
+from monitor.alerting.machine import AlertState, Phase
+from monitor.alerting.outbox import commit, load_states
 from monitor.storage.backend import engine_url
 from monitor.storage.shapes import (
     ShapeRow,
@@ -328,3 +330,44 @@ def test_a_failed_batch_leaves_no_check_name_behind(store: Store) -> None:
     assert fetch(store.engine, "SELECT count(*) FROM checks") == [(0,)]
     store.write_runs([record("new", 1)])  # the id is not cached from the rolled-back attempt
     assert [r.check for r in store.runs_since("new", 0)] == ["new"]
+
+
+def _two_checks_everywhere(store: Store) -> None:
+    """Rows of checks a and b in every table a restore reads."""
+    for name in ("a", "b"):
+        store.write_runs([record(name, 10, ok=False), record(name, 20, latency=0.2)])
+        store.write_runs([record(name, 30, ok=False)])
+        store.write_deprecations([DeprecationRow(check=name, first_seen=1, last_seen=2)])
+        save_learning(store.engine, ShapeRow(check=name, learned='{"l":1}', samples=3))
+        firing = AlertState(name, "error_rate", Phase.FIRING, "critical", version=1)
+        commit(store.engine, [(AlertState(name, "error_rate"), firing)], [])
+    store.rollups.rollup(0)
+
+
+def test_a_restore_of_some_checks_reads_their_rows_and_no_others(store: Store) -> None:
+    _two_checks_everywhere(store)
+    only = {"a", "not-stored"}
+    assert list(store.latest_runs(only)) == ["a"]
+    assert store.consecutive_failures(only) == {"a": 1}
+    assert {row[0] for row in store.recent_runs(0, only)} == {"a"}
+    assert list(store.deprecations(only)) == ["a"]
+    assert list(load_shapes(store.engine, only)) == ["a"]
+    assert [s.check for s in load_states(store.engine, only)] == ["a"]
+    assert {row[0] for row in store.healthy_latencies(0, only)} == {"a"}
+    assert {row[0] for row in store.rollups.hourly_p95s(0, only)} == {"a"}
+    assert {row.check for row in store.rollups.hours_since(0, only)} == {"a"}
+    # Without `only`, every check, as at start-up.
+    assert sorted(store.latest_runs()) == sorted(store.consecutive_failures()) == ["a", "b"]
+    assert {row[0] for row in store.recent_runs(0)} == {"a", "b"}
+
+
+def test_a_restore_of_more_checks_than_a_statement_can_name_reads_every_one(
+    store: Store,
+) -> None:
+    # More names than SQLite (32,766) or Postgres (65,535) take as parameters of one statement.
+    stored = [f"c{i:05d}" for i in range(0, 70_000, 997)]
+    store.write_runs([record(name, 5, ok=False) for name in stored])
+    only = {f"c{i:05d}" for i in range(70_000)}
+    assert sorted(store.latest_runs(only)) == stored
+    assert store.consecutive_failures(only) == dict.fromkeys(stored, 1)
+    assert sorted(row[0] for row in store.recent_runs(0, only)) == stored

@@ -25,7 +25,7 @@ delivery (monitor/alerting/notify.py) sit outside. Decisions worth knowing:
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from monitor.alerting.inhibit import ExplainedView, Inhibited, explained
@@ -353,6 +353,12 @@ class AlertBook:
     def replace_all(self, states: Iterable[AlertState]) -> None:
         """After a lost compare-and-set: the database is the truth."""
         self._states = {(s.check, s.rule): s for s in states}
+
+    def replace(self, checks: Collection[str], states: Iterable[AlertState]) -> None:
+        """The states of `checks` as the database has them (`states`, of those checks only):
+        checks taken over from another replica, which moved them last."""
+        kept = {key: state for key, state in self._states.items() if key[0] not in checks}
+        self._states = kept | {(s.check, s.rule): s for s in states}
 
     def active(self) -> list[AlertState]:
         """Pending and firing alerts, for `/api/alerts` and the `intmon_alert_firing` gauge."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict
 from typing import Any, TypeVar
 
@@ -39,6 +39,7 @@ from monitor.core.clock import Clock
 from monitor.core.errors import DeliveryError, StorageError
 from monitor.core.logs import fields
 from monitor.core.outage import Outage
+from monitor.storage.checkids import batches
 from monitor.storage.writer import DatabaseUnavailable, Writer
 
 log = logging.getLogger(__name__)
@@ -101,12 +102,16 @@ def create_tables(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine, tables=tables)
 
 
-def load_states(engine: Engine) -> list[AlertState]:
-    """Every alert's state, by check then rule (Postgres returns rows in no order of its own)."""
+def load_states(engine: Engine, only: Collection[str] | None = None) -> list[AlertState]:
+    """Every alert's state (or those of the checks named in `only`), by check then rule
+    (Postgres returns rows in no order of its own)."""
     query = select(AlertStateRow).order_by(col(AlertStateRow.check), col(AlertStateRow.rule))
+    states: list[AlertState] = []
     with Session(engine) as session:
-        rows = session.exec(query).all()
-    return [_to_state(row) for row in rows]
+        for batch in batches(only):
+            narrowed = query if batch is None else query.where(col(AlertStateRow.check).in_(batch))
+            states.extend(_to_state(row) for row in session.exec(narrowed))
+    return states
 
 
 def _to_state(row: AlertStateRow) -> AlertState:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -117,10 +118,10 @@ class Alerter:
             asyncio.create_task(self._housekeeping(), name="intmon-alert-housekeeping"),
         ]
 
-    async def reload_states(self) -> None:
-        """The database's alert states (another replica may have moved them): before this
-        replica judges checks it takes over. Raises DatabaseUnavailable like a read."""
-        self.book.replace_all(await self.writer.read(load_states, self.engine))
+    async def reload_states(self, checks: Collection[str]) -> None:
+        """The database's alert states of `checks` (another replica moved them last): before
+        this replica judges checks it takes over. Raises DatabaseUnavailable like a read."""
+        self.book.replace(checks, await self.writer.read(load_states, self.engine, checks))
 
     async def stop(self) -> None:
         self.delivery.stop()

@@ -168,39 +168,35 @@ class Daemon:
         log.info("watching %d checks", len(self.checks))
 
     def restore(self, only: set[str] | None = None) -> None:
-        """Blocking reads at start-up (or for checks a reload adds): last results, failure
-        streaks, recent windows, deprecations, baselines, heartbeats and throttle pauses."""
+        """Blocking reads at start-up (or for checks a reload adds or a takeover gains): last
+        results, failure streaks, recent windows, deprecations, baselines, heartbeats and
+        throttle pauses. Every read is narrowed to the checks restored, in SQL."""
         names = set(self.checks) if only is None else only
         now = self.clock.time()
-        for name, row in self.store.latest_runs().items():
-            if name in names:
-                self.states[name].seed(row)
-                self.signals[name].seed_last(self.states[name].last)
-                self._resume_heartbeat_wait(self.checks[name], row)
-        for name, count in self.store.consecutive_failures().items():
-            if name in names:
-                self.signals[name].consecutive_failures = count
+        for name, row in self.store.latest_runs(names).items():
+            self.states[name].seed(row)
+            self.signals[name].seed_last(self.states[name].last)
+            self._resume_heartbeat_wait(self.checks[name], row)
+        for name, count in self.store.consecutive_failures(names).items():
+            self.signals[name].consecutive_failures = count
         self._replay_windows(names)
         self._restore_slis(names)
         self.history.restore(self.store, now, names)
-        for name, saved in self.store.deprecations().items():
-            if name in names:
-                self.signals[name].deprecation = DeprecationRecord.from_row(saved)
+        for name, saved in self.store.deprecations(names).items():
+            self.signals[name].deprecation = DeprecationRecord.from_row(saved)
         self.shapes.restore({name: self.signals[name].shape for name in names})
         # Finished hours come from the hourly rollups, the rest of the week from raw runs.
         week_ago = now - BASELINE_HISTORY
         for check, hours in itertools.groupby(
-            self.store.rollups.hourly_p95s(week_ago, only), key=lambda row: row[0]
+            self.store.rollups.hourly_p95s(week_ago, names), key=lambda row: row[0]
         ):
-            if check in names:
-                for _, hour, p95 in hours:
-                    self.signals[check].baseline.seed_hour(hour, p95)
+            for _, hour, p95 in hours:
+                self.signals[check].baseline.seed_hour(hour, p95)
         raw_since = max(week_ago, self.store.rollups.rolled_up_until() or week_ago)
         for check, samples in itertools.groupby(
-            self.store.healthy_latencies(raw_since, only), key=lambda row: row[0]
+            self.store.healthy_latencies(raw_since, names), key=lambda row: row[0]
         ):
-            if check in names:
-                self.signals[check].seed_baseline((ts, latency) for _, ts, latency in samples)
+            self.signals[check].seed_baseline((ts, latency) for _, ts, latency in samples)
         if only is None:
             self.heartbeats.restore(load_heartbeats(self.store.engine))
             for p in load_pauses(self.store.engine):
@@ -212,9 +208,8 @@ class Daemon:
             return
         longest = max(self.signals[name].windows.max_window for name in names)
         since = self.clock.time() - longest
-        for check, ts, ok, latency, status, error_class in self.store.recent_runs(since):
-            if check in names:
-                self.signals[check].seed(ts, ok, latency, status == 429, error_class)
+        for check, ts, ok, latency, status, error_class in self.store.recent_runs(since, names):
+            self.signals[check].seed(ts, ok, latency, status == 429, error_class)
 
     def _restore_slis(self, names: set[str]) -> None:
         """Error budgets from the rollups and recent runs, so a restart keeps them."""
@@ -240,7 +235,7 @@ class Daemon:
             self.states[name] = CheckState(name)
             self.history.forget(name)
         await asyncio.to_thread(self.restore, names)
-        await self.alerter.reload_states()
+        await self.alerter.reload_states(names)
 
     async def _dispatch(self, dispatch: Dispatch) -> None:
         # Of several replicas, the one the slot is claimed by runs it; the others skip it.

@@ -54,9 +54,8 @@ class ShapeKeeper:
 
     def restore(self, trackers: Mapping[str, ShapeTracker]) -> None:
         """Blocking, at start-up (or for checks a reload adds)."""
-        for name, row in load_shapes(self.store.engine).items():
-            if name in trackers:
-                restore_tracker(trackers[name], row)
+        for name, row in load_shapes(self.store.engine, trackers.keys()).items():
+            restore_tracker(trackers[name], row)
 
     async def observe(self, name: str, tracker: ShapeTracker, result: Result) -> None:
         """After a run. A check that drifts first looks for an accept `intmon schema` wrote

@@ -124,14 +124,12 @@ class HistoryBook:
         for name in wanted:
             self._checks[name] = CheckHistory(self.hours)
         since = hour_of(now) - (self.hours - 1) * HOUR
-        for row in store.rollups.hours_since(since):
-            if row.check in wanted:
-                summary = HourSummary(row.hour, row.count, row.failures, row.p95)
-                self._checks[row.check].seed_hour(summary)
+        for row in store.rollups.hours_since(since, wanted):
+            summary = HourSummary(row.hour, row.count, row.failures, row.p95)
+            self._checks[row.check].seed_hour(summary)
         raw_since = max(since, store.rollups.rolled_up_until() or since)
-        for check, ts, ok, latency, *_ in store.recent_runs(raw_since):
-            if check in wanted:
-                self._checks[check].add(ts, ok, latency)
+        for check, ts, ok, latency, *_ in store.recent_runs(raw_since, wanted):
+            self._checks[check].add(ts, ok, latency)
 
     def _history(self, check: str) -> CheckHistory:
         history = self._checks.get(check)

@@ -260,9 +260,8 @@ def restore(store: Store, now: float, slis: Mapping[str, SliStore]) -> None:
                 sli.seed_hour(row.hour, row.count, row.failures)
     # Nothing rolled up yet: every hour comes from raw runs.
     raw_since = oldest if rolled is None else max(oldest, min(rolled, now - MINUTE_SPAN))
-    for check, ts, ok, _, _, error_class in store.recent_runs(raw_since):
-        if check in slis:
-            slis[check].add(ts, ok, error_class, hourly=rolled is None or ts >= rolled)
+    for check, ts, ok, _, _, error_class in store.recent_runs(raw_since, slis.keys()):
+        slis[check].add(ts, ok, error_class, hourly=rolled is None or ts >= rolled)
 
 
 def slo_status(sli: SliStore, slo: SloConfig, now: float) -> SloStatus:

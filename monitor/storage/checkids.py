@@ -5,12 +5,50 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Select, Table, insert
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Engine,
+    Row,
+    Select,
+    Table,
+    TextClause,
+    bindparam,
+    insert,
+    text,
+)
 from sqlalchemy import select as sa_select
 
 from monitor.storage.schema import CheckRow
 
 CHECKS: Table = CheckRow.__table__  # type: ignore[attr-defined]
+# Names in one `IN (...)`: each is a host parameter, of which SQLite takes at most 32,766 in a
+# statement (Postgres 65,535), and a list of a few hundred still plans as one key range each.
+NAMES_PER_QUERY = 500
+
+
+def batches(only: Collection[str] | None) -> Iterator[list[str] | None]:
+    """How a read of the checks named in `only` is split: one statement per item, restricted
+    to those names (`name IN (...)`), or a single None, for every check, when `only` is None.
+
+    The one place a read is narrowed to some checks: a takeover or a reload reads what its own
+    checks stored, in SQL, and never every check's rows to drop most of them.
+    """
+    if only is None:
+        yield None
+        return
+    names = sorted(only)
+    for start in range(0, len(names), NAMES_PER_QUERY):
+        yield names[start : start + NAMES_PER_QUERY]
+
+
+def narrowed(sql: str, batch: list[str] | None) -> TextClause:
+    """`sql`, a query that reads the `checks` table as `c`, for one of `batches`: its
+    `{checks}` becomes `c.name IN (...)`, or a condition that always holds for None."""
+    if batch is None:
+        return text(sql.format(checks="1 = 1"))
+    names: BindParameter[list[str]] = bindparam("names", batch, expanding=True)
+    return text(sql.format(checks="c.name IN :names")).bindparams(names)
 
 
 class CheckIds:
@@ -45,9 +83,15 @@ class CheckIds:
     def committed(self, ids: dict[str, int]) -> None:
         self._ids.update(ids)
 
-    def names(self, connection: Connection) -> dict[int, str]:
-        """Every check's name by id, read afresh."""
-        return {int(row[0]): row[1] for row in connection.execute(sa_select(CHECKS))}
+    def names(self, connection: Connection, only: Collection[str] | None = None) -> dict[int, str]:
+        """Every check's name by id (or of those named in `only` that have one), read afresh."""
+        found: dict[int, str] = {}
+        for batch in batches(only):
+            query = sa_select(CHECKS)
+            if batch is not None:
+                query = query.where(CHECKS.c.name.in_(batch))
+            found.update((int(row[0]), row[1]) for row in connection.execute(query))
+        return found
 
     def stream(
         self,
@@ -62,10 +106,8 @@ class CheckIds:
         memory, and each query is a key range of one check.
         """
         with engine.connect() as connection:
-            names = self.names(connection)
+            names = self.names(connection, only)
             streaming = connection.execution_options(stream_results=True)
             for check_id, name in sorted(names.items(), key=lambda item: item[1]):
-                if only is not None and name not in only:
-                    continue  # a takeover or a reload reads its own checks, not everyone's
                 for row in streaming.execute(query(check_id)):
                     yield name, row

@@ -206,9 +206,9 @@ class Rollups:
         )
         return ((name, int(row[0]), float(row[1])) for name, row in rows)
 
-    def hours_since(self, since: float) -> Iterator[RollupRow]:
-        """Every check's rollups of the hours starting at or after `since`, by check then hour:
-        what the status page's day of history is restored from."""
+    def hours_since(self, since: float, only: Collection[str] | None = None) -> Iterator[RollupRow]:
+        """Every check's (or those named in `only`) rollups of the hours starting at or after
+        `since`, by check then hour: what the status page's day of history is restored from."""
         rows = self.checks.stream(
             self.engine,
             lambda check_id: (
@@ -216,6 +216,7 @@ class Rollups:
                 .where(ROLLUPS.c.check_id == check_id, ROLLUPS.c.hour >= since)
                 .order_by(ROLLUPS.c.hour)
             ),
+            only,
         )
         return (_rollup_row(name, row) for name, row in rows)
 

@@ -11,10 +11,13 @@ up at the check's next run. Neither write overwrites what the other owns.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import Engine, Table, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from monitor.storage.backend import upsert
+from monitor.storage.checkids import batches
 
 
 class ShapeRow(SQLModel, table=True):
@@ -31,10 +34,17 @@ class ShapeRow(SQLModel, table=True):
 SHAPES: Table = ShapeRow.__table__  # type: ignore[attr-defined]
 
 
-def load_shapes(engine: Engine) -> dict[str, ShapeRow]:
-    """Every stored shape (blocking: call from a thread, after Store.open)."""
+def load_shapes(engine: Engine, only: Collection[str] | None = None) -> dict[str, ShapeRow]:
+    """Every stored shape, or those of the checks named in `only` (blocking: call from a
+    thread, after Store.open)."""
+    found: dict[str, ShapeRow] = {}
     with Session(engine) as session:
-        return {row.check: row for row in session.exec(select(ShapeRow))}
+        for batch in batches(only):
+            query = select(ShapeRow)
+            if batch is not None:
+                query = query.where(col(ShapeRow.check).in_(batch))
+            found.update((row.check, row) for row in session.exec(query))
+    return found
 
 
 def load_shape(engine: Engine, check: str) -> ShapeRow | None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 
-from sqlalchemy import Connection, Engine, Table, func, text
+from sqlalchemy import Connection, Engine, Table, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from monitor.storage.backend import insert_new, upsert
-from monitor.storage.checkids import CheckIds
+from monitor.storage.checkids import CheckIds, batches, narrowed
 from monitor.storage.database import Database
 from monitor.storage.rollups import Rollups
 from monitor.storage.schema import (
@@ -97,25 +97,34 @@ class Store:
         with self.engine.begin() as connection:
             upsert(connection, DEPRECATIONS, [row.model_dump() for row in rows])
 
-    def deprecations(self) -> dict[str, DeprecationRow]:
+    def deprecations(self, only: Collection[str] | None = None) -> dict[str, DeprecationRow]:
+        """The stored deprecation of every check (or of those named in `only`)."""
+        found: dict[str, DeprecationRow] = {}
         with Session(self.engine) as session:
-            return {row.check: row for row in session.exec(select(DeprecationRow))}
+            for batch in batches(only):
+                query = select(DeprecationRow)
+                if batch is not None:
+                    query = query.where(col(DeprecationRow.check).in_(batch))
+                found.update((row.check, row) for row in session.exec(query))
+        return found
 
     def recent_runs(
-        self, since: float
+        self, since: float, only: Collection[str] | None = None
     ) -> list[tuple[str, float, bool, float | None, int | None, str | None]]:
-        """(check, ts, ok, latency, status, error_class) of every run since `since`, oldest
-        first."""
+        """(check, ts, ok, latency, status, error_class) of every run since `since` of every
+        check (or of those named in `only`), each check's oldest first."""
         # One key range per check (CROSS JOIN keeps SQLite from scanning every run instead).
-        query = text(
-            """
+        sql = """
             SELECT c.name, r.ts, r.ok, r.latency, r.status, r.error_class
             FROM checks c CROSS JOIN runs r
-            WHERE r.check_id = c.id AND r.ts >= :since ORDER BY r.ts, c.name, r.seq
+            WHERE r.check_id = c.id AND {checks} AND r.ts >= :since ORDER BY r.ts, c.name, r.seq
             """
-        ).bindparams(since=since)
         with self.engine.connect() as connection:
-            return [(r[0], r[1], bool(r[2]), r[3], r[4], r[5]) for r in connection.execute(query)]
+            return [
+                (r[0], r[1], bool(r[2]), r[3], r[4], r[5])
+                for batch in batches(only)
+                for r in connection.execute(narrowed(sql, batch).bindparams(since=since))
+            ]
 
     def healthy_latencies(
         self, since: float, only: Collection[str] | None = None
@@ -136,37 +145,43 @@ class Store:
         )
         return ((name, row[0], row[1]) for name, row in rows)
 
-    def consecutive_failures(self) -> dict[str, int]:
-        """Per check, how many runs failed since its last success (all runs if none passed)."""
+    def consecutive_failures(self, only: Collection[str] | None = None) -> dict[str, int]:
+        """Per check (of those named in `only`, if given), how many runs failed since its last
+        success (all runs if none passed)."""
         # Per check: walk its rows back to the newest success, count what is after.
-        query = text(
-            """
+        sql = """
             SELECT c.name, (
                 SELECT count(*) FROM runs r WHERE r.check_id = c.id AND r.ts > coalesce(
                     (SELECT o.ts FROM runs o WHERE o.check_id = c.id AND o.ok
                      ORDER BY o.ts DESC LIMIT 1),
                     -1e300)
-            ) FROM checks c
+            ) FROM checks c WHERE {checks}
             """
-        )
         with self.engine.connect() as connection:
-            return {row[0]: int(row[1]) for row in connection.execute(query) if row[1]}
+            return {
+                row[0]: int(row[1])
+                for batch in batches(only)
+                for row in connection.execute(narrowed(sql, batch))
+                if row[1]
+            }
 
-    def latest_runs(self) -> dict[str, RunRecord]:
-        """The newest run of every check that has one."""
+    def latest_runs(self, only: Collection[str] | None = None) -> dict[str, RunRecord]:
+        """The newest run of every check that has one (of those named in `only`, if given)."""
         # CROSS JOIN makes SQLite walk the checks and seek each one's newest run; with a plain
         # join its planner may scan every run instead. Standard SQL, so Postgres plans it freely.
         # Of runs at the very same ts, the last one written (highest seq) wins.
-        query = text(
-            """
+        sql = """
             SELECT c.name, r.* FROM checks c CROSS JOIN runs r
-            WHERE r.check_id = c.id
+            WHERE r.check_id = c.id AND {checks}
               AND r.ts = (SELECT max(m.ts) FROM runs m WHERE m.check_id = c.id)
             ORDER BY r.seq
             """
-        )
         with self.engine.connect() as connection:
-            return {row[0]: RunRecord.from_row(row[0], row) for row in connection.execute(query)}
+            return {
+                row[0]: RunRecord.from_row(row[0], row)
+                for batch in batches(only)
+                for row in connection.execute(narrowed(sql, batch))
+            }
 
     def runs_since(self, check: str, since: float) -> list[RunRecord]:
         with self.engine.connect() as connection:
