@@ -63,9 +63,11 @@ class Replicas:
         self.urls: dict[str, str] = {}
         self._runners: dict[str, web.AppRunner] = {}
 
-    async def start(self, replica: str) -> Daemon:
+    async def start(self, replica: str, maintenance: float = 300.0) -> Daemon:
+        """`maintenance`: seconds between the storage maintenance loop's passes."""
         config = parse_config(self.config(replica), env={})
         daemon = Daemon(config, Store(config.monitor.database_url), Metrics(), SystemClock())
+        daemon.maintenance.interval = maintenance
         self._runners[replica], self.urls[replica] = await start_app(build_app(daemon))
         await daemon.start()
         self.daemons[replica] = daemon
@@ -75,6 +77,14 @@ class Replicas:
         """A graceful stop, as SIGTERM makes one: the replica leaves, the others take over."""
         await self.daemons.pop(replica).stop(grace=1.0)
         await self._runners.pop(replica).cleanup()
+
+    async def metric(self, replica: str, name: str) -> float:
+        """One unlabelled series, as `/metrics` of `replica` shows it."""
+        url = f"{self.urls[replica]}/metrics"
+        async with aiohttp.ClientSession() as client, client.get(url) as response:
+            page = await response.text()
+        [value] = [line.split()[1] for line in page.splitlines() if line.startswith(name + " ")]
+        return float(value)
 
     async def cluster(self, replica: str) -> dict[str, object]:
         url = f"{self.urls[replica]}/api/cluster"

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from monitor.cluster.division import config_digest, owned_by, owner
+from monitor.cluster.division import config_digest, leader, owned_by, owner
 from monitor.cluster.leases import ReplicaRow, claim, leave, renew
 from monitor.cluster.replica import Replica
 from monitor.config.loader import parse_config
@@ -18,6 +18,7 @@ from monitor.metrics import Metrics
 from monitor.storage.store import Store
 from monitor.storage.writer import Writer
 from tests.postgres import postgres_only
+from tests.waiting import eventually
 
 CHECKS = [f"check-{i}" for i in range(1000)]
 
@@ -103,3 +104,42 @@ async def test_a_replica_whose_lease_ran_out_claims_nothing_until_it_renews(stor
     assert await replica.claim("api", 20.0) == (True, 20_000)
     await replica.leave()
     await writer.close()
+
+
+@postgres_only
+async def test_the_maintenance_moves_to_another_replica_when_its_leader_dies(store: Store) -> None:
+    lease = 0.3
+    writer = Writer(store)
+
+    def replica(name: str) -> Replica:
+        return Replica(
+            ReplicaSettings(id=name, lease=lease),
+            writer,
+            FakeClock(),
+            Metrics(),
+            clustered=True,
+            digest=name,  # another config each: one leader all the same
+            checks=["api"],
+            on_gain=lambda names: asyncio.sleep(0),
+        )
+
+    first, second = sorted(["a", "b"], key=lambda name: name != leader(["a", "b"]))
+    elected, other = replica(first), replica(second)
+    assert not elected.leads()  # before its first renewal it knows of no election
+    for r in (elected, other):
+        await r.join()
+    tasks = [asyncio.create_task(r.run()) for r in (elected, other)]
+    try:
+        await eventually("one lease after its election", elected.leads)
+        assert not other.leads()
+        tasks[0].cancel()  # it dies: no more renewals, and its row stays until the lease ends
+        died = time.monotonic()
+        await eventually("the other leading", other.leads, within=4 * lease + 2.0)
+        assert not elected.leads()  # its own lease ran out first
+        assert time.monotonic() - died >= lease  # not before the dead one's lease was over
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await other.leave()
+        await writer.close()

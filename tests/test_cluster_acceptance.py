@@ -14,8 +14,10 @@ import aiohttp
 import pytest
 from sqlalchemy import create_engine, text
 
-from monitor.cluster.division import owned_by
+from monitor.cluster.division import leader, owned_by
+from monitor.metrics.values import Values
 from monitor.storage.backend import engine_url
+from monitor.storage.store import RunRecord, Store
 from monitor.web.heartbeats import signature
 from tests.cluster import Replicas, Target, intmon_run
 from tests.postgres import postgres_only
@@ -81,6 +83,7 @@ async def test_three_replicas_run_and_store_each_slot_once_and_page_once(
 
         # A broken target: one FIRING and, once fixed, one RESOLVED, whoever runs it.
         target.broken.add("/flaky")
+
         def pages() -> list[str]:
             posts = [p["title"] for p in receiver.posts if "flaky error_rate" in p["title"]]
             return [title.split(":")[0] for title in posts]
@@ -161,3 +164,57 @@ async def test_a_killed_replicas_checks_resume_elsewhere_within_two_leases(
             process.kill()
             await process.wait()
         await replicas.close()
+
+
+async def test_one_replica_maintains_the_database_and_another_takes_over_when_it_leaves(
+    db_url: str, target: Target, receiver: Receiver
+) -> None:
+    # Two hours of history from before the replicas, and a third replica's backlog later.
+    hour = int(time.time() // 3600 * 3600) - 3 * 3600
+    earlier = Store(db_url)
+    earlier.open()
+    earlier.write_runs([stored_run(hour + 60 * i) for i in range(4)])
+    replicas = Replicas(lambda r: config_text(db_url, target, receiver, r), EVERYTHING)
+    try:
+        for name in ("r1", "r2"):
+            await replicas.start(name, maintenance=0.05)
+        await eventually("two replicas", lambda: replicas.settled("r1", "r2"))
+        first = leader(["r1", "r2"])
+        assert first is not None
+        second = "r2" if first == "r1" else "r1"
+        one, other = replicas.daemons[first], replicas.daemons[second]
+        await eventually("the leader maintaining", lambda: value(one.metrics.cluster_leader) == 1)
+        assert not other.replica.leads()
+        await eventually("the hour rolled up", lambda: rollup_count(earlier, hour) == 4)
+        await eventually("a pass reported", lambda: value(one.metrics.db_size) > 0)
+        await asyncio.sleep(0.3)  # a few passes of the other's loop, which must all skip
+        # What a scrape shows: only the leader passes (and reports the database's size).
+        assert await replicas.metric(first, "intmon_cluster_leader") == 1
+        assert await replicas.metric(second, "intmon_cluster_leader") == 0
+        assert await replicas.metric(first, "intmon_db_rollup_rows_total") >= 1
+        assert await replicas.metric(second, "intmon_db_rollup_rows_total") == 0
+        assert await replicas.metric(second, "intmon_db_size_bytes") == 0
+
+        await replicas.stop(first)
+        earlier.write_runs([stored_run(hour + 1800)])  # a late run of that hour, from elsewhere
+        await eventually("the other leading", lambda: value(other.metrics.cluster_leader) == 1)
+        await eventually("the late run rolled up", lambda: rollup_count(earlier, hour) == 5)
+        await eventually("its pass reported", lambda: value(other.metrics.rollup_rows) >= 1)
+        assert await replicas.metric(second, "intmon_db_size_bytes") > 0
+    finally:
+        await replicas.close()
+        earlier.close()
+
+
+def stored_run(ts: float) -> RunRecord:
+    return RunRecord("c00", ts, True, None, 200, 0.1, "HTTP 200", {})
+
+
+def value(values: Values) -> float:
+    """The one series of a daemon's own unlabelled metric, as its next scrape shows it."""
+    [(_, _, number)] = values.family().rows
+    return number
+
+
+def rollup_count(store: Store, hour: int) -> int:
+    return sum(row.count for row in store.rollups.hours("c00", hour, hour + 3600))

@@ -9,16 +9,18 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert, text
 
 from monitor.config.loader import parse_config
 from monitor.core.clock import FakeClock
 from monitor.core.units import hour_of
 from monitor.signals.stats import quantile
-from monitor.storage.store import SCHEMA_VERSION, RunRecord, Store
+from monitor.storage.store import RUNS, SCHEMA_VERSION, RunRecord, Store
 from monitor.storage.upkeep import Maintenance, Retention
 from monitor.storage.writer import Writer
 from tests.old_schemas import VERSION_1
 from tests.postgres import postgres_only, sqlite_only
+from tests.waiting import eventually
 
 HOUR = 3600
 DAY = 86400
@@ -137,6 +139,66 @@ def test_a_late_run_of_a_rolled_up_hour_is_still_rolled_up_after_a_restart(
     again.open()  # redone once: a third process has nothing left to redo
     assert again.rollups.hours_to_roll_up(NOW - 120) == []
     again.close()
+
+
+def test_a_run_another_replica_stores_for_an_hour_rolled_up_already_is_rolled_up_again(
+    store: Store, db_url: str
+) -> None:
+    other = Store(db_url)  # another process on the same database, open since before the rollup
+    other.open()
+    store.write_runs([run("a", H + 5), run("a", H + HOUR + 5)])
+    for hour in store.rollups.hours_to_roll_up(NOW - 120):
+        store.rollups.rollup(hour)
+    other.write_runs([run("a", H + 7, ok=False)])  # its backlog, flushed after the rollup
+    assert store.rollups.hours_to_roll_up(NOW - 120) == [H]
+    store.rollups.rollup(H)
+    assert [(r.count, r.failures) for r in store.rollups.hours("a", H, H + HOUR)] == [(2, 1)]
+    assert store.rollups.hours_to_roll_up(NOW - 120) == []
+    other.close()
+
+
+def test_a_run_stored_between_the_chunks_of_its_hours_rollup_has_the_hour_redone(
+    store: Store, db_url: str
+) -> None:
+    other = Store(db_url)
+    other.open()
+    store.write_runs([run("a", H + 5), run("b", H + 5)])
+    store.rollups.rollup(H, ["a"], first=True, last=False)
+    other.write_runs([run("a", H + 9, ok=False)])  # a's chunk is done, the hour is not
+    store.rollups.rollup(H, ["b"], first=False, last=True)
+    assert store.rollups.rolled_up_until() == H + HOUR
+    assert store.rollups.hours_to_roll_up(NOW - 120)[0] == H
+    store.rollups.rollup(H)
+    assert [(r.count, r.failures) for r in store.rollups.hours("a", H, H + HOUR)] == [(2, 1)]
+    other.close()
+
+
+@postgres_only
+async def test_a_rollup_beginning_an_hour_waits_for_a_batch_of_that_hour_being_written(
+    store: Store, db_url: str
+) -> None:
+    # Rolled up to H: a batch writing a run of H is not late, and must not slip past the rollup
+    # of H that begins while it is still uncommitted.
+    store.write_runs([run("a", H - 5), run("a", H + 5)])
+    store.rollups.rollup(H - HOUR)
+    other = Store(db_url)
+    other.open()
+    with other.engine.begin() as batch:  # what Store.write_runs does, held open
+        other.rollups.mark_late(batch, [H + 9])
+        ids = other.checks.lookup(batch, ["a"])
+        batch.execute(insert(RUNS), [run("a", H + 9, ok=False).as_row(ids["a"], 0)])
+        rolling = asyncio.create_task(asyncio.to_thread(store.rollups.rollup, H))
+        await eventually("the rollup waiting for the batch", lambda: waiting_on_a_lock(store))
+        assert not rolling.done()
+    await rolling
+    assert [(r.count, r.failures) for r in store.rollups.hours("a", H, H + HOUR)] == [(2, 1)]
+    other.close()
+
+
+def waiting_on_a_lock(store: Store) -> bool:
+    query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    with store.engine.connect() as connection:
+        return bool(connection.execute(text(query)).scalar())
 
 
 async def test_maintenance_rolls_up_every_full_hour_once(

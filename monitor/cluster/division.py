@@ -27,6 +27,21 @@ def owner(check: str, replicas: Iterable[str]) -> str | None:
     return max(replicas, key=lambda replica: (weight(replica, check), replica), default=None)
 
 
+# Not a check: no check name holds parentheses (monitor.core.model.NAME_PATTERN).
+MAINTENANCE = "(maintenance)"
+
+
+def leader(replicas: Iterable[str]) -> str | None:
+    """The replica that does the cluster-wide maintenance (rollups, retention, pruning of slot
+    claims) when `replicas` are the live ones: the one that would run a pseudo-check, so every
+    replica agrees without a word, as for checks, and a join moves it one time in N.
+
+    Elected among every live replica, whatever its config digest: there is one database to
+    maintain, and a rolling config change (two digests) must not make two leaders.
+    """
+    return owner(MAINTENANCE, replicas)
+
+
 def owned_by(me: str, checks: Iterable[str], replicas: Iterable[str]) -> frozenset[str]:
     """The checks `me` runs when `replicas` (which need not list `me`) are the live ones."""
     peers = sorted({*replicas, me})

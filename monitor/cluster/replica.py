@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.cluster import leases
-from monitor.cluster.division import owned_by
+from monitor.cluster.division import leader, owned_by
 from monitor.cluster.leases import ReplicaRow
 from monitor.config.settings import ReplicaSettings
 from monitor.core.clock import Clock
@@ -88,6 +88,8 @@ class Replica:
         self._renewed_at = -math.inf  # monotonic() before the last renewal that got through
         self._settling = False  # the next renewal is the first after an outage
         self._settled = False  # that renewal was just made: the next look waits for the others
+        self._leads_from = math.inf  # monotonic() from which it does the maintenance, see leads
+        metrics.cluster_leader.set(int(not clustered))
         self._pruned_at = -math.inf
         self._stopping = asyncio.Event()
         # Claims wait here while one batch is in flight, and go together in the next: a
@@ -105,6 +107,22 @@ class Replica:
             return True
         held = self.monotonic() - self._renewed_at
         return held < self.lease or (not self.reachable and held < self.hold)
+
+    def leads(self) -> bool:
+        """Whether this replica does the cluster-wide maintenance now (monitor.storage.upkeep).
+
+        Alone (SQLite): always. Else while the live replicas elect it (division.leader) and
+        its lease holds (the lease itself, not `outage_hold`: the others elect another leader
+        once it runs out), from one lease after its election: by then the replica that led
+        before has renewed (every third of a lease) and seen it, or has lost its own lease,
+        so two replicas never maintain at once. A leader that leaves or dies is followed
+        within two leases: its row goes or runs out, then one lease.
+        """
+        if not self.clustered:
+            return True
+        now = self.monotonic()
+        held = now - self._renewed_at < self.lease
+        return not self._stopping.is_set() and held and now >= self._leads_from
 
     @property
     def digests_agree(self) -> bool:
@@ -143,7 +161,7 @@ class Replica:
             except SQLAlchemyError as exc:
                 self._lost()
                 log.warning("replica %s could not renew its lease: %s", self.id, exc)
-            if self.reachable and self.monotonic() - self._pruned_at > PRUNE_EVERY:
+            if self.reachable and self.leads() and self.monotonic() - self._pruned_at > PRUNE_EVERY:
                 await self._prune()
 
     def _lost(self) -> None:
@@ -189,6 +207,7 @@ class Replica:
         self._renewed_at = sent
         self.reachable = True
         self.replicas = tuple(live)
+        self._elect()
         if self._settling:
             # The first renewal after an outage: the others come back within OUTAGE_RETRY, and
             # the next look (a third of a lease, or a peer's lease) divides with them all.
@@ -196,6 +215,16 @@ class Replica:
             self._count()
             return
         await self._divide(adopt)
+
+    def _elect(self) -> None:
+        elected = leader(r.id for r in self.replicas) == self.id
+        if elected and self._leads_from == math.inf:
+            self._leads_from = self.monotonic() + self.lease
+            log.info("replica %s leads the maintenance from one lease on", self.id)
+        elif not elected and self._leads_from != math.inf:
+            self._leads_from = math.inf
+            log.info("replica %s hands the maintenance over", self.id)
+        self.metrics.cluster_leader.set(int(self.leads()))
 
     def _count(self) -> None:
         self.metrics.cluster_replicas.set(len(self.replicas))

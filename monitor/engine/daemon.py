@@ -82,14 +82,6 @@ class Daemon:
         )
         self.alerter = Alerter(config, self.writer, metrics, clock, self.redactor)
         self.shapes = ShapeKeeper(self.writer, store, clock, on_error=metrics.db_write_errors.inc)
-        self.maintenance = Maintenance(
-            store,
-            self.writer,
-            config.monitor.retention,
-            clock,
-            on_error=metrics.maintenance_errors.inc,
-            on_report=metrics.maintained,
-        )
         self.replica = Replica(
             config.monitor.replica,
             self.writer,
@@ -99,6 +91,15 @@ class Daemon:
             digest=config_digest(config),
             checks=self.checks,
             on_gain=self._adopt,
+        )
+        self.maintenance = Maintenance(
+            store,
+            self.writer,
+            config.monitor.retention,
+            clock,
+            on_error=metrics.maintenance_errors.inc,
+            on_report=metrics.maintained,
+            leads=self.replica.leads,  # of several replicas, one maintains the database
         )
         owns = metrics.owns = self.replica.owns
         metrics.registry.register(

@@ -80,6 +80,11 @@ class Metrics:
             "1 while a live replica runs with a config digest other than this one's.",
         )  # fmt: skip
         self.cluster_config_mismatch.set(0)
+        self.cluster_leader = Values(
+            "gauge", "intmon_cluster_leader",
+            "1 while this replica does the storage maintenance of the cluster (1 for one alone).",
+        )  # fmt: skip
+        self.cluster_leader.set(1)
         # Per-check gauges are exported by the replica that runs the check only, so summing or
         # taking max by `check` across replicas stays right; counters stay per replica.
         self.owns: Callable[[str], bool] = lambda check: True
@@ -183,7 +188,7 @@ class _Counted(TextCollector):
         for values in (
             m.notifications, m.notifier_up, m.db_write_errors, m.db_up, m.db_dropped_rows,
             m.heartbeat_pings, m.maintenance_errors, m.rows_pruned, m.rollup_rows, m.db_size,
-            m.cluster_replicas, m.cluster_config_mismatch, m.build_info,
+            m.cluster_replicas, m.cluster_config_mismatch, m.cluster_leader, m.build_info,
         ):  # fmt: skip
             yield values.family()
         yield m.lateness.family()

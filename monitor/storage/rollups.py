@@ -6,6 +6,7 @@ Run on the writer's thread only (see monitor/storage/upkeep.py), one short trans
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
@@ -21,6 +22,10 @@ from monitor.storage.schema import MetaRow, RollupRow, StoredRollup, StoredRun
 RUNS: Table = StoredRun.__table__  # type: ignore[attr-defined]
 ROLLUPS: Table = StoredRollup.__table__  # type: ignore[attr-defined]
 META: Table = MetaRow.__table__  # type: ignore[attr-defined]
+
+
+def _token() -> str:
+    return uuid.uuid4().hex
 
 
 def summarise_hour(hour: int, runs: list[tuple[bool, float | None, int | None]]) -> dict[str, Any]:
@@ -42,44 +47,54 @@ def summarise_hour(hour: int, runs: list[tuple[bool, float | None, int | None]])
     }
 
 
+ROLLED_UP_UNTIL = "rolled_up_until"  # every hour before it is rolled up (what readers use)
+ROLLING_UNTIL = "rolling_until"  # every hour before it is rolled up, or being rolled up now
+LATE = "late_hour/"  # + an hour: it got runs after its rollup began, so it is rolled up again
+LEGACY_LATE = "late_hours"  # the same, as one JSON list, written by earlier releases
+
+
 class Rollups:
     """A store's hourly rollups and the pruning that bounds its history.
 
-    Owned by the Store, which tells it about written runs (`written`) so hours that get late
-    runs are rolled up again. The bookkeeping is only touched on the writer's thread.
+    With several replicas on one database, any of them may write a run of an hour that the one
+    doing maintenance has rolled up already (a backlog flushed after an outage), so the
+    bookkeeping lives in the database, not in a process: how far rollups have got, and one
+    `meta` row per hour that must be rolled up again. A writer that stores a run of an hour
+    before ROLLING_UNTIL marks that hour (`mark_late`, in the transaction of the runs) with a
+    fresh token; the rollup of an hour first sets its own token on the hour's mark and, once
+    done, deletes the mark only if it still holds that token. A run marked meanwhile is thus
+    never lost: either the rollup read it, or its mark outlives the rollup and the next pass
+    redoes the hour. Only the writer's thread of the process doing maintenance rolls up.
     """
 
     def __init__(self, engine: Engine, checks: CheckIds) -> None:
         self.engine = engine
         self.checks = checks
-        # End of the last hour rolled up, and hours before it that got late runs since (a
-        # backlog flushed after an outage).
-        self._rolled_until: int | None = None
-        self._late_hours: set[int] = set()
+        self._tokens: dict[int, str] = {}  # hour -> this process's token on its mark
 
-    def resume(self) -> None:
-        """Pick up where the last process left off (on open), late hours included."""
-        self._rolled_until = self.rolled_up_until()
-        query = sa_select(META.c.value).where(META.c.key == "late_hours")
-        with self.engine.connect() as connection:
-            value = connection.execute(query).scalar()
-        self._late_hours = set(json.loads(value)) if value else set()
+    def mark_late(self, connection: Connection, timestamps: Iterable[float]) -> None:
+        """In the transaction that writes runs at `timestamps`: mark the hours whose rollup
+        has begun already, so they are rolled up again (by whichever replica does it, after a
+        restart too).
 
-    def mark_late(self, connection: Connection, timestamps: Iterable[float]) -> set[int]:
-        """In the transaction that writes runs at `timestamps`: note the hours already rolled
-        up that must be redone, so a restart before the re-rollup does not lose it. Returns
-        them, for `written` once the transaction has committed."""
-        if self._rolled_until is None:
-            return set()
-        until = self._rolled_until
-        late = {hour_of(ts) for ts in timestamps if ts < until}
-        if not late <= self._late_hours:
-            self._set_meta(connection, "late_hours", json.dumps(sorted(self._late_hours | late)))
-        return late
-
-    def written(self, late: set[int]) -> None:
-        """The runs `mark_late` looked at were committed."""
-        self._late_hours |= late
+        On Postgres the progress is read FOR SHARE: a rollup about to begin an hour waits for
+        this transaction to commit (and then reads these runs), or this one waits for it (and
+        then marks the hour). SQLite has one writer, whose thread also rolls up. (Before the
+        first rollup of a database there is no row to lock: a batch flushed at that moment,
+        with a run of that first hour, could go unmarked.) ROLLED_UP_UNTIL as well, for a
+        database whose rollups an earlier release began.
+        """
+        query = (
+            sa_select(META.c.value)
+            .where(META.c.key.in_([ROLLED_UP_UNTIL, ROLLING_UNTIL]))
+            .with_for_update(read=True)
+        )
+        values = [int(value) for value in connection.execute(query).scalars()]
+        if not values:
+            return  # nothing rolled up yet
+        until = max(values)
+        late = sorted({hour_of(ts) for ts in timestamps if ts < until})
+        upsert(connection, META, [{"key": f"{LATE}{hour}", "value": _token()} for hour in late])
 
     def checks_in(self, table: str) -> list[str]:
         """Every check name with rows in `runs` or `rollups`, by name."""
@@ -95,21 +110,21 @@ class Rollups:
 
     def rolled_up_until(self) -> int | None:
         """The end of the last hour rolled up; None before the first rollup."""
-        query = sa_select(META.c.value).where(META.c.key == "rolled_up_until")
         with self.engine.connect() as connection:
-            value = connection.execute(query).scalar()
-            return None if value is None else int(value)
+            return self._meta_int(connection, ROLLED_UP_UNTIL)
 
     def hours_to_roll_up(self, until: float) -> list[int]:
         """Every hour ending by `until` not rolled up yet, plus earlier hours that got late runs."""
         end = hour_of(until)
-        start = self._rolled_until
+        with self.engine.connect() as connection:
+            start = self._meta_int(connection, ROLLED_UP_UNTIL)
+            late_hours = self._late_hours(connection)
         if start is None:
             oldest = self._oldest_run()
             if oldest is None:
                 return []
             start = hour_of(oldest)
-        late = sorted(h for h in self._late_hours if h < start)
+        late = sorted(h for h in late_hours if h < start)
         return [*late, *range(start, end, int(HOUR))]
 
     def _oldest_run(self) -> float | None:
@@ -118,13 +133,18 @@ class Rollups:
             value = connection.execute(query).scalar()
             return None if value is None else float(value)
 
-    def rollup(self, hour: int, checks: list[str] | None = None, last: bool = True) -> int:
+    def rollup(
+        self, hour: int, checks: list[str] | None = None, first: bool = True, last: bool = True
+    ) -> int:
         """(Re)compute one hour's rollups of `checks` (default: all) in one transaction.
 
         Idempotent: their old rows for the hour are replaced, so a re-run after late runs is
-        exact. A caller splitting an hour into chunks of checks passes `last` on the final one,
-        which alone marks the hour done. Returns the rows written.
+        exact. A caller splitting an hour into chunks of checks passes `first` on the first
+        chunk only, which begins the hour (see the class), and `last` on the final one, which
+        alone marks the hour done. Returns the rows written.
         """
+        if first:
+            self._begin(hour)
         names = self.checks_in("runs") if checks is None else checks
         with self.engine.begin() as connection:
             ids = self.checks.lookup(connection, names)
@@ -148,18 +168,51 @@ class Rollups:
                 stale = stale.where(ROLLUPS.c.check_id.in_(ids.values()))
             connection.execute(stale.where(ROLLUPS.c.check_id.not_in(list(grouped))))
             upsert(connection, ROLLUPS, rows)
-            end = hour + int(HOUR)
-            advance = last and (self._rolled_until is None or end > self._rolled_until)
-            if advance:
-                self._set_meta(connection, "rolled_up_until", str(end))
-            if last and hour in self._late_hours:
-                left = json.dumps(sorted(self._late_hours - {hour}))
-                self._set_meta(connection, "late_hours", left)
-        if advance:
-            self._rolled_until = end
-        if last:
-            self._late_hours.discard(hour)
+            if last:
+                self._finish(connection, hour)
         return len(rows)
+
+    def _begin(self, hour: int) -> None:
+        """Before an hour's first chunk: from now on a run written for it marks it late, and
+        its mark carries this rollup's token."""
+        end = hour + int(HOUR)
+        token = _token()
+        with self.engine.begin() as connection:
+            rolling = self._meta_int(connection, ROLLING_UNTIL)
+            if rolling is None or end > rolling:
+                # Waits for writers that read the old value to commit (see mark_late).
+                self._set_meta(connection, ROLLING_UNTIL, str(end))
+            self._set_meta(connection, f"{LATE}{hour}", token)
+        self._tokens[hour] = token
+
+    def _finish(self, connection: Connection, hour: int) -> None:
+        """In the last chunk's transaction: the hour is done, unless it was marked since."""
+        end = hour + int(HOUR)
+        rolled = self._meta_int(connection, ROLLED_UP_UNTIL)
+        if rolled is None or end > rolled:
+            self._set_meta(connection, ROLLED_UP_UNTIL, str(end))
+        token = self._tokens.pop(hour, None)
+        connection.execute(
+            META.delete().where(META.c.key == f"{LATE}{hour}", META.c.value == token)
+        )
+        legacy = connection.execute(
+            sa_select(META.c.value).where(META.c.key == LEGACY_LATE)
+        ).scalar()
+        if legacy is not None and hour in json.loads(legacy):
+            left = sorted(set(json.loads(legacy)) - {hour})
+            self._set_meta(connection, LEGACY_LATE, json.dumps(left))
+
+    def _late_hours(self, connection: Connection) -> set[int]:
+        marks = sa_select(META.c.key).where(META.c.key.startswith(LATE, autoescape=True))
+        hours = {int(key.removeprefix(LATE)) for key in connection.execute(marks).scalars()}
+        legacy = connection.execute(
+            sa_select(META.c.value).where(META.c.key == LEGACY_LATE)
+        ).scalar()
+        return hours | set(json.loads(legacy) if legacy else ())
+
+    def _meta_int(self, connection: Connection, key: str) -> int | None:
+        value = connection.execute(sa_select(META.c.value).where(META.c.key == key)).scalar()
+        return None if value is None else int(value)
 
     def _set_meta(self, connection: Connection, key: str, value: str) -> None:
         upsert(connection, META, [{"key": key, "value": value}])

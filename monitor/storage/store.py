@@ -47,9 +47,8 @@ class Store:
         self.rollups = Rollups(self.engine, self.checks)
 
     def open(self) -> None:
-        """Create, upgrade or (read-only) check the schema; pick up the rollups' progress."""
+        """Create, upgrade or (read-only) check the schema."""
         self.database.open()
-        self.rollups.resume()
 
     def close(self) -> None:
         self.database.close()
@@ -59,19 +58,16 @@ class Store:
         if not records:
             return
         try:
-            ids, late = self._insert_runs(records, resolve_ties=False)
+            ids = self._insert_runs(records, resolve_ties=False)
         except IntegrityError:
             # A run of a check at the very `ts` of a stored one (a clock step back, a replayed
             # backlog): numbered past the stored ones rather than lost.
-            ids, late = self._insert_runs(records, resolve_ties=True)
+            ids = self._insert_runs(records, resolve_ties=True)
         self.checks.committed(ids)
-        self.rollups.written(late)
 
-    def _insert_runs(
-        self, records: list[RunRecord], resolve_ties: bool
-    ) -> tuple[dict[str, int], set[int]]:
+    def _insert_runs(self, records: list[RunRecord], resolve_ties: bool) -> dict[str, int]:
         with self.engine.begin() as connection:
-            late = self.rollups.mark_late(connection, (r.ts for r in records))
+            self.rollups.mark_late(connection, (r.ts for r in records))
             ids = self.checks.lookup(connection, {r.check for r in records}, create=True)
             seen: dict[tuple[int, float], int] = {}
             rows = []
@@ -84,7 +80,7 @@ class Store:
             # A run of a slot stored already (by another replica) is left out: stored once.
             claimed = RUNS.c.slot.is_not(None)
             connection.execute(insert_new(connection, RUNS, ["check_id", "slot"], claimed), rows)
-        return ids, late
+        return ids
 
     def _next_seq(self, connection: Connection, check_id: int, ts: float) -> int:
         query = sa_select(func.max(RUNS.c.seq)).where(RUNS.c.check_id == check_id, RUNS.c.ts == ts)

@@ -5,6 +5,10 @@ Everything runs on the writer's thread through `Writer.submit`, one short transa
 step and never for a whole pass. Order matters: an hour is rolled up before its raw runs can be
 pruned, and raw runs are never pruned past the last hour rolled up, so a failing rollup keeps
 history instead of losing it.
+
+With several replicas on one database the maintenance is the cluster's, not each replica's:
+`leads` says whether this process does it now (monitor.cluster.replica), and is asked before
+every step, so a replica that stops leading stops after the step under way.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class Maintenance:
         grace: float = 120.0,
         vacuum_pages: int = 1024,
         rollup_checks: int = 100,
+        leads: Callable[[], bool] = lambda: True,
     ) -> None:
         self.store = store
         self.writer = writer
@@ -74,6 +79,7 @@ class Maintenance:
         self.grace = grace
         self.vacuum_pages = vacuum_pages
         self.rollup_checks = rollup_checks
+        self.leads = leads
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
@@ -99,6 +105,10 @@ class Maintenance:
         """End `run()` after the step in progress (a pass mid-way resumes next start)."""
         self._stop.set()
 
+    def _halted(self) -> bool:
+        """Stopping, or another replica does the maintenance now: no further step."""
+        return self._stop.is_set() or not self.leads()
+
     async def _sleep(self, seconds: float) -> None:
         sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
         stopper = asyncio.ensure_future(self._stop.wait())
@@ -108,7 +118,10 @@ class Maintenance:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def run_once(self) -> MaintenanceReport:
+    async def run_once(self) -> MaintenanceReport | None:
+        """One pass; None when another replica does the maintenance."""
+        if not self.leads():
+            return None
         started = self.clock.monotonic()
         now = self.clock.time()
         report = MaintenanceReport()
@@ -142,10 +155,12 @@ class Maintenance:
         rows = 0
         for done, hour in enumerate(hours):
             for index, chunk in enumerate(chunks):
-                if self._stop.is_set():
+                if self._halted():
                     return done, rows
-                last = index == len(chunks) - 1
-                rows += await self.writer.submit(self.store.rollups.rollup, hour, chunk, last)
+                first, last = index == 0, index == len(chunks) - 1
+                rows += await self.writer.submit(
+                    self.store.rollups.rollup, hour, chunk, first=first, last=last
+                )
         return len(hours), rows
 
     async def _prune(
@@ -153,7 +168,7 @@ class Maintenance:
     ) -> int:
         checks = await self.writer.submit(self.store.rollups.checks_in, table)
         total = 0
-        while not self._stop.is_set():
+        while not self._halted():
             deleted = await self.writer.submit(prune, before, self.batch, checks)
             total += deleted
             if deleted < self.batch:
@@ -165,7 +180,7 @@ class Maintenance:
     async def vacuum(self) -> int:
         """Return freed pages to the OS, a few MB per step, until none are left."""
         left = await self.writer.submit(self.store.database.incremental_vacuum, self.vacuum_pages)
-        while left and not self._stop.is_set():
+        while left and not self._halted():
             before, left = (
                 left,
                 await self.writer.submit(self.store.database.incremental_vacuum, self.vacuum_pages),
