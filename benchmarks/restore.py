@@ -17,6 +17,7 @@ Run: .venv/bin/python benchmarks/restore.py [--backend sqlite|postgres|both] [--
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -138,7 +139,7 @@ def main() -> None:
                 lambda checks, now: load_sqlite(path, checks, now, args),
             )
         finally:
-            path.unlink(missing_ok=True)
+            shutil.rmtree(path.parent)
     if args.backend in ("postgres", "both"):
         server = PostgresServer()
         server.start()
