@@ -3,6 +3,8 @@
 `replicas`: one row per live process, its lease renewed on the database's clock, so hosts
 whose clocks disagree still agree on who is alive. `slot_claims`: one row per (check, slot)
 some replica has taken; the primary key is what makes a slot run at most once.
+A replica that joins (or joins again, its row lost) or leaves says so on `CHANNEL`, in the
+transaction that changes its row: the others hear it at the commit and divide at once.
 The tables exist on SQLite too (created with the rest), where one process owns everything.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, Table, delete
 from sqlmodel import Field, SQLModel, col, select
 
-from monitor.storage.backend import BIG_INTEGER, database_now, insert_new, upsert
+from monitor.storage.backend import BIG_INTEGER, database_now, insert_new, notify, upsert
 
 
 class ReplicaRow(SQLModel, table=True):
@@ -38,26 +40,35 @@ REPLICAS: Table = ReplicaRow.__table__  # type: ignore[attr-defined]
 CLAIMS: Table = SlotClaimRow.__table__  # type: ignore[attr-defined]
 # Only the lease and what the replica reports change on renewal; `started_at` stays.
 RENEWED = ("host", "pid", "lease_until", "config_digest", "checks_owned")
+# Postgres NOTIFY channel of joins and leaves; the payload is the replica's id.
+CHANNEL = "intmon_replicas"
 
 
 def renew(engine: Engine, me: ReplicaRow, lease: float) -> tuple[float, list[ReplicaRow]]:
-    """Extend `me`'s lease to the database's now + `lease` (joining if its row is gone),
-    delete the rows whose lease has run out, and return (database now, the live replicas)."""
+    """Extend `me`'s lease to the database's now + `lease` (joining if its row is gone or its
+    lease ran out, and then telling the others), delete the rows whose lease has run out, and
+    return (database now, the live replicas)."""
     with engine.begin() as connection:
         now = database_now(connection)
+        # Locked, so no one deletes it as expired between this look and the renewal.
+        mine = select(ReplicaRow.lease_until).where(col(ReplicaRow.id) == me.id)
+        held = connection.execute(mine.with_for_update()).scalar_one_or_none()
         row = {**me.model_dump(), "lease_until": now + lease}
         upsert(connection, REPLICAS, [row], only=RENEWED)
         # Whoever sees an expired row deletes it: a replica killed with -9 leaves one behind.
         connection.execute(delete(REPLICAS).where(col(ReplicaRow.lease_until) <= now))
+        if held is None or held <= now:
+            notify(connection, CHANNEL, me.id)
         query = select(ReplicaRow).order_by(col(ReplicaRow.id))
         live = [ReplicaRow.model_validate(dict(r._mapping)) for r in connection.execute(query)]
     return now, live
 
 
 def leave(engine: Engine, replica: str) -> None:
-    """A graceful stop: the others divide this replica's checks at their next renewal."""
+    """A graceful stop: the others hear it at the commit and divide this replica's checks."""
     with engine.begin() as connection:
         connection.execute(delete(REPLICAS).where(col(ReplicaRow.id) == replica))
+        notify(connection, CHANNEL, replica)
 
 
 def claim(engine: Engine, slots: list[tuple[str, int]], replica: str) -> set[tuple[str, int]]:

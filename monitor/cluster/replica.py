@@ -6,6 +6,11 @@ and each replica runs the checks rendezvous hashing gives it among the live repl
 config digest (monitor.cluster.division). Before a run, the owner claims the (check, slot):
 of replicas that disagree for a moment about the live set, exactly one runs the slot.
 
+Joins and leaves are also heard at once: on Postgres each replica LISTENs (storage.listener)
+for what a joining or leaving replica NOTIFYs with its row change (cluster.leases), and then
+renews straight away, which re-reads the live set and re-divides. A burst of news makes one
+renewal (plus one after it for news that came in while it ran), not one per message.
+
 A replica whose lease runs out on its own clock (measured from before the renewal it last got
 through) while the database answers stops running checks: by then the others may have taken
 them. One whose renewals fail because the database is out of reach keeps running the checks it
@@ -26,6 +31,7 @@ which no test's fake clock moves. So renewals wait with asyncio and validity is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -41,6 +47,7 @@ from monitor.cluster.leases import ReplicaRow
 from monitor.config.settings import ReplicaSettings
 from monitor.core.clock import Clock
 from monitor.metrics import Metrics
+from monitor.storage.listener import Listener
 from monitor.storage.writer import DatabaseUnavailable, Writer
 
 log = logging.getLogger(__name__)
@@ -96,6 +103,22 @@ class Replica:
         # claim costs one round trip to the database at most after the one under way.
         self._claims: list[tuple[str, int, asyncio.Future[bool]]] = []
         self._claiming: asyncio.Task[None] | None = None
+        # Set by `renew_soon`: the next renewal is due now, not at the next look.
+        self._news: set[str] = set()
+        self._poked = asyncio.Event()
+        self._listening: asyncio.Task[None] | None = None
+        self.listener = (
+            Listener(
+                self.engine,
+                leases.CHANNEL,
+                clock,
+                on_message=self._heard,
+                on_listening=lambda: self.renew_soon("listening"),
+                check_every=self.lease,
+            )
+            if clustered
+            else None
+        )
 
     def owns(self, check: str) -> bool:
         return not self.clustered or check in self.owned
@@ -145,15 +168,29 @@ class Replica:
         if self.clustered:
             await self._renew(adopt=False)
 
+    def renew_soon(self, why: str) -> None:
+        """Renew now rather than at the next look (a replica joined or left); calls before
+        that renewal starts make one renewal."""
+        self._news.add(why)
+        self._poked.set()
+
+    def _heard(self, replica: str) -> None:
+        if replica != self.id:  # this replica's own join: nothing to re-read
+            self.renew_soon(replica)
+
     async def run(self) -> None:
+        if self.listener is not None and self._listening is None:
+            self._listening = asyncio.create_task(self.listener.run(), name="intmon-listener")
         while self.clustered and not self._stopping.is_set():
             sleeper = asyncio.ensure_future(asyncio.sleep(self._next_look()))
             stopper = asyncio.ensure_future(self._stopping.wait())
-            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (sleeper, stopper):
+            poked = asyncio.ensure_future(self._poked.wait())
+            await asyncio.wait({sleeper, stopper, poked}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (sleeper, stopper, poked):
                 task.cancel()
             if self._stopping.is_set():
                 return
+            self._take_news()
             try:
                 await self._renew(adopt=True)
             except DatabaseUnavailable:
@@ -172,6 +209,13 @@ class Replica:
             )  # fmt: skip
         self.reachable = False
         self._settling = True
+
+    def _take_news(self) -> None:
+        """Before a renewal: what is heard from now on needs a renewal after this one."""
+        if self._poked.is_set():
+            log.debug("replica %s renews at once: %s", self.id, ", ".join(sorted(self._news)))
+            self._poked.clear()
+            self._news.clear()
 
     def _next_look(self) -> float:
         """A third of the lease, or sooner: just after the first peer's lease runs out. A live
@@ -294,6 +338,10 @@ class Replica:
     async def leave(self) -> None:
         """A graceful stop: stop claiming and drop the row, so the others divide at once."""
         self._stopping.set()
+        if self._listening is not None:
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listening
         if not self.clustered:
             return
         self.owned = frozenset()

@@ -1,5 +1,6 @@
 """The two databases intmon runs on, SQLite and Postgres: what their URLs mean, and the
-statements whose SQL differs between them (insert-or-update, insert-if-new, the clock).
+statements whose SQL differs between them (insert-or-update, insert-if-new, the clock, the
+notification to other processes).
 
 Everything else the store does is standard SQL that both run as it is.
 """
@@ -115,6 +116,14 @@ def insert_new(
     (partial: `where`): rows whose key is stored already are left out, atomically, so of two
     writers racing for one key exactly one gets it. Other unique keys still raise."""
     return _insert(connection)(table).on_conflict_do_nothing(index_elements=keys, index_where=where)
+
+
+def notify(connection: Connection, channel: str, payload: str) -> None:
+    """Postgres NOTIFY on `channel`, sent when the transaction commits (never for one rolled
+    back), to every connection LISTENing (`storage.listener`). Nothing on SQLite, which has
+    one process and no one to tell."""
+    if is_postgres(connection):
+        connection.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
 
 
 def database_now(connection: Connection) -> float:
