@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -78,21 +79,27 @@ def test_a_lease_not_renewed_runs_out_on_the_database_clock_and_its_row_goes(sto
     assert [r.id for r in live] == ["c"]
 
 
-@postgres_only
-async def test_a_replica_whose_lease_ran_out_claims_nothing_until_it_renews(store: Store) -> None:
-    now = [100.0]
-    writer = Writer(store)
-    replica = Replica(
-        ReplicaSettings(id="solo", lease=5.0),
-        writer,
+def replica_on(
+    store: Store, name: str, lease: float, monotonic: Callable[[], float] = time.monotonic
+) -> Replica:
+    """A replica of one check, `api`, on `store`'s database, as the daemon makes one."""
+    return Replica(
+        ReplicaSettings(id=name, lease=lease),
+        Writer(store),
         FakeClock(),
         Metrics(),
-        clustered=True,
+        clustered=not store.database.sqlite,
         digest="d",
         checks=["api"],
         on_gain=lambda names: asyncio.sleep(0),
-        monotonic=lambda: now[0],
+        monotonic=monotonic,
     )
+
+
+@postgres_only
+async def test_a_replica_whose_lease_ran_out_claims_nothing_until_it_renews(store: Store) -> None:
+    now = [100.0]
+    replica = replica_on(store, "solo", lease=5.0, monotonic=lambda: now[0])
     await replica.join()
     assert replica.owned == {"api"} and replica.ready
     assert await replica.claim("api", 10.0) == (True, 10_000)
@@ -103,7 +110,7 @@ async def test_a_replica_whose_lease_ran_out_claims_nothing_until_it_renews(stor
     await replica.join()
     assert await replica.claim("api", 20.0) == (True, 20_000)
     await replica.leave()
-    await writer.close()
+    await replica.writer.close()
 
 
 @postgres_only

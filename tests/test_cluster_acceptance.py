@@ -1,5 +1,6 @@
 """Three replicas on one Postgres database, end to end: each slot runs and is stored once,
-a dead replica's checks move on, an alert pages once, a heartbeat counts wherever it lands."""
+a dead replica's checks move on, an alert pages once, a heartbeat counts wherever it lands;
+a replica that joins or stops is heard at once, not at the others' next renewal."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -29,6 +31,9 @@ pytestmark = postgres_only
 CHECKS = [f"c{i:02d}" for i in range(30)]
 EVERYTHING = [*CHECKS, "flaky", "job"]
 SECRET = "s3cret-s3cret-s3cret"
+# Renewed every 10 s: a join or a stop noticed within a second or two was heard, not renewed.
+LONG_LEASE = "30s"
+Record = Callable[[str, object], None]
 
 
 @pytest.fixture
@@ -218,3 +223,76 @@ def value(values: Values) -> float:
 
 def rollup_count(store: Store, hour: int) -> int:
     return sum(row.count for row in store.rollups.hours("c00", hour, hour + 3600))
+
+
+async def test_a_joining_replica_is_seen_by_the_others_at_once(
+    db_url: str, target: Target, receiver: Receiver, record_property: Record
+) -> None:
+    replicas = Replicas(
+        partial(config_text, db_url, target, receiver, lease=LONG_LEASE), EVERYTHING
+    )
+    try:
+        first = await replicas.start("r1")
+        listener = first.replica.listener
+        assert listener is not None
+        await eventually("r1 listening", lambda: listener.listening)
+        await replicas.start("r2")  # returns once r2 has joined
+        took = await eventually("r1 seeing r2", lambda: replicas.settled("r1", "r2"), within=2.0)
+        report = await replicas.cluster("r1")
+        assert [r["id"] for r in report["replicas"]] == ["r1", "r2"]  # type: ignore[index]
+        record_property("join_seen_after_s", round(took, 3))
+    finally:
+        await replicas.close()
+
+
+async def test_a_replica_stopped_with_sigterm_hands_its_checks_over_at_once(
+    db_url: str, target: Target, receiver: Receiver, tmp_path: Path, record_property: Record
+) -> None:
+    bound = 2.0  # seconds from SIGTERM to the first run elsewhere: a fifth of r1's renewal period
+    replicas = Replicas(
+        partial(config_text, db_url, target, receiver, lease=LONG_LEASE), EVERYTHING
+    )
+    r2 = tmp_path / "r2.yaml"
+    r2.write_text(
+        config_text(db_url, target, receiver, "r2", lease=LONG_LEASE, port=str(free_port()))
+    )
+    process: asyncio.subprocess.Process | None = None
+    try:
+        await replicas.start("r1")
+        process = await intmon_run(r2, tmp_path / "r2.log")
+        # Heard at once with the change; without it, at r1's next renewal (10 s at most).
+        await eventually("r1 and r2 dividing", lambda: replicas.settled("r1", "r2"), 15.0)
+        theirs = owned_by("r2", EVERYTHING, ["r1", "r2"])
+        assert theirs
+        stopped = time.time()
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), timeout=15)
+        assert code == 0, (tmp_path / "r2.log").read_text()
+        exited_at = time.monotonic()
+
+        def resumed() -> bool:  # every request from now on is r1's
+            return all(
+                any(t > exited_at for t in target.hits[f"/{n}"]) for n in theirs & set(CHECKS)
+            )
+
+        await eventually("r1 running r2's checks", resumed)
+        engine = create_engine(engine_url(db_url))
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    'SELECT "check", min(slot) FROM slot_claims '
+                    "WHERE replica = 'r1' AND slot >= :t GROUP BY 1"
+                ),
+                {"t": round(stopped * 1000)},
+            ).all()
+        engine.dispose()
+        first_run = {str(check): int(slot) / 1000 for check, slot in rows}
+        assert theirs <= set(first_run), sorted(theirs - set(first_run))
+        worst = max(first_run[check] for check in theirs) - stopped
+        record_property("sigterm_handover_s", round(worst, 3))
+        assert worst <= bound, worst
+    finally:
+        if process is not None and process.returncode is None:
+            process.kill()
+            await process.wait()
+        await replicas.close()

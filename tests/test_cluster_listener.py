@@ -1,0 +1,170 @@
+"""Replicas hear joins and leaves at once (Postgres LISTEN/NOTIFY): what is announced, that a
+burst makes one renewal, that the listener outlives a restart of Postgres, and that its errors
+are logged once per outage and never with the password."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from monitor.cluster.leases import CHANNEL, leave, renew
+from monitor.cluster.replica import Replica
+from monitor.core.clock import FakeClock
+from monitor.storage.backend import notify
+from monitor.storage.listener import Listener
+from monitor.storage.store import Store
+from tests.postgres import PostgresServer, postgres_only, sqlite_only
+from tests.test_cluster import replica_on, row
+from tests.waiting import eventually
+
+Record = Callable[[str, object], None]
+
+
+def live(replica: Replica) -> list[str]:
+    return [r.id for r in replica.replicas]
+
+
+@postgres_only
+def test_a_join_a_rejoin_and_a_leave_are_announced_and_a_renewal_is_not(
+    store: Store, db_url: str
+) -> None:
+    with psycopg.connect(db_url, autocommit=True) as listening:
+        listening.execute(f"LISTEN {CHANNEL}")
+        renew(store.engine, row("a"), lease=30.0)  # joins
+        renew(store.engine, row("a"), lease=30.0)  # renews: nothing to tell
+        renew(store.engine, row("b"), lease=30.0)  # joins
+        with store.engine.begin() as connection:
+            connection.execute(text("UPDATE replicas SET lease_until = 0 WHERE id = 'a'"))
+        renew(store.engine, row("a"), lease=30.0)  # its lease had run out: joins again
+        with store.engine.begin() as connection:
+            connection.execute(text("DELETE FROM replicas WHERE id = 'b'"))
+        renew(store.engine, row("b"), lease=30.0)  # its row was gone: joins again
+        leave(store.engine, "a")
+        heard = [note.payload for note in listening.notifies(timeout=5.0, stop_after=5)]
+    assert heard == ["a", "b", "a", "b", "a"]
+
+
+@sqlite_only
+async def test_on_sqlite_a_replica_listens_to_nothing(store: Store) -> None:
+    replica = replica_on(store, "solo", lease=5.0)
+    assert replica.listener is None
+    await replica.run()  # returns at once: one process, nothing to renew or hear
+    await replica.leave()
+    await replica.writer.close()
+
+
+@postgres_only
+async def test_a_burst_of_notifications_makes_one_renewal_not_one_each(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="monitor.cluster.replica")
+
+    def renewals() -> list[list[str]]:  # what each renewal at once had heard
+        said = [r.getMessage() for r in caplog.records]
+        return [m.split(": ", 1)[1].split(", ") for m in said if "renews at once: " in m]
+
+    replica = replica_on(store, "a", lease=30.0)
+    await replica.join()
+    running = asyncio.create_task(replica.run())
+    try:
+        await eventually("the renewal once listening", lambda: renewals() == [["listening"]])
+        names = [f"r{i:02d}" for i in range(20)]
+        with store.engine.begin() as connection:
+            for name in names:
+                notify(connection, CHANNEL, name)
+        await eventually("all twenty heard", lambda: sum(map(len, renewals()[1:])) == 20)
+        # One renewal, or two if some arrived while the first was under way; not twenty.
+        assert 1 <= len(renewals()[1:]) <= 2, renewals()
+        assert sorted(n for news in renewals()[1:] for n in news) == names
+    finally:
+        await replica.leave()
+        await running
+        await replica.writer.close()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A server of the test's own, to stop and start: the session's is shared."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_after_postgres_restarts_the_listener_reconnects_and_still_hears_a_leave(
+    own_postgres: PostgresServer, caplog: pytest.LogCaptureFixture, record_property: Record
+) -> None:
+    stores = [Store(own_postgres.url("postgres")) for _ in range(2)]
+    for store in stores:
+        store.open()
+    a, b = replica_on(stores[0], "a", lease=30.0), replica_on(stores[1], "b", lease=30.0)
+    listener = a.listener
+    assert listener is not None
+    await a.join()
+    running = asyncio.create_task(a.run())
+    try:
+        await eventually("a listening", lambda: listener.listening)
+        await b.join()
+        await eventually("a hearing b join", lambda: live(a) == ["a", "b"], within=2.0)
+
+        await asyncio.to_thread(own_postgres.pg_ctl, "stop")
+        await eventually("a's listener losing its connection", lambda: not listener.listening)
+        await asyncio.to_thread(own_postgres.pg_ctl, "start")
+        await eventually("a listening again", lambda: listener.listening, within=15.0)
+
+        await b.leave()
+        # A renewal is 10 s away: only the notification can tell a this soon.
+        took = await eventually("a hearing b leave", lambda: live(a) == ["a"], within=2.0)
+        record_property("leave_heard_after_restart_s", round(took, 3))
+    finally:
+        await a.leave()
+        await running
+        for replica in (a, b):
+            await replica.writer.close()
+        for store in stores:
+            store.close()
+    said = [r for r in caplog.records if r.name == "monitor.storage.listener"]
+    warnings = [r.getMessage() for r in said if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2, warnings  # when it went, when it came back
+    assert "unavailable" in warnings[0] and "available again" in warnings[1]
+
+
+async def test_a_listener_that_cannot_connect_logs_one_outage_and_never_the_password(
+    postgres: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="monitor.storage.listener")
+    password = "pg-password-never-shown"
+    # No database has this name, and the server's refusal quotes it: an error may quote
+    # anything it was given, so what is logged is masked with the engine's password.
+    store = Store(f"postgresql://postgres:{password}@127.0.0.1:{postgres.port}/{password}")
+    listener = Listener(
+        store.engine,
+        CHANNEL,
+        FakeClock(),
+        on_message=lambda payload: None,
+        on_listening=lambda: None,
+        retry_base=0.01,
+        retry_cap=0.05,
+    )
+    task = asyncio.create_task(listener.run())
+    try:
+        await eventually("three failed attempts", lambda: listener.outage.failures >= 3)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        store.close()
+    said = [r for r in caplog.records if r.name == "monitor.storage.listener"]
+    warnings = [r.getMessage() for r in said if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert 'database "***" does not exist' in warnings[0], warnings[0]
+    assert len(said) >= 3
+    assert all(password not in r.getMessage() for r in said)
