@@ -168,3 +168,27 @@ async def test_a_listener_that_cannot_connect_logs_one_outage_and_never_the_pass
     assert 'database "***" does not exist' in warnings[0], warnings[0]
     assert len(said) >= 3
     assert all(password not in r.getMessage() for r in said)
+
+
+@postgres_only
+async def test_a_replica_that_leaves_while_renewing_stays_gone(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A renewal under way (one a notification asked for, say) must not put the row back
+    after the leave deleted it: the others would then wait a whole lease for a ghost. The two
+    race in worker threads, so the race is run several times."""
+    caplog.set_level(logging.DEBUG, logger="monitor.cluster.replica")
+    for attempt in range(20):
+        name = f"r{attempt:02d}"
+        replica = replica_on(store, name, lease=30.0)
+        await replica.join()
+        running = asyncio.create_task(replica.run())
+        replica.renew_soon("a peer")
+        started = f"replica {name} renews at once: a peer"
+        await eventually("the renewal", lambda said=started: said in caplog.text, poll=0)
+        await replica.leave()
+        await running
+        await replica.writer.close()
+        with store.engine.connect() as connection:
+            left = connection.execute(text("SELECT id FROM replicas")).scalars().all()
+        assert left == [], (attempt, left)

@@ -107,6 +107,7 @@ class Replica:
         self._news: set[str] = set()
         self._poked = asyncio.Event()
         self._listening: asyncio.Task[None] | None = None
+        self._renewing = asyncio.Lock()  # a renewal under way; `leave` waits for it
         self.listener = (
             Listener(
                 self.engine,
@@ -235,6 +236,13 @@ class Replica:
         return max(min(self.lease / 3, first_expiry), 0.01)
 
     async def _renew(self, adopt: bool) -> None:
+        async with self._renewing:
+            # Once leaving, no renewal: after the leave's delete it would put the row back,
+            # and the others would wait a whole lease for a replica that is gone.
+            if not self._stopping.is_set():
+                await self._renew_now(adopt)
+
+    async def _renew_now(self, adopt: bool) -> None:
         sent = self.monotonic()
         row = ReplicaRow(
             id=self.id,
@@ -345,8 +353,10 @@ class Replica:
         if not self.clustered:
             return
         self.owned = frozenset()
-        try:
-            await self.writer.read(leases.leave, self.engine, self.id)
-        except (DatabaseUnavailable, SQLAlchemyError) as exc:
-            log.warning("replica %s left without removing its row (its lease runs out): %s",
-                        self.id, exc)  # fmt: skip
+        async with self._renewing:  # a renewal under way ends first: the delete is the last word
+            self.owned = frozenset()  # what that renewal divided
+            try:
+                await self.writer.read(leases.leave, self.engine, self.id)
+            except (DatabaseUnavailable, SQLAlchemyError) as exc:
+                log.warning("replica %s left without removing its row (its lease runs out): %s",
+                            self.id, exc)  # fmt: skip
