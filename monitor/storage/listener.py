@@ -29,15 +29,14 @@ from monitor.core.outage import Outage, brief
 from monitor.core.redact import redact
 
 log = logging.getLogger(__name__)
-CONNECT_TIMEOUT = 10  # seconds; libpq's own default is to wait as long as TCP does
 
 
 def connect_args(engine: Engine) -> dict[str, Any]:
     """The keyword arguments psycopg.connect takes for `engine`'s database: the dialect's own
-    reading of its URL (host, port, user, password, options, query parameters)."""
+    reading of its URL (host, port, user, password, options, query parameters, and so the
+    connection timeouts `storage.database` sets)."""
     _, kwargs = engine.dialect.create_connect_args(engine.url)
     kwargs.pop("context", None)  # SQLAlchemy's type adapters: a LISTEN reads no rows
-    kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT)
     return dict(kwargs)
 
 
