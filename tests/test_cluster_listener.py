@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 from sqlalchemy import text
 
+from monitor.cluster import replica as replica_module
 from monitor.cluster.leases import CHANNEL, leave, renew
 from monitor.cluster.replica import Replica
 from monitor.core.clock import FakeClock
@@ -192,3 +194,72 @@ async def test_a_replica_that_leaves_while_renewing_stays_gone(
         with store.engine.connect() as connection:
             left = connection.execute(text("SELECT id FROM replicas")).scalars().all()
         assert left == [], (attempt, left)
+
+
+@postgres_only
+async def test_after_an_outage_what_is_heard_waits_for_the_settling_look(
+    store: Store, db_url: str
+) -> None:
+    """After an outage the replicas come back one by one; the first renewal keeps the share
+    and the look after it (2 s here) divides with all who are back. A join heard in between
+    must not start that division early: with three or more replicas it would move checks to
+    the ones back first and then back again."""
+    mine = Store(db_url, busy_timeout=0.2)  # a locked table fails a renewal in 0.2 s
+    a = replica_on(mine, "a", lease=3.0)
+    listener = a.listener
+    assert listener is not None
+    await a.join()
+    running = asyncio.create_task(a.run())
+    try:
+        await eventually("a listening", lambda: listener.listening)
+        # The database refuses a's renewals (as while it is away); the listener stays.
+        with psycopg.connect(db_url) as blocker:
+            blocker.execute("LOCK TABLE replicas IN ACCESS EXCLUSIVE MODE")
+            await eventually("a's renewal failing", lambda: not a.reachable)
+        await eventually("a's first renewal after it", lambda: a.reachable)
+        back_at = time.monotonic()
+        b = replica_on(store, "b", lease=3.0)
+        await b.join()  # announced at once, and a hears it
+        await eventually("a seeing b", lambda: live(a) == ["a", "b"])
+        waited = time.monotonic() - back_at
+        assert waited >= 1.5, waited  # the settling look; at once, it would be ~0.05 s
+        await b.leave()
+        await b.writer.close()
+    finally:
+        await a.leave()
+        await running
+        await a.writer.close()
+        mine.close()
+
+
+@postgres_only
+async def test_a_leave_waits_only_so_long_for_a_renewal_the_database_holds_up(
+    db_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop must go on (its pending results are written after the leave) even while a
+    renewal hangs on the database: the leave waits LEAVE_WAIT for it, not for ever."""
+    monkeypatch.setattr(replica_module, "LEAVE_WAIT", 0.5)
+    caplog.set_level(logging.DEBUG, logger="monitor.cluster.replica")
+    mine = Store(db_url, busy_timeout=60.0)  # a renewal waits as long as the table is locked
+    mine.open()
+    a = replica_on(mine, "a", lease=30.0)
+    await a.join()
+    running = asyncio.create_task(a.run())
+    try:
+        with psycopg.connect(db_url) as blocker:
+            blocker.execute("LOCK TABLE replicas IN ACCESS EXCLUSIVE MODE")
+            a.renew_soon("a peer")
+            await eventually("the renewal", lambda: "renews at once: a peer" in caplog.text)
+            leaving = asyncio.create_task(a.leave())
+            took = await eventually(
+                "the leave giving up on it", lambda: "leaves while a renewal" in caplog.text
+            )
+            assert took < 2.0, took
+        await leaving  # the lock is gone: the renewal, then the delete
+        with mine.engine.connect() as connection:
+            assert connection.execute(text("SELECT id FROM replicas")).all() == []
+    finally:
+        await a.leave()
+        await running
+        await a.writer.close()
+        mine.close()

@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 CLAIM_RETENTION = 3600.0  # seconds of slot claims kept; a slot is decided within a second
 PRUNE_EVERY = 60.0
 OUTAGE_RETRY = 1.0  # seconds between renewals while the database is out of reach (at most)
+# How long a leave waits for a renewal under way: milliseconds normally; longer, the database
+# hangs, and the stop goes on (the renewal may then outlive the row: its lease runs out).
+LEAVE_WAIT = 5.0
 
 
 def default_id() -> str:
@@ -183,11 +186,16 @@ class Replica:
         if self.listener is not None and self._listening is None:
             self._listening = asyncio.create_task(self.listener.run(), name="intmon-listener")
         while self.clustered and not self._stopping.is_set():
+            # After an outage the others come back one by one, each announcing it: what is
+            # heard waits for the settling look, which divides with them all (module doc).
+            heeding = not self._settled
             sleeper = asyncio.ensure_future(asyncio.sleep(self._next_look()))
             stopper = asyncio.ensure_future(self._stopping.wait())
-            poked = asyncio.ensure_future(self._poked.wait())
-            await asyncio.wait({sleeper, stopper, poked}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (sleeper, stopper, poked):
+            waits = {sleeper, stopper}
+            if heeding:
+                waits.add(asyncio.ensure_future(self._poked.wait()))
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in waits:
                 task.cancel()
             if self._stopping.is_set():
                 return
@@ -353,10 +361,21 @@ class Replica:
         if not self.clustered:
             return
         self.owned = frozenset()
-        async with self._renewing:  # a renewal under way ends first: the delete is the last word
+        # A renewal under way ends first, so the delete is the last word; none starts after.
+        waited: bool = False
+        try:
+            waited = await asyncio.wait_for(self._renewing.acquire(), LEAVE_WAIT)
+        except TimeoutError:
+            log.warning(
+                "replica %s leaves while a renewal waits for the database: should it get "
+                "through, the others take over when its lease runs out", self.id,
+            )  # fmt: skip
+        try:
             self.owned = frozenset()  # what that renewal divided
-            try:
-                await self.writer.read(leases.leave, self.engine, self.id)
-            except (DatabaseUnavailable, SQLAlchemyError) as exc:
-                log.warning("replica %s left without removing its row (its lease runs out): %s",
-                            self.id, exc)  # fmt: skip
+            await self.writer.read(leases.leave, self.engine, self.id)
+        except (DatabaseUnavailable, SQLAlchemyError) as exc:
+            log.warning("replica %s left without removing its row (its lease runs out): %s",
+                        self.id, exc)  # fmt: skip
+        finally:
+            if waited:
+                self._renewing.release()
