@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import psycopg
 import pytest
@@ -30,6 +30,23 @@ Record = Callable[[str, object], None]
 
 def live(replica: Replica) -> list[str]:
     return [r.id for r in replica.replicas]
+
+
+@contextlib.asynccontextmanager
+async def running(store: Store, name: str, lease: float) -> AsyncIterator[Replica]:
+    """A replica that has joined, renews as the daemon's does and listens; it leaves after."""
+    replica = replica_on(store, name, lease)
+    listener = replica.listener
+    assert listener is not None
+    await replica.join()
+    renewing = asyncio.create_task(replica.run())
+    try:
+        await eventually(f"{name} listening", lambda: listener.listening)
+        yield replica
+    finally:
+        await replica.leave()
+        await renewing
+        await replica.writer.close()
 
 
 @postgres_only
@@ -71,10 +88,7 @@ async def test_a_burst_of_notifications_makes_one_renewal_not_one_each(
         said = [r.getMessage() for r in caplog.records]
         return [m.split(": ", 1)[1].split(", ") for m in said if "renews at once: " in m]
 
-    replica = replica_on(store, "a", lease=30.0)
-    await replica.join()
-    running = asyncio.create_task(replica.run())
-    try:
+    async with running(store, "a", lease=30.0):
         await eventually("the renewal once listening", lambda: renewals() == [["listening"]])
         names = [f"r{i:02d}" for i in range(20)]
         with store.engine.begin() as connection:
@@ -84,10 +98,6 @@ async def test_a_burst_of_notifications_makes_one_renewal_not_one_each(
         # One renewal, or two if some arrived while the first was under way; not twenty.
         assert 1 <= len(renewals()[1:]) <= 2, renewals()
         assert sorted(n for news in renewals()[1:] for n in news) == names
-    finally:
-        await replica.leave()
-        await running
-        await replica.writer.close()
 
 
 @pytest.fixture
@@ -107,30 +117,25 @@ async def test_after_postgres_restarts_the_listener_reconnects_and_still_hears_a
     stores = [Store(own_postgres.url("postgres")) for _ in range(2)]
     for store in stores:
         store.open()
-    a, b = replica_on(stores[0], "a", lease=30.0), replica_on(stores[1], "b", lease=30.0)
-    listener = a.listener
-    assert listener is not None
-    await a.join()
-    running = asyncio.create_task(a.run())
+    b = replica_on(stores[1], "b", lease=30.0)
     try:
-        await eventually("a listening", lambda: listener.listening)
-        await b.join()
-        await eventually("a hearing b join", lambda: live(a) == ["a", "b"], within=2.0)
+        async with running(stores[0], "a", lease=30.0) as a:
+            listener = a.listener
+            assert listener is not None
+            await b.join()
+            await eventually("a hearing b join", lambda: live(a) == ["a", "b"], within=2.0)
 
-        await asyncio.to_thread(own_postgres.pg_ctl, "stop")
-        await eventually("a's listener losing its connection", lambda: not listener.listening)
-        await asyncio.to_thread(own_postgres.pg_ctl, "start")
-        await eventually("a listening again", lambda: listener.listening, within=15.0)
+            await asyncio.to_thread(own_postgres.pg_ctl, "stop")
+            await eventually("a's listener losing its connection", lambda: not listener.listening)
+            await asyncio.to_thread(own_postgres.pg_ctl, "start")
+            await eventually("a listening again", lambda: listener.listening, within=15.0)
 
-        await b.leave()
-        # A renewal is 10 s away: only the notification can tell a this soon.
-        took = await eventually("a hearing b leave", lambda: live(a) == ["a"], within=2.0)
-        record_property("leave_heard_after_restart_s", round(took, 3))
+            await b.leave()
+            # A renewal is 10 s away: only the notification can tell a this soon.
+            took = await eventually("a hearing b leave", lambda: live(a) == ["a"], within=2.0)
+            record_property("leave_heard_after_restart_s", round(took, 3))
     finally:
-        await a.leave()
-        await running
-        for replica in (a, b):
-            await replica.writer.close()
+        await b.writer.close()
         for store in stores:
             store.close()
     said = [r for r in caplog.records if r.name == "monitor.storage.listener"]
@@ -205,30 +210,22 @@ async def test_after_an_outage_what_is_heard_waits_for_the_settling_look(
     must not start that division early: with three or more replicas it would move checks to
     the ones back first and then back again."""
     mine = Store(db_url, busy_timeout=0.2)  # a locked table fails a renewal in 0.2 s
-    a = replica_on(mine, "a", lease=3.0)
-    listener = a.listener
-    assert listener is not None
-    await a.join()
-    running = asyncio.create_task(a.run())
+    b = replica_on(store, "b", lease=3.0)
     try:
-        await eventually("a listening", lambda: listener.listening)
-        # The database refuses a's renewals (as while it is away); the listener stays.
-        with psycopg.connect(db_url) as blocker:
-            blocker.execute("LOCK TABLE replicas IN ACCESS EXCLUSIVE MODE")
-            await eventually("a's renewal failing", lambda: not a.reachable)
-        await eventually("a's first renewal after it", lambda: a.reachable)
-        back_at = time.monotonic()
-        b = replica_on(store, "b", lease=3.0)
-        await b.join()  # announced at once, and a hears it
-        await eventually("a seeing b", lambda: live(a) == ["a", "b"])
-        waited = time.monotonic() - back_at
-        assert waited >= 1.5, waited  # the settling look; at once, it would be ~0.05 s
-        await b.leave()
-        await b.writer.close()
+        async with running(mine, "a", lease=3.0) as a:
+            # The database refuses a's renewals (as while it is away); the listener stays.
+            with psycopg.connect(db_url) as blocker:
+                blocker.execute("LOCK TABLE replicas IN ACCESS EXCLUSIVE MODE")
+                await eventually("a's renewal failing", lambda: not a.reachable)
+            await eventually("a's first renewal after it", lambda: a.reachable)
+            back_at = time.monotonic()
+            await b.join()  # announced at once, and a hears it
+            await eventually("a seeing b", lambda: live(a) == ["a", "b"])
+            waited = time.monotonic() - back_at
+            assert waited >= 1.5, waited  # the settling look; at once, it would be ~0.05 s
+            await b.leave()
     finally:
-        await a.leave()
-        await running
-        await a.writer.close()
+        await b.writer.close()
         mine.close()
 
 
