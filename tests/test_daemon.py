@@ -90,7 +90,9 @@ async def test_a_restarted_daemon_shows_the_last_known_state_before_its_first_ru
     config = parse_config(config_text(sandbox, db_url, 2, "100ms"), env={})
     first = Daemon(config, Store(config.monitor.database_url), Metrics(), SystemClock())
     await first.start()
-    await asyncio.sleep(0.35)
+    await eventually(
+        "both checks ran", lambda: all(first.states[n].last is not None for n in ("c00", "c01"))
+    )
     await first.stop()
 
     slow = parse_config(config_text(sandbox, db_url, 2, "1h"), env={})
