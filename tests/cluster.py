@@ -15,12 +15,14 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from sqlalchemy import create_engine, text
 
 from monitor.cluster.division import owned_by
 from monitor.config.loader import parse_config
 from monitor.core.clock import SystemClock
 from monitor.engine.daemon import Daemon
 from monitor.metrics import Metrics
+from monitor.storage.backend import engine_url
 from monitor.storage.store import Store
 from monitor.web.server import build_app
 from tests.conftest import start_app
@@ -147,3 +149,24 @@ def sender(port: int, pids: Iterable[int]) -> int | None:
             except FileNotFoundError:
                 continue  # closed while we looked
     return None
+
+
+def stored_slots(db_url: str, prefix: str) -> tuple[list[tuple[int, int]], int]:
+    """What the replicas stored: the (check id, slot) pairs stored more than once, and how many
+    runs with a slot the checks named `prefix`… have."""
+    engine = create_engine(engine_url(db_url))
+    try:
+        with engine.connect() as connection:
+            twice = connection.execute(
+                text("SELECT check_id, slot FROM runs GROUP BY 1, 2 HAVING count(*) > 1")
+            ).all()
+            stored = connection.execute(
+                text(
+                    "SELECT count(*) FROM runs r JOIN checks c ON c.id = r.check_id "
+                    "WHERE c.name LIKE :prefix AND r.slot IS NOT NULL"
+                ),
+                {"prefix": f"{prefix}%"},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return [(int(a), int(b)) for a, b in twice], int(stored)

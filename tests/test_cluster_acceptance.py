@@ -21,7 +21,7 @@ from monitor.metrics.values import Values
 from monitor.storage.backend import engine_url
 from monitor.storage.store import RunRecord, Store
 from monitor.web.heartbeats import signature
-from tests.cluster import Replicas, Target, intmon_run
+from tests.cluster import Replicas, Target, intmon_run, stored_slots
 from tests.postgres import postgres_only
 from tests.receiver import Receiver
 from tests.test_cli import free_port
@@ -117,18 +117,7 @@ async def test_three_replicas_run_and_store_each_slot_once_and_page_once(
     finally:
         await replicas.close()
 
-    engine = create_engine(engine_url(db_url))
-    with engine.connect() as connection:
-        twice = connection.execute(
-            text("SELECT check_id, slot FROM runs GROUP BY 1, 2 HAVING count(*) > 1")
-        ).all()
-        stored = connection.execute(
-            text(
-                "SELECT count(*) FROM runs r JOIN checks c ON c.id = r.check_id "
-                "WHERE c.name LIKE 'c%' AND r.slot IS NOT NULL"
-            )
-        ).scalar_one()
-    engine.dispose()
+    twice, stored = stored_slots(db_url, "c")
     assert twice == []
     # Every request any replica sent to the 30 checks' paths is stored, and once.
     assert stored == sum(len(target.hits[f"/{n}"]) for n in CHECKS) + before

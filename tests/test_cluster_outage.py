@@ -23,7 +23,7 @@ from monitor.metrics import Metrics
 from monitor.storage.backend import engine_url
 from monitor.storage.store import Store
 from monitor.storage.writer import Writer
-from tests.cluster import Replicas, Target
+from tests.cluster import Replicas, Target, stored_slots
 from tests.postgres import PostgresServer
 from tests.receiver import Receiver
 from tests.test_cluster_acceptance import CHECKS, EVERYTHING, config_text, target  # noqa: F401
@@ -126,18 +126,7 @@ async def test_an_outage_longer_than_the_lease_loses_no_run_and_pages_once(
     finally:
         await replicas.close()
 
-    engine = create_engine(engine_url(outage_db))
-    with engine.connect() as connection:
-        twice = connection.execute(
-            text("SELECT check_id, slot FROM runs GROUP BY 1, 2 HAVING count(*) > 1")
-        ).all()
-        stored = connection.execute(
-            text(
-                "SELECT count(*) FROM runs r JOIN checks c ON c.id = r.check_id "
-                "WHERE c.name LIKE 'c%' AND r.slot IS NOT NULL"
-            )
-        ).scalar_one()
-    engine.dispose()
+    twice, stored = stored_slots(outage_db, "c")
     assert twice == []
     # Every request sent to the 30 checks, before, during and after the outage, is stored.
     assert stored == sum(len(target.hits[f"/{n}"]) for n in CHECKS)
