@@ -19,6 +19,7 @@ from monitor.metrics import Metrics
 from monitor.storage.store import Store
 from monitor.storage.writer import Writer
 from tests.postgres import postgres_only
+from tests.statements import compiled_afresh
 from tests.waiting import eventually
 
 CHECKS = [f"check-{i}" for i in range(1000)]
@@ -58,6 +59,17 @@ def test_of_two_replicas_claiming_one_slot_exactly_one_wins(store: Store) -> Non
     assert [len(w) for w in won].count(1) == 1
     both = claim(store.engine, [("api", 1000), ("api", 2000), ("db", 1000)], "b")
     assert both == {("api", 2000), ("db", 1000)}  # the next slot, another check: new claims
+
+
+def test_a_claim_of_any_batch_size_reuses_the_compiled_statement(store: Store) -> None:
+    # Compiled twice, and only then: for one row, and for several (an executemany).
+    claim(store.engine, [("api", 1000)], "a")
+    claim(store.engine, [("api", 1001), ("db", 1001)], "a")
+    with compiled_afresh(store.engine) as fresh:
+        for size in (1, 2, 3, 5, 8):
+            won = claim(store.engine, [(f"c{i}", 2000 + size) for i in range(size)], "a")
+            assert len(won) == size
+    assert fresh == []
 
 
 def row(replica: str, digest: str = "d") -> ReplicaRow:

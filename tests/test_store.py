@@ -26,6 +26,7 @@ from monitor.storage.shapes import (
 from monitor.storage.store import SCHEMA_VERSION, DeprecationRow, RunRecord, SchemaError, Store
 from monitor.storage.writer import Writer
 from tests.postgres import sqlite_only
+from tests.statements import compiled_afresh
 
 
 def record(check: str, ts: float, ok: bool = True, **extra: object) -> RunRecord:
@@ -176,6 +177,25 @@ def test_history_survives_reopening_the_database(db_url: str) -> None:
     second.open()
     assert second.count_runs("a") == 50
     second.close()
+
+
+def test_write_batches_of_any_size_reuse_their_compiled_statements(store: Store) -> None:
+    """The writer's batches vary in size with the load; none must be compiled afresh."""
+
+    def write(size: int, at: float) -> None:
+        names = [f"c{at:g}-{i}" for i in range(size)]  # new checks: their ids are inserted too
+        store.write_runs([record(name, at, slot=round(at * 1000)) for name in names])
+        store.write_deprecations(
+            [DeprecationRow(check=n, first_seen=1, last_seen=at) for n in names]
+        )
+        save_learning(store.engine, ShapeRow(check=names[0], samples=size))
+
+    for size in (1, 2):  # compiled here: for one row, and for several (an executemany)
+        write(size, 100.0 + size)
+    with compiled_afresh(store.engine) as fresh:
+        for size in (1, 3, 7):
+            write(size, 200.0 + size)
+    assert fresh == []
 
 
 async def test_the_writer_batches_everything_it_is_given(store: Store) -> None:

@@ -78,8 +78,12 @@ def claim(engine: Engine, slots: list[tuple[str, int]], replica: str) -> set[tup
         return set()
     rows = [{"check": check, "slot": slot, "replica": replica} for check, slot in slots]
     with engine.begin() as connection:
-        statement = insert_new(connection, CLAIMS, ["check", "slot"]).values(rows)
-        won = connection.execute(statement.returning(CLAIMS.c.check, CLAIMS.c.slot))
+        # The rows as parameters, not in the statement (`.values(rows)`): SQLAlchemy compiles
+        # a statement with the rows in it afresh for every batch, which cost more CPU than the
+        # rest of the claim. This one is compiled once; SQLAlchemy still sends one INSERT with
+        # a VALUES row per claim ("insertmanyvalues"), so a batch is one round trip.
+        statement = insert_new(connection, CLAIMS, ["check", "slot"])
+        won = connection.execute(statement.returning(CLAIMS.c.check, CLAIMS.c.slot), rows)
         return {(str(row[0]), int(row[1])) for row in won}
 
 
