@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from aiohttp import web
 
 from monitor.cluster.division import config_digest, leader, owned_by, owner
 from monitor.cluster.leases import ReplicaRow, claim, leave, renew
 from monitor.cluster.replica import Replica
 from monitor.config.loader import parse_config
 from monitor.config.settings import ReplicaSettings
-from monitor.core.clock import FakeClock
+from monitor.core.clock import FakeClock, SystemClock
+from monitor.engine.daemon import Daemon
 from monitor.metrics import Metrics
 from monitor.storage.store import Store
 from monitor.storage.writer import Writer
@@ -162,3 +164,36 @@ async def test_the_maintenance_moves_to_another_replica_when_its_leader_dies(sto
         await asyncio.gather(*tasks, return_exceptions=True)
         await other.leave()
         await writer.close()
+
+
+@postgres_only
+async def test_a_replica_schedules_only_its_share_and_all_once_it_is_alone(
+    store: Store, serve: Callable[[web.Application], Awaitable[str]]
+) -> None:
+    """The other replicas' checks would wake the scheduler and start a task each, only to
+    be refused at the claim."""
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_get("/{name}", ok)
+    url = await serve(app)
+    names = [f"c{i}" for i in range(12)]
+    lines = [
+        f"monitor: {{database: '{store.database.url}', replica: {{id: a}}}}",
+        "checks:",
+        *(f"  - {{name: {n}, interval: 1h, request: {{url: '{url}/{n}'}}}}" for n in names),
+    ]
+    config = parse_config("\n".join(lines), env={})
+    renew(store.engine, row("b", config_digest(config)), lease=60.0)  # a peer, same config
+    daemon = Daemon(config, Store(config.monitor.database_url), Metrics(), SystemClock())
+    await daemon.start()
+    schedule = daemon._scheduler_schedule()
+    mine = owned_by("a", names, ["a", "b"])
+    assert 0 < len(mine) < len(names)
+    assert schedule.started() == mine == daemon.replica.owned
+    leave(store.engine, "b")
+    await daemon.replica.join()  # the next renewal: alone now
+    assert schedule.started() == set(names) == daemon.replica.owned
+    await daemon.stop(grace=1.0)

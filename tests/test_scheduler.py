@@ -155,3 +155,26 @@ def test_a_check_removed_and_added_again_has_one_slot_not_two() -> None:
     # Every 5 s on the new grid, and nothing from the old 10 s one.
     assert len(starts) == 6
     assert all(b - a == pytest.approx(5.0) for a, b in itertools.pairwise(starts))
+
+
+def test_checks_left_out_of_the_share_get_no_slot_and_resume_on_their_grid() -> None:
+    schedule = Schedule({"mine": 10.0, "theirs": 10.0}, now=0.0)
+    assert schedule.only({"mine"}, now=0.0) is False  # nothing came back
+    starts: list[tuple[str, float]] = []
+
+    def until(end: float) -> None:
+        while (wakeup := schedule.next_wakeup()) is not None and wakeup <= end:
+            started, _ = schedule.due(wakeup)
+            starts.extend((d.name, d.due) for d in started)
+            for d in started:
+                schedule.finished(d.name)
+
+    until(30.0)
+    # Every wake-up was for a slot of "mine": "theirs" woke nothing, yet keeps its grid.
+    assert [name for name, _ in starts] == ["mine"] * 3
+    assert schedule.started() == {"mine"}
+    assert schedule.due_at("theirs", 30.0) == next_due(30.0, 10.0, phase_of("theirs", 10.0))
+    assert schedule.only({"mine", "theirs"}, now=30.0) is True
+    until(60.0)
+    theirs = [due for name, due in starts if name == "theirs"]
+    assert theirs == pytest.approx([phase_of("theirs", 10.0) + k * 10.0 for k in (3, 4, 5)])

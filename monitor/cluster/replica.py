@@ -75,6 +75,7 @@ class Replica:
         digest: str,
         checks: Iterable[str],
         on_gain: Callable[[set[str]], Awaitable[None]],
+        on_share: Callable[[frozenset[str]], None] = lambda share: None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.id = settings.id or default_id()
@@ -90,6 +91,7 @@ class Replica:
         self.digest = digest
         self.checks = set(checks)
         self.on_gain = on_gain  # before this replica runs checks it did not run until now
+        self.on_share = on_share  # after each division, with the checks this replica runs
         self.started_at = clock.time()
         self.replicas: tuple[ReplicaRow, ...] = ()  # as of the last renewal
         self.db_now = 0.0  # the database's clock at the last renewal
@@ -306,6 +308,7 @@ class Replica:
             # owner saw instead of paging afresh.
             await self.on_gain(gained)
         self.owned = share
+        self.on_share(share)
 
     async def claim(self, check: str, due: float) -> tuple[bool, int | None]:
         """(run it, slot to store it under) for `check`'s slot due at `due`."""

@@ -13,7 +13,7 @@ import hashlib
 import heapq
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 from monitor.core.clock import Clock
@@ -60,6 +60,8 @@ class Schedule:
         self._intervals: dict[str, tuple[float, float, int]] = {}
         self._generation = 0
         self._heap: list[_Slot] = []
+        # Scheduled, but with no slot in the heap: another replica runs them (`only`).
+        self._parked: set[str] = set()
         self.running: set[str] = set()
         for name, interval in intervals.items():
             self.add(name, interval, now)
@@ -68,10 +70,37 @@ class Schedule:
         phase = phase_of(name, interval)
         self._generation += 1
         self._intervals[name] = (interval, phase, self._generation)
+        self._parked.discard(name)
         heapq.heappush(self._heap, _Slot(next_due(now, interval, phase), name, self._generation))
 
     def remove(self, name: str) -> None:
         self._intervals.pop(name, None)  # its heap slot is dropped lazily when it comes up
+        self._parked.discard(name)
+
+    def only(self, names: Collection[str], now: float) -> bool:
+        """From now on start only the checks in `names` (a replica's share); the others keep
+        their grid (`due_at`) but get no slot, so they cost no wake-up and no task just to be
+        skipped. One back in `names` starts at its first slot after `now`, as an added check
+        does. True when one came back: a sleeping scheduler must look again (`poke`)."""
+        wanted = set(names)
+        resumed = False
+        for name, (interval, phase, _) in list(self._intervals.items()):
+            if (name in wanted) != (name in self._parked):
+                continue  # started and wanted, or parked and not wanted: as it should be
+            self._generation += 1  # a slot still in the heap is dropped when it comes up
+            self._intervals[name] = (interval, phase, self._generation)
+            if name in wanted:
+                self._parked.discard(name)
+                due = next_due(now, interval, phase)
+                heapq.heappush(self._heap, _Slot(due, name, self._generation))
+                resumed = True
+            else:
+                self._parked.add(name)
+        return resumed
+
+    def started(self) -> set[str]:
+        """The checks that get slots: every scheduled one but those `only` left out."""
+        return set(self._intervals) - self._parked
 
     def due_at(self, name: str, now: float) -> float | None:
         """When `name` next starts: its first grid slot after `now` (None if not scheduled)."""
