@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Connection,
+    Engine,
     Integer,
     Table,
     create_engine,
@@ -97,7 +98,7 @@ def upsert(
     connection.execute(statement.on_conflict_do_update(index_elements=key, set_=changed), rows)
 
 
-def _insert(connection: Connection) -> Any:
+def _insert(connection: Connection | Engine) -> Any:
     dialect = connection.dialect.name
     if dialect == "postgresql":
         return postgresql.insert
@@ -107,7 +108,7 @@ def _insert(connection: Connection) -> Any:
 
 
 def insert_new(
-    connection: Connection,
+    connection: Connection | Engine,
     table: Table,
     keys: Sequence[str],
     where: ColumnElement[bool] | None = None,
