@@ -14,11 +14,14 @@ then kills one replica with SIGKILL and takes, for each check that replica had r
 gap between its last request before the kill and the first after, against 2 x max(I, lease),
 and the time from the kill to that first request (README: one lease plus one interval).
 
+`--profile FILE` records replica 0 with py-spy over the measured period (only the thread
+holding the GIL: what costs CPU) and prints where its time went.
 `--faults` instead restarts Postgres and stops it for `--outage` seconds (cluster_faults.py).
 Figures are compared with benchmarks/baseline-cluster.json; exit 1 when a guarantee breaks.
 
 Run: .venv/bin/python benchmarks/cluster.py [--checks 1000] [--interval 5] [--replicas 3]
      [--duration 30] [--lease 15] [--faults --outage 60 --outage-hold 120] [--write-baseline NAME]
+     [--profile FILE [--py-spy PATH]]
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from cluster_common import (
     stored_runs,
 )
 from harness import Processes, cpu_seconds, descendants
+from profiling import finish_profiler, start_profiler
 
 BASELINE = Path(__file__).with_name("baseline-cluster.json")
 
@@ -62,6 +66,8 @@ def parse() -> argparse.Namespace:
         "--outage-hold", type=float, default=120.0, help="monitor.replica.outage_hold, s"
     )
     parser.add_argument("--write-baseline", metavar="NAME")
+    parser.add_argument("--profile", metavar="FILE", help="py-spy replica 0's period to FILE (raw)")
+    parser.add_argument("--py-spy", help="py-spy binary (default: from PATH)")
     return parser.parse_args()
 
 
@@ -81,8 +87,12 @@ async def measure(args: argparse.Namespace, tmp: Path, processes: Processes) -> 
         await asyncio.sleep(2 * args.interval)  # every check has run; pools are warm
 
         start, cpu0 = PgReading.take(url), cpu_of(target.pids)
+        profiler = start_profiler(
+            args.profile, args.py_spy, target.pids[0], args.duration, processes, gil=True
+        )
         await asyncio.sleep(args.duration)
         end, cpu1 = PgReading.take(url), cpu_of(target.pids)
+        await asyncio.to_thread(finish_profiler, profiler, processes)
         span = end.at - start.at
         await asyncio.sleep(1.0)  # the window's last results: one write batch is 0.2 s
         figures = start.rates(end)

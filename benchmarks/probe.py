@@ -159,7 +159,7 @@ def run_intmon(args: argparse.Namespace, tmp: Path, nginx: Nginx, processes: Pro
     s0 = time.time()  # the run counters come first in the exposition: read as it starts
     before = scrape(f"{base}/metrics")
     start = Reading.take(pids, nginx)
-    profiler = start_profiler(args, child.pid, processes)
+    profiler = start_profiler(args.profile, args.py_spy, child.pid, args.period, processes)
     scrapes = scrape_during(f"{base}/metrics", args.period, args.scrape_every)
     end = Reading.take(pids, nginx)
     child.check_alive()

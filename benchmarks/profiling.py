@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import shutil
 import subprocess
@@ -19,24 +18,32 @@ from probe_common import PROFILE_SOURCES
 
 
 def start_profiler(
-    args: argparse.Namespace, pid: int, processes: Processes
+    raw_path: str | None,
+    py_spy: str | None,
+    pid: int,
+    seconds: float,
+    processes: Processes,
+    gil: bool = False,
 ) -> tuple[Child, Path] | None:
-    if not args.profile:
+    """py-spy on `pid` for `seconds`, into `raw_path` (None: no profile). `gil`: sample only
+    the thread holding the GIL, so threads waiting on the database count for nothing."""
+    if not raw_path:
         return None
-    spy = args.py_spy or shutil.which("py-spy")
+    spy = py_spy or shutil.which("py-spy")
     if spy is None:
         raise BenchError("--profile needs py-spy (pip install py-spy) or --py-spy PATH")
-    raw = Path(args.profile)
+    raw = Path(raw_path)
     argv = [
         spy,
         "record",
         "--pid",
         str(pid),
         "--duration",
-        str(round(args.period)),
+        str(round(seconds)),
         "--rate",
         "100",
         "--nonblocking",
+        *(["--gil"] if gil else []),
         "--format",
         "raw",
         "--output",
