@@ -272,7 +272,7 @@ class Replica:
         self._elect()
         if self._settling:
             # The first renewal after an outage: the others come back within OUTAGE_RETRY, and
-            # the next look (a third of a lease, or a peer's lease) divides with them all.
+            # the settling look (_next_look) divides with them all.
             self._settling, self._settled = False, True
             self._count()
             return
