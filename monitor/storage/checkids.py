@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BindParameter,
@@ -18,6 +18,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import select as sa_select
+from sqlmodel import Session, SQLModel, col, select
 
 from monitor.storage.schema import CheckRow
 
@@ -25,6 +26,7 @@ CHECKS: Table = CheckRow.__table__  # type: ignore[attr-defined]
 # Names in one `IN (...)`: each is a host parameter, of which SQLite takes at most 32,766 in a
 # statement (Postgres 65,535), and a list of a few hundred still plans as one key range each.
 NAMES_PER_QUERY = 500
+M = TypeVar("M", bound=SQLModel)
 
 
 def batches(only: Collection[str] | None) -> Iterator[list[str] | None]:
@@ -40,6 +42,19 @@ def batches(only: Collection[str] | None) -> Iterator[list[str] | None]:
     names = sorted(only)
     for start in range(0, len(names), NAMES_PER_QUERY):
         yield names[start : start + NAMES_PER_QUERY]
+
+
+def by_check(engine: Engine, model: type[M], only: Collection[str] | None = None) -> dict[str, M]:
+    """Every row of `model`, a table with one row per check keyed by its `check` column, by
+    check name; or those of the checks named in `only` (blocking: call from a thread)."""
+    found: dict[str, M] = {}
+    with Session(engine) as session:
+        for batch in batches(only):
+            query = select(model)
+            if batch is not None:
+                query = query.where(col(model.check).in_(batch))  # type: ignore[attr-defined]
+            found.update((row.check, row) for row in session.exec(query))  # type: ignore[attr-defined]
+    return found
 
 
 def narrowed(sql: str, batch: list[str] | None) -> TextClause:

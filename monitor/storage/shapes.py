@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from sqlalchemy import Engine, Table, update
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Field, Session, SQLModel, col
 
 from monitor.storage.backend import upsert
-from monitor.storage.checkids import batches
+from monitor.storage.checkids import by_check
 
 
 class ShapeRow(SQLModel, table=True):
@@ -37,14 +37,7 @@ SHAPES: Table = ShapeRow.__table__  # type: ignore[attr-defined]
 def load_shapes(engine: Engine, only: Collection[str] | None = None) -> dict[str, ShapeRow]:
     """Every stored shape, or those of the checks named in `only` (blocking: call from a
     thread, after Store.open)."""
-    found: dict[str, ShapeRow] = {}
-    with Session(engine) as session:
-        for batch in batches(only):
-            query = select(ShapeRow)
-            if batch is not None:
-                query = query.where(col(ShapeRow.check).in_(batch))
-            found.update((row.check, row) for row in session.exec(query))
-    return found
+    return by_check(engine, ShapeRow, only)
 
 
 def load_shape(engine: Engine, check: str) -> ShapeRow | None:

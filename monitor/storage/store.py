@@ -8,10 +8,9 @@ from collections.abc import Collection, Iterator
 from sqlalchemy import Connection, Engine, Table, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
 
 from monitor.storage.backend import insert_new, upsert
-from monitor.storage.checkids import CheckIds, batches, narrowed
+from monitor.storage.checkids import CheckIds, batches, by_check, narrowed
 from monitor.storage.database import Database
 from monitor.storage.rollups import Rollups
 from monitor.storage.schema import (
@@ -95,14 +94,7 @@ class Store:
 
     def deprecations(self, only: Collection[str] | None = None) -> dict[str, DeprecationRow]:
         """The stored deprecation of every check (or of those named in `only`)."""
-        found: dict[str, DeprecationRow] = {}
-        with Session(self.engine) as session:
-            for batch in batches(only):
-                query = select(DeprecationRow)
-                if batch is not None:
-                    query = query.where(col(DeprecationRow.check).in_(batch))
-                found.update((row.check, row) for row in session.exec(query))
-        return found
+        return by_check(self.engine, DeprecationRow, only)
 
     def recent_runs(
         self, since: float, only: Collection[str] | None = None
