@@ -16,6 +16,7 @@ from sqlalchemy import Engine, create_engine, text
 from monitor.alerting.machine import AlertState, Phase
 from monitor.alerting.outbox import commit, load_states
 from monitor.storage.backend import engine_url
+from monitor.storage.database import Database
 from monitor.storage.shapes import (
     ShapeRow,
     load_shapes,
@@ -391,3 +392,23 @@ def test_a_restore_of_more_checks_than_a_statement_can_name_reads_every_one(
     assert sorted(store.latest_runs(only)) == stored
     assert store.consecutive_failures(only) == dict.fromkeys(stored, 1)
     assert sorted(row[0] for row in store.recent_runs(0, only)) == stored
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", {"connect_timeout": "10", "tcp_user_timeout": "30000"}),
+        ("?connect_timeout=3", {"connect_timeout": "3", "tcp_user_timeout": "30000"}),
+    ],
+)
+def test_postgres_connections_time_out_unless_the_url_says_otherwise(
+    db_url: str, query: str, expected: dict[str, str]
+) -> None:
+    database = Database(db_url + query)
+    try:
+        with database.engine.connect() as connection:
+            params = connection.connection.driver_connection.info.get_parameters()  # type: ignore[union-attr]
+    finally:
+        database.engine.dispose()
+    assert {k: params.get(k) for k in expected} == expected
